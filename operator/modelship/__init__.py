@@ -1,0 +1,1 @@
+"""Modelship: judged shadow and canary rollouts for Triton-served models."""

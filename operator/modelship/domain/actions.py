@@ -1,0 +1,63 @@
+"""Side effects `decide` asks for; the controller carries them out in order with adapters.
+
+Each action is idempotent (server-side apply of a desired state), so replaying a decision after a crash is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from modelship.domain.status import Revision
+
+
+class Role(StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class EnsureRevision:
+    """Apply the revision's Deployment with this many replicas (0 scales it down, pods gone, object kept)."""
+
+    revision: Revision
+    role: Role
+    replicas: int
+
+
+@dataclass(frozen=True)
+class DeleteRevision:
+    """Remove a retired revision's Deployment entirely."""
+
+    revision_hash: str
+
+
+@dataclass(frozen=True)
+class SetTraffic:
+    """Desired routing: weights always sum to 100 (stable gets 100 - canary_weight)."""
+
+    stable: Revision
+    canary: Revision | None
+    canary_weight: int
+    mirror_percent: int
+
+    @property
+    def stable_weight(self) -> int:
+        return 100 - self.canary_weight
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    """A Kubernetes Event on the ModelDeployment, with the evidence in the message."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+Action = EnsureRevision | DeleteRevision | SetTraffic | EmitEvent

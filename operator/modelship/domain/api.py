@@ -1,0 +1,463 @@
+"""The ModelDeployment API (modelship.dev/v1alpha1), defined once: the CRD, docs and validation derive from it.
+
+Field descriptions become `kubectl explain` text; `x-kubernetes-validations` entries become CEL rules that the
+API server enforces, so a bad manifest is refused before it can touch the running model.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from modelship.domain.durations import Duration
+
+GROUP = "modelship.dev"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("mdep",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MAX_STEPS = 20
+MAX_SAMPLES = 16
+MAX_CUSTOM_SLOS = 16
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One CEL validation rule, rendered into the CRD as an x-kubernetes-validations entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class ApiModel(BaseModel):
+    """Base of every spec object: camelCase on the wire, unknown fields refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True, frozen=True,
+        validate_default=True,
+    )
+
+
+# --- model and serving -------------------------------------------------------------------------------------
+
+
+class ModelRef(ApiModel):
+    """The Triton model and the version this deployment should serve."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        description="Model name as it appears in the Triton model repository (a directory name)."
+    )
+    version: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,18}$")] = Field(
+        description="Triton model version to roll out: a positive integer, the version directory in the repository."
+    )
+    repository: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        description="Model repository Triton loads from, e.g. s3://models/triton, gs://..., or file:///models."
+    )
+
+
+class Resources(ApiModel):
+    """Per-pod resources of a Triton server; gpus becomes the nvidia.com/gpu request and limit."""
+
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=1, description="GPUs per pod (nvidia.com/gpu request and limit). 0 serves on CPU."
+    )
+    cpu: Annotated[str, Field(pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")] = Field(
+        default="2", description="CPU request and limit per pod, a Kubernetes quantity such as '4' or '500m'."
+    )
+    memory: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] = Field(
+        default="8Gi", description="Memory request and limit per pod, a Kubernetes quantity such as '16Gi'."
+    )
+
+
+class Toleration(ApiModel):
+    """A pod toleration, as in the core Pod API (for tainted GPU node pools)."""
+
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value when operator is Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all effects."
+    )
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
+
+
+class EnvVar(ApiModel):
+    """A plain environment variable for the Triton container."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = Field(
+        description="Variable name."
+    )
+    value: str = Field(default="", description="Variable value.")
+
+
+class Serving(ApiModel):
+    """How every revision's Triton pods run. A change here (or in model) creates a new revision."""
+
+    image: Annotated[str, Field(min_length=1)] = Field(
+        default="nvcr.io/nvidia/tritonserver:24.10-py3", description="Triton Inference Server container image."
+    )
+    replicas: Annotated[int, Field(ge=1, le=1000)] = Field(default=1, description="Triton pods per revision.")
+    resources: Resources = Field(default_factory=Resources, description="Per-pod GPU, CPU and memory.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(
+        default_factory=list, description="Tolerations for tainted (e.g. GPU) nodes."
+    )
+    env: Annotated[list[EnvVar], Field(max_length=64)] = Field(
+        default_factory=list, description="Extra environment variables for the Triton container."
+    )
+    args: Annotated[list[str], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="Extra tritonserver arguments, appended after the ones Modelship sets "
+        "(model repository, version pin, ports, metrics).",
+    )
+
+
+# --- traffic -----------------------------------------------------------------------------------------------
+
+
+class ParentRef(ApiModel):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: Annotated[str, Field(min_length=1)] = Field(description="Gateway name.")
+    namespace: str | None = Field(default=None, description="Gateway namespace; defaults to the route's.")
+    section_name: str | None = Field(default=None, description="Listener name on the Gateway.")
+
+
+class GatewayApiRouter(ApiModel):
+    """Route with a Gateway API HTTPRoute: backendRefs weights, RequestMirror filter for shadow."""
+
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=16)] = Field(
+        description="Gateways the HTTPRoute attaches to."
+    )
+    hostnames: Annotated[list[str], Field(max_length=16)] = Field(
+        default_factory=list, description="Hostnames the route answers; empty matches all."
+    )
+
+
+class IstioRouter(ApiModel):
+    """Route with an Istio VirtualService: route weights, mirror and mirrorPercentage for shadow."""
+
+    gateways: Annotated[list[str], Field(max_length=16)] = Field(
+        default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only."
+    )
+    hosts: Annotated[list[str], Field(max_length=16)] = Field(
+        default_factory=list, description="Hosts the VirtualService answers; defaults to the model Service's name."
+    )
+
+
+class NoRouter(ApiModel):
+    """No mesh: one Service selects both revisions and the canary weight is the share of ready replicas."""
+
+
+class Traffic(ApiModel):
+    """Exactly one traffic router."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "(has(self.gatewayAPI) ? 1 : 0) + (has(self.istio) ? 1 : 0) + (has(self.none) ? 1 : 0) == 1",
+                "set exactly one of traffic.gatewayAPI, traffic.istio or traffic.none",
+            )
+        )
+    )
+
+    gateway_api: GatewayApiRouter | None = Field(
+        default=None, alias="gatewayAPI", description="Use a Gateway API HTTPRoute."
+    )
+    istio: IstioRouter | None = Field(default=None, description="Use an Istio VirtualService.")
+    none: NoRouter | None = Field(default=None, description="No router: canary weight by replica ratio.")
+
+    @property
+    def kind(self) -> Literal["gatewayAPI", "istio", "none"]:
+        """The router in use; a spec without one defaults to replica-ratio so nothing is left unrouted."""
+        if self.gateway_api is not None:
+            return "gatewayAPI"
+        if self.istio is not None:
+            return "istio"
+        return "none"
+
+
+# --- rollout -----------------------------------------------------------------------------------------------
+
+
+class ShadowStage(ApiModel):
+    """Mirror live traffic to the canary (responses discarded) and judge it before it serves anyone."""
+
+    mirror_percent: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=100, description="Percent of live requests mirrored to the canary (1-100)."
+    )
+    duration: Duration = Field(description="How long the shadow stage lasts, e.g. '10m'.")
+
+
+class Approval(ApiModel):
+    """A manual gate: the rollout waits here until `kubectl modelship promote`."""
+
+
+class CanaryStep(ApiModel):
+    """One canary step: either a weight held for a duration, or an approval gate."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "has(self.weight) != has(self.approval)",
+                "a step sets exactly one of weight (with duration) or approval",
+            ),
+            cel("!has(self.weight) || has(self.duration)", "a weight step needs a duration, e.g. '5m'"),
+            cel("!has(self.approval) || !has(self.duration)", "an approval step takes no duration"),
+        )
+    )
+
+    weight: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None, description="Percent of live traffic sent to the canary during this step (1-100)."
+    )
+    duration: Duration | None = Field(default=None, description="How long the weight is held, e.g. '5m'.")
+    approval: Approval | None = Field(default=None, description="Wait for `kubectl modelship promote`.")
+
+
+class CanaryStage(ApiModel):
+    """Traffic steps; weights must increase. After the last step the canary is promoted."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "self.steps.filter(s, has(s.weight)).map(s, s.weight).isSorted() && "
+                "self.steps.filter(s, has(s.weight)).all(s, "
+                "self.steps.filter(t, has(t.weight) && t.weight == s.weight).size() == 1)",
+                "canary step weights must strictly increase, e.g. 5, 25, 50",
+                ".steps",
+            )
+        )
+    )
+
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=MAX_STEPS)] = Field(
+        description="Ordered steps; weight steps must have strictly increasing weights."
+    )
+
+
+class NoDataPolicy(StrEnum):
+    HOLD = "Hold"
+    FAIL = "Fail"
+
+
+class GpuSurgePolicy(StrEnum):
+    ALLOW = "Allow"
+    SCALE_DOWN_STABLE = "ScaleDownStable"
+    NEVER = "Never"
+
+
+class Analysis(ApiModel):
+    """How SLO checks run and how missing evidence is treated (it never counts as a pass)."""
+
+    interval: Duration = Field(default="1m", description="Time between SLO checks; also the query window.")
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Consecutive failed checks that trigger a rollback."
+    )
+    min_requests: Annotated[int, Field(ge=0)] = Field(
+        default=100,
+        description="Fewer canary requests than this in the window makes a check Inconclusive, never a pass.",
+    )
+    on_no_data: NoDataPolicy = Field(
+        default=NoDataPolicy.HOLD,
+        description="Hold: keep the step and re-check when a query returns no data; Fail: count it as a failure.",
+    )
+    on_metrics_unavailable: NoDataPolicy = Field(
+        default=NoDataPolicy.HOLD,
+        description="When Prometheus cannot be reached. Hold: wait (rolled back at progressDeadline); Fail: count it.",
+    )
+
+
+class Rollout(ApiModel):
+    """The stages a new revision goes through, and the guard rails around them."""
+
+    shadow: ShadowStage | None = Field(default=None, description="Optional shadow stage before live traffic.")
+    canary: CanaryStage = Field(
+        default_factory=lambda: CanaryStage(steps=[CanaryStep(weight=10, duration="5m")]),
+        description="Canary steps with live traffic.",
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="SLO check cadence and evidence policies.")
+    progress_deadline: Duration = Field(
+        default="15m",
+        description="Longest a stage may go without progress (pods not ready, no evidence, Prometheus down) "
+        "before rolling back. Approval waits are exempt.",
+    )
+    scale_down_delay: Duration = Field(
+        default="30s", description="Wait after traffic leaves a revision before scaling it to zero."
+    )
+    gpu_surge: GpuSurgePolicy = Field(
+        default=GpuSurgePolicy.ALLOW,
+        description="Allow: run canary pods beside stable ones; ScaleDownStable: when the canary cannot be "
+        "scheduled, free GPUs by shrinking stable, never below what its traffic share needs; Never: fail the "
+        "rollout if the canary does not fit.",
+    )
+
+
+# --- SLOs --------------------------------------------------------------------------------------------------
+
+_RATIO = cel(
+    "!has(self.maxRatioToStable) || self.maxRatioToStable > 0.0", "maxRatioToStable must be greater than 0"
+)
+
+
+class RatioBound(ApiModel):
+    """An upper bound, absolute and optionally relative to the stable revision measured in the same window."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.max) || has(self.maxRatioToStable)", "set max, maxRatioToStable or both"), _RATIO
+        )
+    )
+
+    max: Annotated[float, Field(gt=0)] | None = Field(default=None, description="Absolute upper bound.")
+    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Canary value divided by stable's must not exceed this, e.g. 1.2."
+    )
+
+
+class ErrorRateBound(RatioBound):
+    """Failed / all Triton inference requests in the window."""
+
+    max: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="Highest acceptable error ratio, 0-1 (0.01 = 1%)."
+    )
+
+
+class CustomSlo(ApiModel):
+    """A PromQL query per revision; templating: {{namespace}} {{name}} {{revision}} {{model}} {{version}} {{interval}}."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.min) || has(self.max)", "a custom SLO needs min, max or both"),
+            cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+            cel(
+                "self.query.contains('{{namespace}}')",
+                'the query must select namespace="{{namespace}}" so it only reads this namespace',
+                ".query",
+            ),
+        )
+    )
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
+        description="Name shown in status and Events (DNS label)."
+    )
+    query: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+        description="PromQL returning one value for a revision; every selector must carry "
+        'namespace="{{namespace}}".'
+    )
+    min: float | None = Field(default=None, description="Lowest acceptable value.")
+    max: float | None = Field(default=None, description="Highest acceptable value.")
+
+
+class Slo(ApiModel):
+    """Service level objectives judged on Triton's own metrics; no PromQL needed for the built-in ones."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "self.custom.all(c, self.custom.filter(d, d.name == c.name).size() == 1)",
+                "custom SLO names must be unique",
+                ".custom",
+            )
+        )
+    )
+
+    error_rate: ErrorRateBound | None = Field(default=None, description="Failed / all inference requests.")
+    latency_p99_ms: RatioBound | None = Field(default=None, description="p99 request latency in milliseconds.")
+    latency_p95_ms: RatioBound | None = Field(default=None, description="p95 request latency in milliseconds.")
+    queue_p99_ms: RatioBound | None = Field(default=None, description="p99 time queued in Triton, milliseconds.")
+    custom: Annotated[list[CustomSlo], Field(max_length=MAX_CUSTOM_SLOS)] = Field(
+        default_factory=list, description="Extra PromQL checks with templating."
+    )
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+class ContractMode(StrEnum):
+    STRICT = "Strict"
+    COMPATIBLE = "Compatible"
+    OFF = "Off"
+
+
+TensorData = list[float] | list[int] | list[bool] | list[str]
+
+
+class SampleInput(ApiModel):
+    """One input tensor of a sample request (KServe v2 inference protocol)."""
+
+    name: Annotated[str, Field(min_length=1)] = Field(description="Input tensor name.")
+    datatype: Annotated[str, Field(pattern=r"^(BOOL|UINT8|UINT16|UINT32|UINT64|INT8|INT16|INT32|INT64|FP16|FP32|FP64|BYTES)$")] = Field(
+        description="KServe v2 datatype, e.g. FP32."
+    )
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0, max_length=8)] = Field(
+        description="Tensor shape, e.g. [1, 4]."
+    )
+    data: Annotated[list[float | str | bool], Field(max_length=4096)] = Field(
+        description="Flattened tensor values, row-major."
+    )
+
+
+class ExpectedOutput(ApiModel):
+    """What one output tensor of a sample must look like."""
+
+    name: Annotated[str, Field(min_length=1)] = Field(description="Output tensor name.")
+    datatype: str | None = Field(default=None, description="Expected datatype, e.g. FP32.")
+    shape: list[int] | None = Field(default=None, description="Expected shape.")
+    data: list[float | str | bool] | None = Field(default=None, description="Expected values (flattened).")
+    tolerance: Annotated[float, Field(ge=0)] = Field(
+        default=1e-4, description="Absolute tolerance when comparing numeric values."
+    )
+
+
+class SampleExpectation(ApiModel):
+    """Expected outputs of a sample request."""
+
+    outputs: Annotated[list[ExpectedOutput], Field(max_length=32)] = Field(
+        default_factory=list, description="Outputs that must be present and match."
+    )
+
+
+class Sample(ApiModel):
+    """An inference request sent to every canary pod before any traffic moves."""
+
+    name: str | None = Field(default=None, description="Optional label for messages.")
+    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(description="Input tensors.")
+    expect: SampleExpectation = Field(default_factory=SampleExpectation, description="Expected outputs.")
+
+
+class Validation(ApiModel):
+    """Model-aware checks on the canary before it receives traffic."""
+
+    contract: ContractMode = Field(
+        default=ContractMode.STRICT,
+        description="Strict: inputs/outputs (names, datatypes, shapes) must equal stable's. Compatible: the "
+        "canary may add outputs and widen dimensions to -1. Off: not checked.",
+    )
+    samples: Annotated[list[Sample], Field(max_length=MAX_SAMPLES)] = Field(
+        default_factory=list, description="Sample inferences that must succeed and match."
+    )
+
+
+# --- the resource ------------------------------------------------------------------------------------------
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state: which model version to serve, how, and how to roll it out safely."""
+
+    model: ModelRef = Field(description="Model name, version and repository.")
+    serving: Serving = Field(default_factory=Serving, description="Triton serving spec for every revision.")
+    traffic: Traffic = Field(
+        default_factory=lambda: Traffic(none=NoRouter()), description="Traffic router (exactly one)."
+    )
+    rollout: Rollout = Field(default_factory=Rollout, description="Shadow and canary stages and guard rails.")
+    slo: Slo = Field(default_factory=Slo, description="SLO thresholds that gate every step.")
+    validation: Validation = Field(default_factory=Validation, description="Checks before traffic moves.")

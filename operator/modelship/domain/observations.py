@@ -1,0 +1,93 @@
+"""What the controller saw this reconcile: plain data handed to `decide`, gathered by adapters.
+
+Adapters turn every failure into data here (an outage is `MetricsSnapshot(available=False)`, a dead pod is a
+`ValidationReport` problem) so the engine can judge it; nothing in this module performs I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from modelship.domain.status import ManualRequest
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """A revision's Deployment as Kubernetes reports it."""
+
+    hash: str
+    desired_replicas: int
+    ready_replicas: int
+    updated: bool = True
+    unschedulable: str | None = None
+    """Scheduler's message when some pod cannot be placed (e.g. 'Insufficient nvidia.com/gpu'), else None."""
+
+    @property
+    def available(self) -> bool:
+        return self.desired_replicas > 0 and self.ready_replicas >= self.desired_replicas
+
+
+class ValidationFailure(StrEnum):
+    """Why validation did not pass. NOT_READY is transient (retried until the deadline); the rest are final."""
+
+    NOT_READY = "NotReady"
+    CONTRACT_MISMATCH = "ContractMismatch"
+    SAMPLE_FAILED = "SampleFailed"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Triton checks on every canary pod: liveness, model version READY, I/O contract, samples."""
+
+    passed: bool
+    failure: ValidationFailure | None = None
+    message: str = ""
+    pods_checked: int = 0
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One SLO metric for canary and (when measured) stable in the same window; None means no data."""
+
+    canary: float | None
+    stable: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """One analysis query round.
+
+    available=False means the metrics provider could not be reached at all (an outage, not a verdict).
+    `values` is keyed by SLO name: errorRate, latencyP99Ms, latencyP95Ms, queueP99Ms or a custom name.
+    """
+
+    available: bool
+    error: str | None = None
+    canary_requests: float | None = None
+    values: dict[str, MetricValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """What the traffic router found on the cluster before applying."""
+
+    exists: bool
+    canary_weight: int | None = None
+    mirror_percent: int | None = None
+    in_sync: bool = True
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything `decide` may look at besides spec, status and time."""
+
+    generation: int
+    revisions: dict[str, RevisionState] = field(default_factory=dict)
+    validation: ValidationReport | None = None
+    metrics: MetricsSnapshot | None = None
+    route: RouteState | None = None
+    request: ManualRequest | None = None
+    invalid: tuple[str, ...] = ()
+    """Problems found by semantic validation (what CEL cannot check): each names the field and the fix."""

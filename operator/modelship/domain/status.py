@@ -1,0 +1,144 @@
+"""ModelDeployment status: the only durable memory of a rollout (the operator keeps none in process).
+
+Everything `decide` needs to resume after a crash lives here: stage, step, when they started, the
+consecutive-failure count, the last handled manual request and a bounded history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+HISTORY_LIMIT = 20
+
+
+class StatusModel(BaseModel):
+    """Status objects: camelCase on the wire, tolerant of fields written by newer operator versions."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True,
+                              validate_default=True)
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+
+
+class Stage(StrEnum):
+    VALIDATING = "Validating"
+    SHADOW = "Shadow"
+    CANARY = "Canary"
+    PROMOTING = "Promoting"
+    STABLE = "Stable"
+
+
+class Verdict(StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+    NO_DATA = "NoData"
+    ERROR = "Error"
+
+
+class Revision(StatusModel):
+    """A revision: the model version and the hash of everything that shapes its pods."""
+
+    version: str = Field(description="Model version served by this revision.")
+    hash: str = Field(description="Hash of the model and serving spec; labels modelship.dev/revision.")
+
+
+class MetricResult(StatusModel):
+    """One SLO check: the measured value, its bounds and the verdict."""
+
+    name: str = Field(description="SLO name, e.g. errorRate, latencyP99Ms or a custom name.")
+    value: float | None = Field(default=None, description="Canary value in the window; null when no data.")
+    stable_value: float | None = Field(default=None, description="Stable value in the same window, if measured.")
+    min: float | None = Field(default=None, description="Lower bound.")
+    max: float | None = Field(default=None, description="Upper bound (absolute).")
+    max_ratio_to_stable: float | None = Field(default=None, description="Upper bound relative to stable.")
+    verdict: Verdict = Field(description="Pass, Fail, Inconclusive, NoData or Error.")
+    message: str = Field(default="", description="Why, in words.")
+
+
+class AnalysisRecord(StatusModel):
+    """The latest analysis run."""
+
+    time: datetime = Field(description="When the check ran.")
+    verdict: Verdict = Field(description="Overall verdict: Fail if any metric failed, Pass only if all passed.")
+    requests: float | None = Field(default=None, description="Canary requests seen in the window.")
+    metrics: list[MetricResult] = Field(default_factory=list, description="Per-SLO results.")
+    message: str = Field(default="", description="Summary.")
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition (Ready, Progressing, Degraded, Invalid)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class HistoryEntry(StatusModel):
+    """One finished (or current) rollout attempt, or one manual action, for the audit trail."""
+
+    revision: str = Field(description="Revision hash.")
+    version: str = Field(description="Model version.")
+    event: str = Field(description="What happened, e.g. Started, StageChanged, Promoted, RolledBack, Approved.")
+    stage: str | None = Field(default=None, description="Stage at the time.")
+    outcome: str | None = Field(default=None, description="Promoted, RolledBack, Aborted, Superseded, ...")
+    reason: str = Field(default="", description="Why, with the evidence.")
+    by: str | None = Field(default=None, description="Who acted (manual actions) or 'modelship'.")
+    time: datetime = Field(description="When.")
+
+
+class ManualRequest(StatusModel):
+    """A command from `kubectl modelship` (delivered as an annotation, never through spec)."""
+
+    id: str
+    action: Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
+    by: str = "unknown"
+    at: datetime | None = None
+
+
+class ModelDeploymentStatus(StatusModel):
+    """Observed state of a ModelDeployment."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last acted upon.")
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Paused, Healthy, RolledBack, Failed, Invalid.")
+    stage: Stage | None = Field(default=None, description="Validating, Shadow, Canary, Promoting or Stable.")
+    step: int | None = Field(default=None, description="Index of the current canary step (0-based).")
+    canary_weight: int = Field(default=0, description="Percent of live traffic on the canary.")
+    mirror_percent: int = Field(default=0, description="Percent of live traffic mirrored to the canary.")
+    stable_revision: Revision | None = Field(default=None, description="Revision serving live traffic.")
+    canary_revision: Revision | None = Field(default=None, description="Revision being rolled out.")
+    message: str = Field(default="", description="Human summary of where the rollout is.")
+    paused: bool = Field(default=False, description="Paused by `kubectl modelship pause`.")
+    rollout_started_at: datetime | None = Field(default=None, description="When this rollout started.")
+    stage_started_at: datetime | None = Field(default=None, description="When the current stage started.")
+    step_started_at: datetime | None = Field(default=None, description="When the current step started.")
+    progress_at: datetime | None = Field(default=None, description="Last time the rollout made progress.")
+    last_check_at: datetime | None = Field(default=None, description="When the last SLO check ran.")
+    consecutive_failures: int = Field(default=0, description="Failed checks in a row.")
+    passed_checks: int = Field(default=0, description="Passing checks in the current step or stage.")
+    awaiting_approval: bool = Field(default=False, description="Waiting at an approval step.")
+    last_request_id: str | None = Field(default=None, description="Id of the last handled manual request.")
+    retired_revisions: list[Revision] = Field(
+        default_factory=list, description="Revisions that no longer take traffic and await scale-down."
+    )
+    retired_at: datetime | None = Field(default=None, description="When traffic last left a revision.")
+    last_analysis: AnalysisRecord | None = Field(default=None, description="Latest SLO check.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, Invalid.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description=f"Most recent rollout events, at most {HISTORY_LIMIT}."
+    )
