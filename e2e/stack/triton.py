@@ -44,7 +44,7 @@ class TritonDist:
 
     @classmethod
     def find(cls) -> TritonDist:
-        import pytriton  # local import: only the data plane needs the wheel
+        import pytriton  # noqa: PLC0415  (only the data plane needs the wheel)
 
         pkg = Path(pytriton.__file__).resolve().parent
         ver = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -80,7 +80,9 @@ def prepare_backend_dir(dest: Path, dist: TritonDist | None = None) -> Path:
     return dest
 
 
-def triton_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def triton_env(
+    extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for tritonserver: interpreter libdir BEFORE the wheel's libs, venv bin first on PATH.
 
     Otherwise the stub picks up Debian's libpython and dies with ``_thread.RLock ... _recursion_count``.
@@ -200,10 +202,8 @@ def terminate_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # leftover stubs of a server that already exited
     if proc.poll() is None:
@@ -288,13 +288,25 @@ def start_triton(
     grpc_port = grpc_port or free_port()
     metrics_port = metrics_port or free_port()
     cmd = build_command(
-        repo, backend_dir, address=address, http_port=http_port, grpc_port=grpc_port,
-        metrics_port=metrics_port, load_models=[model], extra_args=extra_args, netns=netns,
+        repo,
+        backend_dir,
+        address=address,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        load_models=[model],
+        extra_args=extra_args,
+        netns=netns,
     )
     log_path = workdir / "tritonserver.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=triton_env(env), start_new_session=True, cwd=workdir,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=triton_env(env),
+            start_new_session=True,
+            cwd=workdir,
         )
     return TritonServer(proc, address, http_port, grpc_port, metrics_port, log_path)

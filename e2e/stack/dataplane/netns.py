@@ -1,0 +1,138 @@
+"""A network namespace that owns the fake cluster's pod IPs.
+
+Why: Kubernetes refuses loopback addresses in EndpointSlices, so pods that carry real traffic need
+real, non-loopback IPs. We give them addresses inside a namespace *this stack created*, joined to
+the host by a veth pair; the host side holds ``10.77.255.254/16`` so host processes (Prometheus,
+the traffic generator, tests, the operator) reach ``10.77.x.y`` through the veth and nowhere else.
+Every address operation refuses IPs outside the namespace's CIDR, and ``up`` refuses a CIDR that
+already has a route on the host that is not ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+
+DEFAULT_NETNS = "modelship-pods"
+DEFAULT_CIDR = "10.77.0.0/16"
+
+
+class NetnsError(RuntimeError):
+    """An ``ip`` command failed or a request would touch addresses we do not own."""
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """The namespace, its veth pair and its CIDR; all operations are idempotent."""
+
+    name: str = DEFAULT_NETNS
+    cidr: str = DEFAULT_CIDR
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @property
+    def host_addr(self) -> str:
+        """Last usable address of the CIDR (10.77.255.254 for 10.77.0.0/16)."""
+        return str(self.network.broadcast_address - 1)
+
+    @property
+    def host_if(self) -> str:
+        return "msp-host" if self.name == DEFAULT_NETNS else f"msh{self._tag}"
+
+    @property
+    def ns_if(self) -> str:
+        return "msp-pods" if self.name == DEFAULT_NETNS else f"msn{self._tag}"
+
+    @property
+    def _tag(self) -> str:
+        return hashlib.sha1(self.name.encode()).hexdigest()[:8]
+
+    def exists(self) -> bool:
+        return self.name in _ip("netns", "list").stdout.split()
+
+    def exec_prefix(self) -> list[str]:
+        """Prefix that runs a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def _check_cidr_free(self) -> None:
+        routes = json.loads(_ip("-j", "-4", "route", "show", "table", "all").stdout or "[]")
+        for route in routes:
+            dst = route.get("dst", "")
+            if dst in ("", "default") or route.get("dev") == self.host_if:
+                continue
+            with contextlib.suppress(ValueError):
+                if ipaddress.IPv4Network(dst, strict=False).overlaps(self.network):
+                    raise NetnsError(f"{self.cidr} overlaps host route {dst} dev {route.get('dev')}")
+
+    def up(self) -> PodNetwork:
+        """Create the namespace, the veth pair, the host address and the routes (no-op if present)."""
+        if not self.exists():
+            self._check_cidr_free()
+            _ip("netns", "add", self.name)
+        if _ip("link", "show", self.host_if, check=False).returncode != 0:
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.name)
+        prefix = self.network.prefixlen
+        if self.host_addr not in _ip("-4", "-o", "addr", "show", "dev", self.host_if).stdout:
+            _ip("addr", "add", f"{self.host_addr}/{prefix}", "dev", self.host_if)
+        _ip("link", "set", self.host_if, "up")
+        _ip("-n", self.name, "link", "set", "lo", "up")
+        _ip("-n", self.name, "link", "set", self.ns_if, "up")
+        _ip("-n", self.name, "route", "replace", self.cidr, "dev", self.ns_if)
+        return self
+
+    def down(self) -> None:
+        """Kill what still runs inside, delete the veth pair and the namespace."""
+        if self.exists():
+            for pid in _ip("netns", "pids", self.name, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        _ip("link", "del", self.host_if, check=False)
+        if self.exists():
+            _ip("netns", "del", self.name)
+
+    def _own(self, ip: str) -> str:
+        addr = ipaddress.IPv4Address(ip)
+        if (
+            addr not in self.network
+            or str(addr) == self.host_addr
+            or addr
+            in (
+                self.network.network_address,
+                self.network.broadcast_address,
+            )
+        ):
+            raise NetnsError(f"{ip} is not a pod address of {self.cidr}")
+        return str(addr)
+
+    def add_ip(self, ip: str) -> None:
+        """Give a pod IP to the namespace (as /32 on its veth end)."""
+        ip = self._own(ip)
+        if ip not in self.ips():
+            _ip("-n", self.name, "addr", "add", f"{ip}/32", "dev", self.ns_if)
+
+    def del_ip(self, ip: str) -> None:
+        ip = self._own(ip)
+        if ip in self.ips():
+            _ip("-n", self.name, "addr", "del", f"{ip}/32", "dev", self.ns_if)
+
+    def ips(self) -> set[str]:
+        """Pod IPs currently held by the namespace."""
+        if not self.exists():
+            return set()
+        data = json.loads(_ip("-n", self.name, "-j", "-4", "addr", "show", "dev", self.ns_if).stdout or "[]")
+        return {a["local"] for iface in data for a in iface.get("addr_info", [])}
