@@ -1,0 +1,71 @@
+# Modelship: the two commands are `make demo` and `make test`; everything else is a building block.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv deps lint typecheck imports unit integration e2e test test-fast generate crds docs \
+        cluster-up cluster-down demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages the local stack needs (Debian, root). Skipped when already present.
+deps:
+	@bash e2e/stack/install-deps.sh
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests e2e bench
+	$(VENV)/bin/ruff format --check operator || (echo "run: $(VENV)/bin/ruff format operator" && false)
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+imports: venv
+	$(VENV)/bin/lint-imports
+
+generate: venv
+	$(VENV)/bin/modelship crds > crds/modeldeployments.yaml
+	$(VENV)/bin/modelship docs > docs/api-reference.md
+
+unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# --- local stack (e2e/stack): real kube-apiserver, etcd, controller manager, scheduler, kwok, Prometheus, Triton
+cluster-up: venv deps
+	$(PY) -m e2e.stack up
+
+cluster-down: venv
+	$(PY) -m e2e.stack down
+
+integration: venv
+	$(PY) -m pytest -m integration tests $(PYTEST_ARGS)
+
+e2e: venv
+	$(PY) -m pytest e2e $(PYTEST_ARGS)
+
+# The whole suite: static checks, then every test against the real local stack.
+# pytest's exit code 5 (no tests collected) fails the target like any other non-zero code.
+test: lint typecheck imports cluster-up
+	$(PY) -m pytest tests e2e $(PYTEST_ARGS)
+
+test-fast: lint typecheck imports unit
+
+demo: venv deps
+	$(PY) -m e2e.demo
+
+bench: venv
+	$(PY) -m bench
+
+clean: cluster-down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
