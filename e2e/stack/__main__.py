@@ -1,0 +1,254 @@
+"""``python -m e2e.stack up|down|status|env``: the local stack's orchestrator.
+
+``up`` is idempotent (a healthy running stack is left alone), ``down`` leaves no process behind.
+State lives in ``.stack/`` (git-ignored): ``state.json`` (pids, ports), ``kubeconfig``, ``env``
+(shell exports), ``timings.json``, ``logs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from e2e.stack import BINARIES, HERE, REPO, STACK_DIR, StackContext, binary_path, controlplane, crds, nodes
+from e2e.stack.controlplane import StackError
+
+STATE = STACK_DIR / "state.json"
+ENV_FILE = STACK_DIR / "env"
+TIMINGS = STACK_DIR / "timings.json"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise up/down between concurrent callers (make, pytest sessions)."""
+    STACK_DIR.mkdir(parents=True, exist_ok=True)
+    with (STACK_DIR / "lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _dataplane() -> ModuleType | None:
+    """The data-plane hook module, if the data plane is present (it is optional)."""
+    if importlib.util.find_spec("e2e.stack.dataplane") is None:
+        return None
+    mod = importlib.import_module("e2e.stack.dataplane")
+    return mod if hasattr(mod, "up") and hasattr(mod, "down") else None
+
+
+def load_state() -> dict[str, Any] | None:
+    """The running stack's state, or None."""
+    try:
+        return dict(json.loads(STATE.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def context(state: dict[str, Any]) -> StackContext:
+    """Rebuild the hook context from saved state."""
+    return StackContext(
+        repo=REPO,
+        stack_dir=STACK_DIR,
+        kubeconfig=Path(state["kubeconfig"]),
+        kubectl=binary_path("kubectl"),
+        server=state["server"],
+        ca_file=Path(state["ca"]),
+        admin_token=state["tokens"]["admin"],
+        env=dict(state.get("env", {})),
+        state=dict(state.get("dataplane", {})),
+    )
+
+
+def healthy(state: dict[str, Any] | None) -> bool:
+    """Control plane alive and ready, nodes registered, and the data plane (if any) healthy."""
+    if not state or not state.get("complete") or not controlplane.healthy(state):
+        return False
+    dp = _dataplane()
+    if dp is not None and hasattr(dp, "healthy"):
+        return bool(dp.healthy(context(state)))
+    return True
+
+
+def ensure_binaries() -> dict[str, float]:
+    """Build missing binaries with build.sh; return the seconds each fresh build took."""
+    missing = [b for b in BINARIES if not binary_path(b).exists()]
+    if missing:
+        print(f"building {' '.join(missing)} (cached afterwards) ...", flush=True)
+        if subprocess.run(["bash", str(HERE / "build.sh"), *missing], check=False).returncode != 0:
+            raise StackError("building the stack binaries failed (see the output above)")
+    return {b: float((binary_path(b).parent / "build-seconds").read_text()) for b in missing}
+
+
+def _write_env(ctx: StackContext) -> dict[str, str]:
+    env = {
+        "KUBECONFIG": str(ctx.kubeconfig),
+        "MODELSHIP_STACK_DIR": str(ctx.stack_dir),
+        "KUBECTL": str(ctx.kubectl),
+        "MODELSHIP_STACK_SERVER": ctx.server,
+        **ctx.env,
+    }
+    ENV_FILE.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    return env
+
+
+def _wait_default_sa(ctx: StackContext, timeout: float = 60.0) -> None:
+    """Pods are rejected until the controller manager has created the namespace's default ServiceAccount."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctx.run_kubectl(
+            "get", "serviceaccount", "default", "-n", "default", "--ignore-not-found", "-o", "name"
+        ).strip():
+            return
+        time.sleep(0.5)
+    raise StackError("the controller manager did not create the default ServiceAccount")
+
+
+def _rss(state: dict[str, Any]) -> dict[str, float]:
+    rss = {n: controlplane.rss_mib(int(p["pid"])) for n, p in state["processes"].items()}
+    for n, pid in state.get("dataplane", {}).get("pids", {}).items():
+        rss[f"dataplane/{n}"] = controlplane.rss_mib(int(pid))
+    return rss
+
+
+def up() -> dict[str, Any]:
+    """Bring the stack up unless a healthy one already runs; return its state."""
+    with _locked():
+        state = load_state()
+        if healthy(state):
+            assert state is not None
+            print(f"stack already up at {state['server']}")
+            return state
+        if state or STACK_DIR.joinpath("pki").exists():
+            _down_locked(quiet=True)  # half-dead leftovers: clean before starting over
+        built = ensure_binaries()
+        t0 = time.monotonic()
+        state = controlplane.start(STACK_DIR)
+        STATE.write_text(json.dumps(state, indent=2))  # written early so `down` can always clean up
+        ctx = context(state)
+        try:
+            nodes.ensure_nodes(ctx)
+            state["crds"] = [str(p) for p in crds.install(ctx)]
+            _wait_default_sa(ctx)
+            dp = _dataplane()
+            if dp is not None:
+                dp.up(ctx)
+                state["dataplane"] = ctx.state
+            state["env"] = ctx.env
+            state["complete"] = True
+            STATE.write_text(json.dumps(state, indent=2))
+        except BaseException:
+            _down_locked(quiet=True)
+            raise
+        env = _write_env(ctx)
+        warm = round(time.monotonic() - t0, 1)
+        timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+        timings["cold_build_seconds"] = {
+            b: float(p.read_text())
+            for b in BINARIES
+            if (p := binary_path(b).parent / "build-seconds").exists()
+        }
+        if built:
+            timings["built_this_run"] = built
+        timings.update(warm_start_seconds=warm, rss_mib=_rss(state), measured_at=time.strftime("%FT%T%z"))
+        TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
+        print(
+            f"stack up in {warm}s at {state['server']}\n  source {ENV_FILE}\n"
+            f"  {env['KUBECTL']} --kubeconfig {env['KUBECONFIG']} get nodes"
+        )
+        return state
+
+
+def _stray_pids() -> list[int]:
+    """Stack binaries still running from this stack dir (e.g. after state.json was lost)."""
+    exes = {str(binary_path(b)) for b in BINARIES}
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(d / "exe") in exes and Path(os.readlink(d / "cwd")) == STACK_DIR:
+                    out.append(int(d.name))
+    return out
+
+
+def _down_locked(quiet: bool = False) -> None:
+    state = load_state()
+    if state:
+        dp = _dataplane()
+        if dp is not None:
+            try:
+                dp.down(context(state))
+            except Exception as exc:  # the control plane must still go down
+                print(f"warning: data plane down failed: {exc}", file=sys.stderr)
+        controlplane.stop(state)
+    for pid in _stray_pids():
+        controlplane.kill_group(os.getpgid(pid))
+    for name in ("state.json", "env", "kubeconfig"):
+        (STACK_DIR / name).unlink(missing_ok=True)
+    for name in ("pki", "etcd"):
+        shutil.rmtree(STACK_DIR / name, ignore_errors=True)
+    if not quiet:
+        print("stack down" if state else "stack was not running")
+
+
+def down() -> None:
+    """Stop every process the stack started and remove its runtime state (logs and timings stay)."""
+    with _locked():
+        _down_locked()
+
+
+def status() -> int:
+    """Print health, endpoints and per-process RSS; exit 0 only if healthy."""
+    state = load_state()
+    if not state:
+        print("stack: down")
+        return 1
+    ok = healthy(state)
+    print(f"stack: {'healthy' if ok else 'UNHEALTHY'} at {state['server']}")
+    for name, p in state["processes"].items():
+        up_ = controlplane.alive(int(p["pid"]))
+        print(
+            f"  {name:<24} pid {p['pid']:<8} {'running' if up_ else 'DEAD':<8} "
+            f"{controlplane.rss_mib(int(p['pid'])):>7.1f} MiB  {p['log']}"
+        )
+    print(f"  kubeconfig {state['kubeconfig']}\n  env        {ENV_FILE}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    """CLI entry point."""
+    cmd = argv[0] if argv else "status"
+    try:
+        if cmd == "up":
+            up()
+        elif cmd == "down":
+            down()
+        elif cmd == "status":
+            return status()
+        elif cmd == "env":
+            if not ENV_FILE.exists():
+                print("stack is not up: run `make cluster-up`", file=sys.stderr)
+                return 1
+            sys.stdout.write(ENV_FILE.read_text())
+        else:
+            print("usage: python -m e2e.stack up|down|status|env", file=sys.stderr)
+            return 2
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
