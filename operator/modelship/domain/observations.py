@@ -53,6 +53,8 @@ class MetricValue:
     canary: float | None
     stable: float | None = None
     error: str | None = None
+    source: str | None = None
+    """How it was measured when there is a choice, e.g. 'summary' (quantile) or 'average' (counter fallback)."""
 
 
 @dataclass(frozen=True)
