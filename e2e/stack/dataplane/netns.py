@@ -119,6 +119,14 @@ class PodNetwork:
             raise NetnsError(f"{ip} is not a pod address of {self.cidr}")
         return str(addr)
 
+    def owns(self, ip: str) -> bool:
+        """Whether ``ip`` is a pod address this namespace may hold."""
+        try:
+            self._own(ip)
+        except (NetnsError, ValueError):
+            return False
+        return True
+
     def add_ip(self, ip: str) -> None:
         """Give a pod IP to the namespace (as /32 on its veth end)."""
         ip = self._own(ip)

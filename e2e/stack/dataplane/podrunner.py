@@ -1,0 +1,278 @@
+"""The data plane's "kubelet": runs a real tritonserver for every Modelship pod that kwok runs.
+
+Why: kwok makes pods Running without running anything. The operator, Prometheus and the traffic
+generator need real Triton servers behind those pod IPs, so this daemon watches pods, gives each
+pod's IP to the stack's network namespace, materialises a repository pinned to the pod's model
+version and starts tritonserver bound to the pod IP inside the namespace. It stops the server when
+the pod is deleted or stops Running, and restarts a crashed server with backoff (CrashLoopBackOff).
+State for tests and measurements: ``<workdir>/status.json``; logs: ``<workdir>/pods/<ns>_<pod>/``.
+
+Run: ``python -m e2e.stack.dataplane.podrunner --kubeconfig K --workdir D [--netns N --cidr C]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
+from e2e.stack.dataplane.podspec import (
+    MANAGED_BY,
+    TritonPod,
+    identity_env,
+    is_candidate,
+    parse_pod,
+    resolve_repository,
+)
+from e2e.stack.triton import (
+    REPOS_DIR,
+    build_command,
+    http_ok,
+    materialize_repository,
+    prepare_backend_dir,
+    process_group_rss,
+    terminate_group,
+    triton_env,
+)
+
+log = logging.getLogger("modelship.podrunner")
+
+
+@dataclass
+class Running:
+    """One pod's server and its bookkeeping."""
+
+    pod: TritonPod
+    proc: Any = None  # subprocess.Popen[bytes]
+    started_at: float = 0.0
+    ready_after_s: float | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    error: str = ""
+    history: list[float] = field(default_factory=list)  # ready times of every start
+
+
+class PodRunner:
+    """Reconciles the set of running tritonservers with the set of candidate pods."""
+
+    def __init__(
+        self,
+        network: PodNetwork,
+        workdir: Path,
+        *,
+        repos_dir: Path = REPOS_DIR,
+        repo_table: Mapping[str, str] | None = None,
+        fault_file: Path | None = None,
+    ) -> None:
+        self.network = network
+        self.workdir = workdir
+        self.repos_dir = repos_dir
+        self.repo_table = dict(repo_table or {})
+        self.fault_file = fault_file
+        self.running: dict[str, Running] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+        self.backend_dir = prepare_backend_dir(workdir / "backends")
+
+    # -- reconcile -------------------------------------------------------------------------
+    def reconcile(self, pods: Iterable[Any]) -> None:
+        """Stop what should not run, (re)start what should; never blocks on readiness."""
+        wanted: dict[str, TritonPod] = {}
+        for raw in pods:
+            if not is_candidate(raw):
+                continue
+            pod = parse_pod(raw)
+            if not self.network.owns(pod.ip):
+                log.warning("skip %s/%s: IP %s not in %s", pod.namespace, pod.name, pod.ip, self.network.cidr)
+                continue
+            if pod.errors:
+                log.warning("skip %s/%s: %s", pod.namespace, pod.name, "; ".join(pod.errors))
+                continue
+            wanted[pod.key] = pod
+        with self.lock:
+            if self.closed:
+                return
+            for key in [k for k in self.running if k not in wanted]:
+                self._stop(self.running.pop(key))
+            now = time.monotonic()
+            for key, pod in wanted.items():
+                run = self.running.setdefault(key, Running(pod))
+                alive = run.proc is not None and run.proc.poll() is None
+                if not alive and now >= run.next_start:
+                    self._start(run)
+            self._write_status()
+
+    def _pod_dir(self, pod: TritonPod) -> Path:
+        return self.workdir / "pods" / f"{pod.namespace}_{pod.name}"
+
+    def _start(self, run: Running) -> None:
+        pod = run.pod
+        if run.proc is not None:  # crashed: CrashLoopBackOff-like delay before the next try
+            run.restarts += 1
+            log.warning("%s/%s: tritonserver exited rc=%s, restart #%d", pod.namespace, pod.name,
+                        run.proc.returncode, run.restarts)  # fmt: skip
+        run.next_start = time.monotonic() + min(30.0, 2.0 ** min(run.restarts, 5))
+        pod_dir = self._pod_dir(pod)
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            source = resolve_repository(pod.repository_uri, self.repos_dir, self.repo_table)
+            models = pod.models or tuple(
+                sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file())
+            )
+            repo = materialize_repository(source, pod_dir / "repo", dict.fromkeys(models, pod.version))
+            self.network.add_ip(pod.ip)
+        except (OSError, RuntimeError, ValueError) as exc:
+            run.error = f"cannot prepare {pod.repository_uri}: {exc}"
+            run.proc = None
+            log.error("%s/%s: %s", pod.namespace, pod.name, run.error)
+            return
+        extra = list(pod.passthrough)
+        if not pod.models and pod.control_mode == "explicit":
+            extra.append("--model-control-mode=explicit")  # explicit with nothing named loads nothing
+        cmd = build_command(
+            repo, self.backend_dir, address=pod.ip, http_port=pod.ports["http"],
+            grpc_port=pod.ports["grpc"], metrics_port=pod.ports["metrics"],
+            load_models=pod.models, extra_args=extra, netns=self.network.name,
+        )  # fmt: skip
+        env = {**identity_env(pod), **pod.env}
+        if self.fault_file is not None:
+            env.setdefault("MODELSHIP_FAULT_FILE", str(self.fault_file))
+        with open(pod_dir / "tritonserver.log", "ab") as logf:
+            logf.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
+            logf.flush()
+            run.proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=triton_env(env), start_new_session=True, cwd=pod_dir,
+            )  # fmt: skip
+        run.started_at, run.ready_after_s, run.error = time.monotonic(), None, ""
+        log.info("%s/%s: tritonserver pid %d on %s (models %s, version %s, repo %s)", pod.namespace,
+                 pod.name, run.proc.pid, pod.ip, ",".join(models), pod.version, source)  # fmt: skip
+        threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
+
+    def _watch_ready(self, run: Running, proc: Any) -> None:
+        url = f"http://{run.pod.ip}:{run.pod.ports['http']}/v2/health/ready"
+        while proc.poll() is None and run.proc is proc:
+            if http_ok(url, timeout=0.5):
+                with self.lock:
+                    run.ready_after_s = time.monotonic() - run.started_at
+                    run.history.append(run.ready_after_s)
+                    self._write_status()
+                log.info("%s/%s: ready after %.2fs", run.pod.namespace, run.pod.name, run.ready_after_s)
+                return
+            time.sleep(0.1)
+
+    def _stop(self, run: Running) -> None:
+        pod = run.pod
+        if run.proc is not None:
+            terminate_group(run.proc, timeout=5.0)
+            log.info("%s/%s: tritonserver stopped", pod.namespace, pod.name)
+        still_used = any(r.pod.ip == pod.ip for r in self.running.values())
+        if not still_used:
+            with contextlib.suppress(RuntimeError, ValueError):
+                self.network.del_ip(pod.ip)
+        shutil.rmtree(self._pod_dir(pod) / "repo", ignore_errors=True)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            for run in list(self.running.values()):
+                if run.proc is not None and run.proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(run.proc.pid, signal.SIGTERM)  # all at once, then wait each
+            while self.running:
+                self._stop(self.running.popitem()[1])
+            self._write_status()
+
+    def _write_status(self) -> None:
+        pods = {}
+        for run in self.running.values():
+            p = run.pod
+            alive = run.proc is not None and run.proc.poll() is None
+            pods[f"{p.namespace}/{p.name}"] = {
+                "uid": p.uid, "ip": p.ip, "ports": dict(p.ports), "models": list(p.models),
+                "version": p.version, "repository": p.repository_uri,
+                "pid": run.proc.pid if alive else None, "running": alive,
+                "ready_after_s": run.ready_after_s, "ready_history_s": run.history,
+                "restarts": run.restarts, "error": run.error,
+                "rss_bytes": process_group_rss(run.proc.pid) if alive else 0,
+            }  # fmt: skip
+        tmp = self.workdir / "status.json.tmp"
+        tmp.write_text(json.dumps({"time": time.time(), "pods": pods}, indent=1))
+        tmp.replace(self.workdir / "status.json")
+
+    # -- watch loop ------------------------------------------------------------------------
+    def run_forever(self, core: Any, stop: threading.Event, resync_s: int = 5) -> None:
+        """List, then watch until the server closes the stream (every ``resync_s``), then relist."""
+        from kubernetes import watch  # noqa: PLC0415
+
+        selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+        while not stop.is_set():
+            try:
+                listing = core.list_pod_for_all_namespaces(label_selector=selector)
+                cache = {p.metadata.uid: p for p in listing.items}
+                self.reconcile(cache.values())
+                w = watch.Watch()
+                for event in w.stream(
+                    core.list_pod_for_all_namespaces, label_selector=selector,
+                    resource_version=listing.metadata.resource_version, timeout_seconds=resync_s,
+                ):  # fmt: skip
+                    pod = event["object"]
+                    if event["type"] == "DELETED":
+                        cache.pop(pod.metadata.uid, None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        cache[pod.metadata.uid] = pod
+                    self.reconcile(cache.values())
+                    if stop.is_set():
+                        w.stop()
+            except Exception as exc:  # API server restarts must not kill the data plane
+                log.warning("pod watch failed (%s); retrying", exc)
+                stop.wait(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kubeconfig", required=True)
+    ap.add_argument("--workdir", required=True, type=Path)
+    ap.add_argument("--netns", default=DEFAULT_NETNS)
+    ap.add_argument("--cidr", default=DEFAULT_CIDR)
+    ap.add_argument("--repo-map", type=Path, help="JSON object: repository URI -> local directory")
+    ap.add_argument("--fault-file", type=Path, help="default MODELSHIP_FAULT_FILE for every pod")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from kubernetes import client, config  # noqa: PLC0415
+
+    api = config.new_client_from_config(config_file=args.kubeconfig)
+    core = client.CoreV1Api(api)
+    table = json.loads(args.repo_map.read_text()) if args.repo_map else None
+    network = PodNetwork(args.netns, args.cidr).up()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    runner = PodRunner(network, args.workdir, repo_table=table, fault_file=args.fault_file)
+    stop = threading.Event()
+
+    def _term(_sig: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    worker = threading.Thread(target=runner.run_forever, args=(core, stop), daemon=True)
+    worker.start()
+    stop.wait()
+    runner.shutdown()
+    log.info("pod runner stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
