@@ -1,0 +1,197 @@
+"""Data plane of the local stack: pod network namespace, pod runner (real Triton per pod), Prometheus.
+
+Why a hook: the control plane (``e2e.stack``) calls ``up(ctx)`` once the API server, nodes and CRDs
+are ready and ``down(ctx)`` before it stops. Everything started here is detached with pid files in
+``<stack>/dataplane/`` so ``down`` works even from another process. Least privilege: Prometheus and
+the pod runner get ServiceAccount tokens (TokenRequest) bound to a read-only pod role instead of the
+admin token; if the API server cannot mint tokens we fall back to the admin token and say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
+from e2e.stack.prometheus import Prometheus, scrape_config
+
+if TYPE_CHECKING:
+    from e2e.stack import StackContext
+
+log = logging.getLogger("modelship.dataplane")
+SA_NAMESPACE = "modelship-stack"
+ROLE = "modelship-stack:pod-reader"
+
+
+def dataplane_dir(stack_dir: Path) -> Path:
+    return stack_dir / "dataplane"
+
+
+def prometheus(stack_dir: Path) -> Prometheus:
+    """The stack's Prometheus (tests stop and start it to simulate an outage)."""
+    return Prometheus(dataplane_dir(stack_dir) / "prometheus")
+
+
+def fault_file(stack_dir: Path) -> Path:
+    """The live fault file every pod's Triton watches (``MODELSHIP_FAULT_FILE``)."""
+    return dataplane_dir(stack_dir) / "faults.json"
+
+
+def set_faults(stack_dir: Path, faults: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """Replace the live faults atomically: a flat dict for everyone, or a list of rules with ``match``."""
+    path = fault_file(stack_dir)
+    body = {"rules": faults} if isinstance(faults, list) else faults
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(path)
+
+
+def podrunner_status(stack_dir: Path) -> dict[str, Any]:
+    """What the pod runner runs now (``status.json``): per pod ip, pid, ready time, rss."""
+    path = dataplane_dir(stack_dir) / "podrunner" / "status.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {"pods": {}}
+
+
+def _mint_tokens(ctx: StackContext, names: list[str], out: Path) -> dict[str, Path]:
+    """ServiceAccounts + a read-only pod ClusterRole, and a TokenRequest token file per account."""
+    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes.client.rest import ApiException  # noqa: PLC0415
+
+    api = config.new_client_from_config(config_file=str(ctx.kubeconfig))
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+
+    def ensure(fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    ensure(core.create_namespace, {"metadata": {"name": SA_NAMESPACE}})
+    ensure(rbac.create_cluster_role, {
+        "metadata": {"name": ROLE},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    })  # fmt: skip
+    files: dict[str, Path] = {}
+    for name in names:
+        ensure(core.create_namespaced_service_account, SA_NAMESPACE, {"metadata": {"name": name}})
+        ensure(rbac.create_cluster_role_binding, {
+            "metadata": {"name": f"{ROLE}:{name}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": SA_NAMESPACE}],
+        })  # fmt: skip
+        req = {"spec": {"audiences": [], "expirationSeconds": 7 * 24 * 3600}}
+        token = core.create_namespaced_service_account_token(name, SA_NAMESPACE, req).status.token
+        files[name] = out / f"{name}.token"
+        files[name].write_text(token)
+        files[name].chmod(0o600)
+    return files
+
+
+def _kubeconfig(path: Path, server: str, ca: Path, token_file: Path) -> Path:
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "u", "user": {"tokenFile": str(token_file)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }  # fmt: skip
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError):
+        return None
+    return None if state == "Z" else pid
+
+
+def up(ctx: StackContext) -> None:
+    """Start netns, pod runner and Prometheus; export PROMETHEUS_URL and friends through ``ctx.env``."""
+    d = dataplane_dir(ctx.stack_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    ctx.logs_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    network = PodNetwork(os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS), DEFAULT_CIDR).up()
+    if not fault_file(ctx.stack_dir).exists():
+        set_faults(ctx.stack_dir, {})
+    try:
+        tokens = _mint_tokens(ctx, ["prometheus", "podrunner"], d)
+        auth = "serviceaccount"
+    except Exception as exc:  # an API server without token signing: admin token, loudly
+        log.warning("TokenRequest failed (%s); data plane falls back to the admin token", exc)
+        admin = d / "admin.token"
+        admin.write_text(ctx.admin_token)
+        admin.chmod(0o600)
+        tokens, auth = {"prometheus": admin, "podrunner": admin}, "admin"
+    kubeconfig = _kubeconfig(d / "podrunner.kubeconfig", ctx.server, ctx.ca_file, tokens["podrunner"])
+
+    pid_file = d / "podrunner.pid"
+    if _pid_alive(pid_file) is None:
+        cmd = [
+            sys.executable, "-m", "e2e.stack.dataplane.podrunner", f"--kubeconfig={kubeconfig}",
+            f"--workdir={d / 'podrunner'}", f"--netns={network.name}", f"--cidr={network.cidr}",
+            f"--fault-file={fault_file(ctx.stack_dir)}",
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ctx.repo), PYTHONDONTWRITEBYTECODE="1")
+        with open(ctx.logs_dir / "podrunner.log", "ab") as logf:
+            proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=ctx.repo, env=env, start_new_session=True,
+            )  # fmt: skip
+        pid_file.write_text(str(proc.pid))
+
+    prom = prometheus(ctx.stack_dir)
+    prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"]))
+    timings["prometheus_start_s"] = round(prom.start(), 3)
+
+    ctx.env.update(
+        PROMETHEUS_URL=prom.url,
+        MODELSHIP_FAULT_FILE=str(fault_file(ctx.stack_dir)),
+        MODELSHIP_PODS_NETNS=network.name,
+        MODELSHIP_POD_CIDR=network.cidr,
+        MODELSHIP_PODRUNNER_STATUS=str(d / "podrunner" / "status.json"),
+    )
+    ctx.state.update(
+        netns=network.name, cidr=network.cidr, prometheus_url=prom.url, auth=auth,
+        podrunner_pid=int(pid_file.read_text()), prometheus_pid=prom.pid(), timings=timings,
+    )  # fmt: skip
+
+
+def down(ctx: StackContext) -> None:
+    """Stop the pod runner (it stops its Tritons), Prometheus, and remove the namespace."""
+    d = dataplane_dir(ctx.stack_dir)
+    pid_file = d / "podrunner.pid"
+    pid = _pid_alive(pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _pid_alive(pid_file) is not None:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    prometheus(ctx.stack_dir).stop()
+    PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS)))).down()
+
+
+def healthy(ctx: StackContext) -> bool:
+    """Pod runner alive and Prometheus answering."""
+    d = dataplane_dir(ctx.stack_dir)
+    prom = prometheus(ctx.stack_dir)
+    return _pid_alive(d / "podrunner.pid") is not None and prom.running()
