@@ -20,7 +20,10 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -70,6 +73,7 @@ class StackContext:
     server: str
     ca_file: Path
     admin_token: str
+    tokens: dict[str, str] = field(default_factory=dict)  # user -> bearer token (see controlplane.USERS)
     env: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -90,3 +94,13 @@ class StackContext:
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
+
+    def api_client(self, token: str | None = None) -> ApiClient:
+        """A kubernetes ``ApiClient`` for the stack: admin by default, or as the user owning ``token``."""
+        from kubernetes import client  # noqa: PLC0415  (lazy: the CLI works without the client)
+
+        cfg = client.Configuration()
+        cfg.host = self.server
+        cfg.ssl_ca_cert = str(self.ca_file)
+        cfg.api_key = {"authorization": f"Bearer {token or self.admin_token}"}
+        return client.ApiClient(cfg)

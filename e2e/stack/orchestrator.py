@@ -1,4 +1,4 @@
-"""``python -m e2e.stack up|down|status|env``: the local stack's orchestrator.
+"""The local stack's orchestrator behind ``python -m e2e.stack up|down|status|env`` and the ``stack`` fixture.
 
 ``up`` is idempotent (a healthy running stack is left alone), ``down`` leaves no process behind.
 State lives in ``.stack/`` (git-ignored): ``state.json`` (pids, ports), ``kubeconfig``, ``env``
@@ -42,6 +42,8 @@ def _locked() -> Iterator[None]:
 
 def _dataplane() -> ModuleType | None:
     """The data-plane hook module, if the data plane is present (it is optional)."""
+    if os.environ.get("MODELSHIP_STACK_DATAPLANE", "1") == "0":  # control plane alone (tests of `down`)
+        return None
     if importlib.util.find_spec("e2e.stack.dataplane") is None:
         return None
     mod = importlib.import_module("e2e.stack.dataplane")
@@ -66,6 +68,7 @@ def context(state: dict[str, Any]) -> StackContext:
         server=state["server"],
         ca_file=Path(state["ca"]),
         admin_token=state["tokens"]["admin"],
+        tokens=dict(state["tokens"]),
         env=dict(state.get("env", {})),
         state=dict(state.get("dataplane", {})),
     )
@@ -145,13 +148,13 @@ def up() -> dict[str, Any]:
             if dp is not None:
                 dp.up(ctx)
                 state["dataplane"] = ctx.state
-            state["env"] = ctx.env
+            env = _write_env(ctx)
+            state["env"] = env
             state["complete"] = True
             STATE.write_text(json.dumps(state, indent=2))
         except BaseException:
             _down_locked(quiet=True)
             raise
-        env = _write_env(ctx)
         warm = round(time.monotonic() - t0, 1)
         timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
         timings["cold_build_seconds"] = {
@@ -224,31 +227,3 @@ def status() -> int:
         )
     print(f"  kubeconfig {state['kubeconfig']}\n  env        {ENV_FILE}")
     return 0 if ok else 1
-
-
-def main(argv: list[str]) -> int:
-    """CLI entry point."""
-    cmd = argv[0] if argv else "status"
-    try:
-        if cmd == "up":
-            up()
-        elif cmd == "down":
-            down()
-        elif cmd == "status":
-            return status()
-        elif cmd == "env":
-            if not ENV_FILE.exists():
-                print("stack is not up: run `make cluster-up`", file=sys.stderr)
-                return 1
-            sys.stdout.write(ENV_FILE.read_text())
-        else:
-            print("usage: python -m e2e.stack up|down|status|env", file=sys.stderr)
-            return 2
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
