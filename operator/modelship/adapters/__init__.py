@@ -1,0 +1,1 @@
+"""Adapters: the Kubernetes, traffic-router, Prometheus and Triton clients behind the controller's ports."""

@@ -1,0 +1,49 @@
+"""The metrics-provider seam: the controller asks one question per analysis round and gets data back.
+
+Why a Protocol: the engine must be testable with fakes, and a second provider (e.g. a managed Prometheus
+with a different auth story) must not touch the controller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from modelship.domain.api import Slo
+from modelship.domain.observations import MetricsSnapshot
+
+# Names of the built-in SLO metrics, as keys of MetricsSnapshot.values (and status.lastAnalysis).
+ERROR_RATE = "errorRate"
+LATENCY_P99 = "latencyP99Ms"
+LATENCY_P95 = "latencyP95Ms"
+QUEUE_P99 = "queueP99Ms"
+BUILTIN_METRICS = (ERROR_RATE, LATENCY_P99, LATENCY_P95, QUEUE_P99)
+
+
+@dataclass(frozen=True)
+class AnalysisQuery:
+    """What to measure: one deployment's canary (and stable, when there is one) over one window."""
+
+    namespace: str
+    name: str
+    model: str
+    version: str
+    canary_revision: str
+    stable_revision: str | None
+    window_seconds: int
+    slo: Slo
+    stable_version: str | None = None
+
+    @property
+    def window(self) -> str:
+        """The PromQL range, at least 1s (Prometheus refuses a zero range)."""
+        return f"{max(1, int(self.window_seconds))}s"
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    """A metrics provider. Implementations never raise: outages are `MetricsSnapshot(available=False)`."""
+
+    async def snapshot(self, query: AnalysisQuery) -> MetricsSnapshot:
+        """Measure requests and every SLO in `query.slo` for canary and stable in the same window."""
+        ...

@@ -1,0 +1,381 @@
+"""Prometheus metrics source: Triton's own metrics per revision, told apart by the pod's revision label.
+
+Why these queries: Triton labels series only with model/version, so canary and stable are separated by the
+label Prometheus' Kubernetes discovery copies from the pod (`modelship.dev/revision` ->
+`modelship_dev_revision` via labelmap). Every selector carries namespace, model and revision, so one
+tenant's series never mix with another's. prometheus-api-client is blocking: calls run in
+`asyncio.to_thread`, bounded by a semaphore.
+
+Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, garbage) makes the whole snapshot
+`available=False`; an empty result or NaN is `None` (NoData); a refused query (4xx) is a per-metric error.
+Error texts carry no URL credentials and never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from modelship.adapters.metrics.base import (
+    ERROR_RATE,
+    LATENCY_P95,
+    LATENCY_P99,
+    QUEUE_P99,
+    AnalysisQuery,
+)
+from modelship.adapters.metrics.templating import escape_label_value, render_query
+from modelship.domain.observations import MetricsSnapshot, MetricValue
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REVISION_LABEL = "modelship_dev_revision"
+SOURCE_SUMMARY = "summary"
+SOURCE_AVERAGE = "average"
+_OUTAGE_STATUS = frozenset({401, 403, 407, 408, 429})
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """Where Prometheus is and how to authenticate; secrets are kept out of repr (and so out of logs)."""
+
+    url: str
+    bearer_token: str | None = field(default=None, repr=False)
+    bearer_token_file: str | None = None
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    timeout_s: float = 5.0
+    revision_label: str = DEFAULT_REVISION_LABEL
+    max_concurrency: int = 8
+
+
+class QueryClient(Protocol):
+    """The one PrometheusConnect method used; tests pass a fake."""
+
+    def custom_query(
+        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
+    ) -> Any: ...
+
+
+# --- query builders (pure) ---------------------------------------------------------------------------------
+
+
+def selector(namespace: str, model: str, revision: str, revision_label: str = DEFAULT_REVISION_LABEL) -> str:
+    """Label matchers scoping a query to one namespace, one Triton model and one revision's pods."""
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", revision_label):
+        raise ValueError(f"revision label {revision_label!r} is not a Prometheus label name")
+    return (
+        f'namespace="{escape_label_value(namespace)}",model="{escape_label_value(model)}",'
+        f'{revision_label}="{escape_label_value(revision)}"'
+    )
+
+
+def _increase(metric: str, sel: str, window: str) -> str:
+    return f"sum(increase({metric}{{{sel}}}[{window}]))"
+
+
+def _failures(sel: str, window: str) -> str:
+    # Triton creates the failure counter (labelled by reason) lazily: absent must read as zero failures.
+    return f"({_increase('nv_inference_request_failure', sel, window)} or vector(0))"
+
+
+def requests_query(sel: str, window: str) -> str:
+    """Requests (success + failure) in the window.
+
+    Empty only when the revision has no series at all (NoData); a revision without traffic gives 0. The
+    left side falls back to `failures * 0` so a revision whose every request failed still counts.
+    """
+    success = _increase("nv_inference_request_success", sel, window)
+    failure = _increase("nv_inference_request_failure", sel, window)
+    return f"({success} or {failure} * 0) + {_failures(sel, window)}"
+
+
+def error_rate_query(sel: str, window: str) -> str:
+    """failures / (success + failures); 0/0 (no traffic) is NaN and so NoData, never a pass."""
+    return f"{_failures(sel, window)} / ({requests_query(sel, window)})"
+
+
+def quantile_query(metric: str, sel: str, quantile: str) -> str:
+    """Triton summary quantile in ms, worst pod (max) so one slow pod cannot hide behind fast ones.
+
+    `>= 0` drops NaN samples (a summary with no observations in Triton's sliding window reports NaN), so a
+    fully idle revision yields an empty result (NoData) rather than NaN, and idle pods do not mask busy ones.
+    """
+    return f'max({metric}{{{sel},quantile="{quantile}"}} >= 0) / 1000'
+
+
+def average_query(duration_metric: str, sel: str, window: str) -> str:
+    """Mean per request in ms from cumulative counters, the fallback when Triton runs without summaries.
+
+    Divides by successful requests, not nv_inference_count: Triton adds a request's duration once per
+    request, while nv_inference_count counts batch items.
+    """
+    return (
+        f"{_increase(duration_metric, sel, window)} / "
+        f"{_increase('nv_inference_request_success', sel, window)} / 1000"
+    )
+
+
+def builtin_queries(sel: str, window: str) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per built-in SLO: (source, query) candidates, tried in order until one has data."""
+    return {
+        ERROR_RATE: (("ratio", error_rate_query(sel, window)),),
+        LATENCY_P99: (
+            (SOURCE_SUMMARY, quantile_query("nv_inference_request_summary_us", sel, "0.99")),
+            (SOURCE_AVERAGE, average_query("nv_inference_request_duration_us", sel, window)),
+        ),
+        LATENCY_P95: (
+            (SOURCE_SUMMARY, quantile_query("nv_inference_request_summary_us", sel, "0.95")),
+            (SOURCE_AVERAGE, average_query("nv_inference_request_duration_us", sel, window)),
+        ),
+        QUEUE_P99: (
+            (SOURCE_SUMMARY, quantile_query("nv_inference_queue_summary_us", sel, "0.99")),
+            (SOURCE_AVERAGE, average_query("nv_inference_queue_duration_us", sel, window)),
+        ),
+    }
+
+
+# --- result parsing (pure) ---------------------------------------------------------------------------------
+
+
+class QueryRefused(Exception):
+    """Prometheus answered but refused the query (bad PromQL): a per-metric error, not an outage."""
+
+
+class ProviderDown(Exception):
+    """Prometheus could not be asked: connection, timeout, auth, overload or a non-Prometheus answer."""
+
+
+def parse_value(result: Any) -> float | None:
+    """One number from an instant-query result; None for empty or NaN; raises QueryRefused for many series."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        raw = result[1]  # resultType scalar: [ts, "v"]
+    elif isinstance(result, list):
+        if not result:
+            return None
+        if len(result) > 1:
+            raise QueryRefused(f"query returned {len(result)} series; aggregate it to one (e.g. sum or max)")
+        sample = result[0]
+        if not isinstance(sample, dict) or "value" not in sample:
+            raise ProviderDown("unexpected result shape from Prometheus")
+        raw = sample["value"][1]
+    else:
+        raise ProviderDown("unexpected result shape from Prometheus")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ProviderDown("unexpected sample value from Prometheus") from exc
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        raise QueryRefused(f"value is {raw}: the query divides by zero")
+    return value
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_AUTH = re.compile(r"(?i)(bearer|basic|authorization)[\s:=]+\S+")
+
+
+def scrub(text: str, limit: int = 300) -> str:
+    """Drop URL credentials and auth header values, and bound the length (it lands in status and Events)."""
+    text = _AUTH.sub(r"\1 <redacted>", _USERINFO.sub("", text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def classify(exc: BaseException) -> Exception:
+    """Map a client exception to ProviderDown (outage) or QueryRefused (bad query)."""
+    if isinstance(exc, QueryRefused | ProviderDown):
+        return exc
+    if isinstance(exc, PrometheusApiClientException):
+        match = re.search(r"HTTP Status Code (\d+)", str(exc))
+        status = int(match.group(1)) if match else 0
+        if status in _OUTAGE_STATUS or status >= 500 or status == 0:
+            return ProviderDown(scrub(f"Prometheus answered HTTP {status or '?'}"))
+        body = re.search(r'"error":"((?:[^"\\]|\\.)*)"', str(exc))
+        return QueryRefused(scrub(f"HTTP {status}: {body.group(1) if body else 'query refused'}"))
+    if isinstance(exc, requests.Timeout):
+        return ProviderDown("Prometheus timed out")
+    if isinstance(exc, requests.ConnectionError):
+        return ProviderDown(scrub(f"cannot connect to Prometheus: {type(exc).__name__}"))
+    if isinstance(exc, requests.RequestException):
+        return ProviderDown(scrub(f"Prometheus request failed: {type(exc).__name__}"))
+    return ProviderDown(scrub(f"unexpected answer from Prometheus: {type(exc).__name__}: {exc}"))
+
+
+# --- the source --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Measured:
+    value: float | None
+    source: str | None = None
+    error: str | None = None
+    outage: str | None = None
+
+
+def connect(settings: PrometheusSettings) -> PrometheusConnect:
+    """A PrometheusConnect with auth, CA and no retries: the next analysis round is the retry."""
+    session = requests.Session()
+    session.verify = settings.ca_file or not settings.insecure_skip_verify
+    headers: dict[str, str] = {}
+    token = settings.bearer_token
+    if settings.bearer_token_file:
+        with open(settings.bearer_token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return PrometheusConnect(
+        url=settings.url.rstrip("/"),
+        headers=headers or None,
+        auth=settings.basic_auth,
+        session=session,
+        retry=Retry(total=0, raise_on_status=False),
+        timeout=settings.timeout_s,
+    )
+
+
+class PrometheusSource:
+    """MetricsSource over Prometheus' HTTP API. `client_factory` exists so tests can inject a fake."""
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        client_factory: Callable[[PrometheusSettings], QueryClient] = connect,
+    ) -> None:
+        self.settings = settings
+        self._client_factory = client_factory
+        self._client: QueryClient | None = None
+        self._limit = asyncio.Semaphore(max(1, settings.max_concurrency))
+
+    def _get_client(self) -> QueryClient:
+        if self._client is None:
+            self._client = self._client_factory(self.settings)
+        return self._client
+
+    async def _query(self, promql: str) -> float | None:
+        async with self._limit:
+            try:
+                client = self._get_client()
+                result = await asyncio.to_thread(client.custom_query, promql)
+            except Exception as exc:
+                raise classify(exc) from None
+        log.debug("prometheus %s -> %s", promql, result)
+        return parse_value(result)
+
+    async def _measure(self, candidates: tuple[tuple[str, str], ...], down: list[str]) -> _Measured:
+        """First candidate with data wins; a refused query is recorded and the next one tried.
+
+        `down` is shared by one round: after the first outage the remaining queries are skipped, so a
+        hanging Prometheus costs one timeout per round, not one per query.
+        """
+        error: str | None = None
+        for source, promql in candidates:
+            if down:
+                return _Measured(None, outage=down[0])
+            try:
+                value = await self._query(promql)
+            except QueryRefused as exc:
+                error = str(exc)
+                continue
+            except ProviderDown as exc:
+                down.append(str(exc))
+                return _Measured(None, outage=str(exc))
+            if value is not None:
+                return _Measured(value, source)
+        return _Measured(None, None, error)
+
+    async def snapshot(self, query: AnalysisQuery) -> MetricsSnapshot:
+        """All queries of one round run concurrently; any outage makes the whole round unavailable."""
+        try:
+            return await self._snapshot(query)
+        except ProviderDown as exc:
+            log.warning("metrics unavailable for %s/%s: %s", query.namespace, query.name, exc)
+            return MetricsSnapshot(available=False, error=str(exc))
+        except Exception as exc:  # never raise into the controller
+            log.exception("metrics snapshot failed for %s/%s", query.namespace, query.name)
+            return MetricsSnapshot(available=False, error=scrub(f"{type(exc).__name__}: {exc}"))
+
+    async def _snapshot(self, query: AnalysisQuery) -> MetricsSnapshot:
+        label, window = self.settings.revision_label, query.window
+        canary_sel = selector(query.namespace, query.model, query.canary_revision, label)
+        stable_rev = query.stable_revision
+        stable_sel = selector(query.namespace, query.model, stable_rev, label) if stable_rev else None
+        wanted = _wanted_builtins(query)
+        jobs: dict[tuple[str, str], asyncio.Task[_Measured]] = {}
+        down: list[str] = []
+        async with asyncio.TaskGroup() as group:
+            jobs["requests", "canary"] = group.create_task(
+                self._measure((("counters", requests_query(canary_sel, window)),), down)
+            )
+            for role, sel in (("canary", canary_sel), ("stable", stable_sel)):
+                if sel is None:
+                    continue
+                table = builtin_queries(sel, window)
+                for key in wanted:
+                    jobs[key, role] = group.create_task(self._measure(table[key], down))
+                for custom in query.slo.custom:
+                    candidates = _custom_candidates(custom.query, query, role)
+                    if isinstance(candidates, str):
+                        jobs[custom.name, role] = group.create_task(_failed(candidates))
+                    elif candidates:
+                        jobs[custom.name, role] = group.create_task(self._measure(candidates, down))
+        if down:
+            raise ProviderDown(down[0])
+        values: dict[str, MetricValue] = {}
+        for key in (*wanted, *(c.name for c in query.slo.custom)):
+            canary = jobs[key, "canary"].result()
+            stable = jobs[key, "stable"].result() if (key, "stable") in jobs else None
+            values[key] = MetricValue(
+                canary=canary.value,
+                stable=stable.value if stable else None,
+                error=canary.error or (f"stable: {stable.error}" if stable and stable.error else None),
+                source=canary.source or (stable.source if stable else None),
+            )
+        requests_seen = jobs["requests", "canary"].result()
+        return MetricsSnapshot(available=True, canary_requests=requests_seen.value, values=values)
+
+
+async def _failed(message: str) -> _Measured:
+    return _Measured(None, None, message)
+
+
+def _wanted_builtins(query: AnalysisQuery) -> list[str]:
+    slo = query.slo
+    configured = {
+        ERROR_RATE: slo.error_rate,
+        LATENCY_P99: slo.latency_p99_ms,
+        LATENCY_P95: slo.latency_p95_ms,
+        QUEUE_P99: slo.queue_p99_ms,
+    }
+    return [key for key, bound in configured.items() if bound is not None]
+
+
+def _custom_candidates(template: str, query: AnalysisQuery, role: str) -> tuple[tuple[str, str], ...] | str:
+    """The rendered custom query for a role; a message when rendering is refused; () when not measurable."""
+    revision = query.canary_revision if role == "canary" else query.stable_revision
+    version = query.version if role == "canary" else query.stable_version
+    if revision is None:
+        return ()
+    if version is None and re.search(r"\{\{\s*version\s*\}\}", template):
+        return ()  # stable's version unknown: measuring it with the canary's version would be wrong
+    variables: Mapping[str, str] = {
+        "namespace": query.namespace,
+        "name": query.name,
+        "revision": revision,
+        "model": query.model,
+        "version": version or "",
+        "interval": query.window,
+    }
+    try:
+        return (("custom", render_query(template, variables)),)
+    except ValueError as exc:
+        return scrub(f"query refused: {exc}")
