@@ -137,6 +137,9 @@ class ModelDeploymentStatus(StatusModel):
         default_factory=list, description="Revisions that no longer take traffic and await scale-down."
     )
     retired_at: datetime | None = Field(default=None, description="When traffic last left a revision.")
+    next_reconcile_at: datetime | None = Field(
+        default=None, description="When the operator looks at this object again (step end, next check, deadline)."
+    )
     last_analysis: AnalysisRecord | None = Field(default=None, description="Latest SLO check.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, Invalid.")
     history: list[HistoryEntry] = Field(

@@ -1,0 +1,56 @@
+"""What the controller needs from the outside world, as small Protocols the adapters satisfy.
+
+Keeping these here (not in adapters) lets the reconciler be tested with in-memory fakes and keeps the
+dependency arrow pointing from the controller to interfaces, not to client libraries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from modelship.domain.actions import EventType, Role, SetTraffic
+from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.observations import MetricsSnapshot, RevisionState, RouteState, ValidationReport
+from modelship.domain.status import Revision
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Identity of the ModelDeployment being reconciled (for owner references, Events and queries)."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int = 0
+    resource_version: str | None = None
+
+
+class Cluster(Protocol):
+    async def revision_states(self, owner: Owner) -> dict[str, RevisionState]: ...
+    async def ready_pod_ips(self, owner: Owner, revision_hash: str) -> list[str]: ...
+    async def apply_revision(
+        self, owner: Owner, spec: ModelDeploymentSpec, revision: Revision, role: Role, replicas: int
+    ) -> None: ...
+    async def delete_revision(self, owner: Owner, revision_hash: str) -> None: ...
+    async def emit_event(self, owner: Owner, type: EventType, reason: str, message: str) -> None: ...
+
+
+class Router(Protocol):
+    async def apply(self, owner: Owner, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState: ...
+
+
+class RouterFactory(Protocol):
+    def __call__(self, spec: ModelDeploymentSpec) -> Router: ...
+
+
+class Metrics(Protocol):
+    async def snapshot(
+        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float
+    ) -> MetricsSnapshot: ...
+
+
+class ModelChecker(Protocol):
+    async def validate(
+        self, spec: ModelDeploymentSpec, canary_ips: list[str], stable_ip: str | None
+    ) -> ValidationReport: ...

@@ -1,0 +1,201 @@
+"""One reconcile: gather observations, call the pure engine, carry out its actions, return one status patch.
+
+Nothing about a rollout is remembered between calls: a restarted operator reads status and child objects
+and continues at the same step. The only in-process things are locks (one reconcile per object at a time)
+and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from modelship.adapters.telemetry import Telemetry
+from modelship.controller.clock import Clock
+from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RouterFactory
+from modelship.controller.requests import parse_request
+from modelship.controller.status_patch import status_diff
+from modelship.domain.actions import Action, DeleteRevision, EmitEvent, EnsureRevision, EventType, SetTraffic
+from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.durations import parse_duration
+from modelship.domain.engine import Decision, analysis_due, decide, validation_due
+from modelship.domain.invalid import mark_invalid
+from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, ValidationReport
+from modelship.domain.status import ModelDeploymentStatus, Phase
+from modelship.domain.validation import parse_spec, semantic_problems
+
+log = logging.getLogger("modelship.reconciler")
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """The status patch to send and when to look again."""
+
+    status_patch: dict[str, Any]
+    status: dict[str, Any]
+    requeue_after: float
+
+
+def owner_of(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+        resource_version=meta.get("resourceVersion"),
+    )
+
+
+class Reconciler:
+    """Wires adapters to the engine; one instance serves every ModelDeployment."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        routers: RouterFactory,
+        metrics: Metrics,
+        checker: ModelChecker,
+        clock: Clock,
+        telemetry: Telemetry,
+        idle_resync_seconds: float = 60.0,
+    ) -> None:
+        self.cluster = cluster
+        self.routers = routers
+        self.metrics = metrics
+        self.checker = checker
+        self.clock = clock
+        self.telemetry = telemetry
+        self.idle_resync_seconds = idle_resync_seconds
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock_for(self, uid: str) -> asyncio.Lock:
+        """Serialise reconciles of one object (timer and change handlers may fire together)."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        owner = owner_of(body)
+        self._locks.pop(owner.uid, None)
+        self.telemetry.forget(owner.namespace, owner.name)
+
+    async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
+        owner = owner_of(body)
+        async with self.lock_for(owner.uid):
+            started = time.perf_counter()
+            try:
+                return await self._reconcile(owner, body)
+            except Exception:
+                self.telemetry.reconcile_errors.labels(owner.namespace, owner.name).inc()
+                raise
+            finally:
+                self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, owner: Owner, body: Mapping[str, Any]) -> ReconcileResult:
+        raw_status: dict[str, Any] = dict(body.get("status") or {})
+        status = ModelDeploymentStatus.model_validate(raw_status)
+        now = self.clock.now()
+        parsed = parse_spec(dict(body.get("spec") or {}))
+        if not isinstance(parsed, ModelDeploymentSpec):
+            new_status = mark_invalid(status, [str(p) for p in parsed], owner.generation, now)
+            if new_status.phase != status.phase:
+                await self.cluster.emit_event(
+                    owner, EventType.WARNING, "Invalid", "; ".join(str(p) for p in parsed)[:1000]
+                )
+            return self._result(owner, raw_status, new_status, self.idle_resync_seconds)
+
+        spec = parsed
+        observations = await self._observe(owner, body, spec, status)
+        decision = decide(spec, status, observations, now)
+        await self._execute(owner, spec, decision.actions)
+        return self._result(owner, raw_status, decision.status, self._requeue(decision))
+
+    async def _observe(
+        self, owner: Owner, body: Mapping[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> Observations:
+        """Ask only what the current stage needs: Triton during validation, Prometheus when a check is due."""
+        now = self.clock.now()
+        revisions = await self.cluster.revision_states(owner)
+        validation: ValidationReport | None = None
+        metrics: MetricsSnapshot | None = None
+        canary = status.canary_revision
+        if canary is not None and validation_due(status):
+            validation = await self._validate(owner, spec, status, revisions.get(canary.hash))
+        if canary is not None and analysis_due(spec, status, now):
+            window = parse_duration(spec.rollout.analysis.interval).total_seconds()
+            metrics = await self.metrics.snapshot(owner, spec, canary, status.stable_revision, window)
+        return Observations(
+            generation=owner.generation,
+            revisions=revisions,
+            validation=validation,
+            metrics=metrics,
+            request=parse_request(body["metadata"].get("annotations")),
+            invalid=tuple(str(p) for p in semantic_problems(spec)),
+        )
+
+    async def _validate(
+        self, owner: Owner, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, canary: RevisionState | None
+    ) -> ValidationReport | None:
+        if canary is None or not canary.available:
+            return None
+        canary_ips = await self.cluster.ready_pod_ips(owner, canary.hash)
+        stable_ip: str | None = None
+        if status.stable_revision is not None:
+            stable_ips = await self.cluster.ready_pod_ips(owner, status.stable_revision.hash)
+            stable_ip = stable_ips[0] if stable_ips else None
+        return await self.checker.validate(spec, canary_ips, stable_ip)
+
+    async def _execute(self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action]) -> None:
+        """Apply in the engine's order; Events go last so a failed apply never reports what did not happen."""
+        events: list[EmitEvent] = []
+        for action in actions:
+            if isinstance(action, EnsureRevision):
+                await self.cluster.apply_revision(owner, spec, action.revision, action.role, action.replicas)
+            elif isinstance(action, SetTraffic):
+                route = await self.routers(spec).apply(owner, spec, action)
+                if not route.in_sync and route.exists:
+                    events.append(
+                        EmitEvent(EventType.WARNING, "RouteRestored", "route differed from the rollout state "
+                                  f"and was restored to canary weight {action.canary_weight}%")
+                    )
+            elif isinstance(action, DeleteRevision):
+                await self.cluster.delete_revision(owner, action.revision_hash)
+            else:
+                events.append(action)
+        for event in events:
+            await self.cluster.emit_event(owner, event.type, event.reason, event.message)
+
+    def _requeue(self, decision: Decision) -> float:
+        if decision.requeue_after is None:
+            return self.idle_resync_seconds
+        return max(0.0, min(decision.requeue_after, self.idle_resync_seconds))
+
+    def _result(
+        self, owner: Owner, raw_status: dict[str, Any], status: ModelDeploymentStatus, requeue_after: float
+    ) -> ReconcileResult:
+        now = self.clock.now()
+        status = status.model_copy(update={"next_reconcile_at": now + timedelta(seconds=requeue_after)})
+        new_raw = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self._record(owner, raw_status, status)
+        return ReconcileResult(status_diff(raw_status, new_raw), new_raw, requeue_after)
+
+    def _record(self, owner: Owner, raw_status: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
+        """Update operator metrics from the transition (analysis counted once per check)."""
+        t = self.telemetry
+        t.observe_phase(owner.namespace, owner.name, str(status.phase), status.canary_weight)
+        analysis = status.last_analysis
+        previous = (raw_status.get("lastAnalysis") or {}).get("time")
+        if analysis is not None and analysis.time.isoformat() != previous:
+            t.analysis.labels(owner.namespace, owner.name, str(analysis.verdict)).inc()
+            for metric in analysis.metrics:
+                if metric.value is not None:
+                    t.slo_value.labels(owner.namespace, owner.name, metric.name).set(metric.value)
+                if metric.max is not None:
+                    t.slo_bound.labels(owner.namespace, owner.name, metric.name).set(metric.max)
+        if status.phase == Phase.ROLLED_BACK and raw_status.get("phase") != Phase.ROLLED_BACK:
+            reason = next((c.reason for c in status.conditions if c.type == "Degraded"), "Unknown")
+            t.rollbacks.labels(owner.namespace, owner.name, reason).inc()

@@ -1,0 +1,47 @@
+"""Operator settings from the environment (the Helm chart sets them); nothing here is per-object state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where metrics come from and how often idle objects are re-checked."""
+
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_token_file: str | None = None
+    prometheus_ca_file: str | None = None
+    revision_label: str = "modelship_dev_revision"
+    tick_seconds: float = 2.0
+    idle_resync_seconds: float = 60.0
+    metrics_port: int = 8080
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read MODELSHIP_* variables; PROMETHEUS_URL is accepted for the local stack's env file."""
+        namespaces = tuple(n for n in os.environ.get("MODELSHIP_NAMESPACES", "").split(",") if n)
+        return cls(
+            prometheus_url=os.environ.get("MODELSHIP_PROMETHEUS_URL")
+            or os.environ.get("PROMETHEUS_URL")
+            or cls.prometheus_url,
+            prometheus_token_file=os.environ.get("MODELSHIP_PROMETHEUS_TOKEN_FILE") or None,
+            prometheus_ca_file=os.environ.get("MODELSHIP_PROMETHEUS_CA_FILE") or None,
+            revision_label=os.environ.get("MODELSHIP_REVISION_LABEL", cls.revision_label),
+            tick_seconds=_float("MODELSHIP_TICK_SECONDS", cls.tick_seconds),
+            idle_resync_seconds=_float("MODELSHIP_IDLE_RESYNC_SECONDS", cls.idle_resync_seconds),
+            metrics_port=int(os.environ.get("MODELSHIP_METRICS_PORT", cls.metrics_port)),
+            namespaces=namespaces,
+        )
