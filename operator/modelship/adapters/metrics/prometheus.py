@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
 from modelship.adapters.metrics.base import (
     ERROR_RATE,
     LATENCY_P95,
@@ -31,9 +35,6 @@ from modelship.adapters.metrics.base import (
 )
 from modelship.adapters.metrics.templating import escape_label_value, render_query
 from modelship.domain.observations import MetricsSnapshot, MetricValue
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Metrics providers behind `MetricsSource`; `factory.MetricsSources` picks one per namespace."""
