@@ -51,7 +51,7 @@ class MetricsSources:
         self._cache: dict[str, MetricsSource] = {}
 
     def settings_for(self, namespace_annotations: Mapping[str, str] | None = None) -> PrometheusSettings:
-        """The Prometheus settings for a namespace; an invalid override is ignored (logged without the URL)."""
+        """Prometheus settings for a namespace; an invalid override is ignored (logged without the URL)."""
         base = self.settings.prometheus
         override = (namespace_annotations or {}).get(PROMETHEUS_URL_ANNOTATION, "").strip()
         if not override or not self.settings.allow_namespace_override or override == base.url:
