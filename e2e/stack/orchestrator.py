@@ -120,8 +120,9 @@ def _wait_default_sa(ctx: StackContext, timeout: float = 60.0) -> None:
 
 def _rss(state: dict[str, Any]) -> dict[str, float]:
     rss = {n: controlplane.rss_mib(int(p["pid"])) for n, p in state["processes"].items()}
-    for n, pid in state.get("dataplane", {}).get("pids", {}).items():
-        rss[f"dataplane/{n}"] = controlplane.rss_mib(int(pid))
+    for key, pid in state.get("dataplane", {}).items():  # the data plane saves `<name>_pid` keys
+        if key.endswith("_pid") and pid:
+            rss[f"dataplane/{key.removesuffix('_pid')}"] = controlplane.rss_mib(int(pid))
     return rss
 
 
