@@ -1,0 +1,297 @@
+"""Data plane of the local stack: real Triton, fault injection, pod netns, pod runner, Prometheus, traffic.
+
+Standalone tests run real processes on loopback or in a namespace each test creates (10.79.0.0/16,
+never the stack's 10.77.0.0/16); ``integration`` tests use the session ``stack`` fixture.
+Waits poll for a condition with a deadline and then assert it; nothing sleeps and assumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as th
+from kubernetes.client import (
+    V1Container,
+    V1ContainerPort,
+    V1EnvVar,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodSpec,
+    V1PodStatus,
+)
+
+from e2e.stack.dataplane.netns import NetnsError, PodNetwork
+from e2e.stack.dataplane.podrunner import PodRunner
+from e2e.stack.dataplane.podspec import parse_pod, resolve_repository
+from e2e.stack.prometheus import Prometheus, scrape_config
+from e2e.stack.traffic import Backend, Plan, TrafficGenerator
+from e2e.stack.triton import REPOS_DIR, TritonServer, http_ok, start_triton
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def metric(server: TritonServer | str, name: str, **labels: str) -> float:
+    """Sum of a Triton metric over series matching ``labels`` (scraped from /metrics)."""
+    url = server if isinstance(server, str) else server.metrics_url
+    total = 0.0
+    for line in NO_PROXY.open(url, timeout=5).read().decode().splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def infer(endpoint: str, version: str = "") -> th.InferResult:
+    inp = th.InferInput("x", [1, 4], "FP32")
+    inp.set_data_from_numpy(np.full((1, 4), 0.5, np.float32))
+    return th.InferenceServerClient(endpoint).infer("fraud_scorer", [inp], model_version=version)
+
+
+@pytest.fixture
+def triton(tmp_path: Path) -> Iterator[Callable[..., TritonServer]]:
+    started: list[TritonServer] = []
+
+    def _start(version: int, repo: str = "main", **kw: Any) -> TritonServer:
+        server = start_triton(REPOS_DIR / repo, tmp_path / f"t{len(started)}", version=version, **kw)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def netns() -> Iterator[PodNetwork]:
+    net = PodNetwork(f"modelship-test-{os.getpid()}", "10.79.0.0/16").up()
+    yield net
+    net.down()
+
+
+# -- Triton and the model repositories ---------------------------------------------------------
+def test_triton_serves_exactly_the_pinned_version(triton: Callable[..., TritonServer]) -> None:
+    server = triton(3)
+    assert server.wait_ready(60) < 30
+    client = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    index = client.get_model_repository_index()
+    assert [(m["version"], m["state"]) for m in index] == [("3", "READY")]
+    assert not client.is_model_ready("fraud_scorer", "2")
+    result = infer(f"127.0.0.1:{server.http_port}")
+    assert result.get_response()["model_version"] == "3"
+    score = result.as_numpy("score")
+    assert score.shape == (1, 1) and score.dtype == np.float32 and 0 < score[0, 0] < 1
+
+
+@pytest.mark.parametrize(
+    ("repo", "output", "dtype"), [("renamed-output", "risk", "FP32"), ("fp64-output", "score", "FP64")]
+)
+def test_incompatible_repositories_change_the_contract(
+    triton: Callable[..., TritonServer], repo: str, output: str, dtype: str
+) -> None:
+    server = triton(2, repo)
+    server.wait_ready(60)
+    meta = th.InferenceServerClient(f"127.0.0.1:{server.http_port}").get_model_metadata("fraud_scorer")
+    assert meta["outputs"] == [{"name": output, "datatype": dtype, "shape": [-1, 1]}]
+
+
+def test_live_fault_file_shows_in_failure_counter_and_latency(
+    triton: Callable[..., TritonServer], tmp_path: Path
+) -> None:
+    faults = tmp_path / "faults.json"
+    faults.write_text("{}")
+    server = triton(4, env={"MODELSHIP_FAULT_FILE": str(faults), "MODELSHIP_REVISION": "abc"})
+    server.wait_ready(60)
+    endpoint = f"127.0.0.1:{server.http_port}"
+    for _ in range(5):
+        infer(endpoint)
+    assert metric(server, "nv_inference_request_failure", reason="BACKEND") == 0
+    # a rule that does not match this revision changes nothing; a matching one fails every request
+    faults.write_text(json.dumps({"rules": [
+        {"match": {"revision": "other"}, "latency_ms": 1000},
+        {"match": {"revision": "abc", "version": "4"}, "error_rate": 1.0},
+    ]}))  # fmt: skip
+    for _ in range(7):
+        with pytest.raises(Exception, match="fault injection"):
+            infer(endpoint)
+    eventually(lambda: metric(server, "nv_inference_request_failure", reason="BACKEND") == 7, 5, "7 failures")
+    assert metric(server, "nv_inference_request_success") == 5
+    sum_before = metric(server, "nv_inference_request_summary_us_sum")
+    faults.write_text(json.dumps({"latency_ms": 200}))
+    t0 = time.monotonic()
+    for _ in range(10):
+        infer(endpoint)
+    assert time.monotonic() - t0 >= 2.0
+    assert metric(server, "nv_inference_request_summary_us_sum") - sum_before >= 10 * 200_000
+    p90 = metric(server, "nv_inference_request_summary_us", quantile="0.9")
+    assert p90 >= 200_000, f"latency summary did not see the injected delay: {p90}us"
+
+
+def test_env_and_behavior_defaults(triton: Callable[..., TritonServer]) -> None:
+    slow = triton(91)  # behavior.json: latency_ms 300
+    failing_env = triton(5, env={"MODELSHIP_FAULT_ERROR_RATE": "1"})
+    unloadable = triton(92)  # behavior.json: fail_load
+    slow.wait_ready(60)
+    failing_env.wait_ready(60)
+    t0 = time.monotonic()
+    infer(f"127.0.0.1:{slow.http_port}")
+    assert time.monotonic() - t0 >= 0.3
+    with pytest.raises(Exception, match="fault injection"):
+        infer(f"127.0.0.1:{failing_env.http_port}")
+    with pytest.raises((RuntimeError, TimeoutError)):
+        unloadable.wait_ready(30)
+
+
+# -- network namespace ---------------------------------------------------------------------------
+@needs_root
+def test_netns_pod_ip_reachable_from_host_and_guarded(netns: PodNetwork) -> None:
+    ip = "10.79.4.2"
+    netns.add_ip(ip)
+    server = subprocess.Popen(
+        [*netns.exec_prefix(), sys.executable, "-m", "http.server", "--bind", ip, "8080"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        eventually(lambda: http_ok(f"http://{ip}:8080/"), 10, "http.server inside the namespace")
+    finally:
+        server.terminate()
+        server.wait(5)
+    netns.del_ip(ip)
+    assert ip not in netns.ips()
+    for bad in ("10.78.0.5", "192.0.2.9", netns.host_addr, "127.0.0.1"):
+        with pytest.raises((NetnsError, ValueError)):
+            netns.add_ip(bad)
+    with pytest.raises(NetnsError, match="overlaps"):
+        PodNetwork("modelship-test-overlap", "10.79.128.0/17").up()
+
+
+# -- pod runner ------------------------------------------------------------------------------------
+def fake_pod(name: str, ip: str, version: int, repo: str = "s3://models/triton", **env: str) -> V1Pod:
+    args = [
+        f"--model-repository={repo}", "--model-control-mode=explicit", "--load-model=fraud_scorer",
+        "--metrics-config=summary_latencies=true", "--http-port=8000", "--grpc-port", "8001",
+        "--metrics-port=8002", "--strict-readiness=true",
+    ]  # fmt: skip
+    named = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
+    ports = [V1ContainerPort(name=n, container_port=p) for n, p in named]
+    envs = [V1EnvVar(name="MODELSHIP_MODEL_VERSION", value=str(version))]
+    envs += [V1EnvVar(name=k, value=v) for k, v in env.items()]
+    labels = {"app.kubernetes.io/managed-by": "modelship", "modelship.dev/revision": f"rev{version}"}
+    return V1Pod(
+        metadata=V1ObjectMeta(name=name, namespace="ml", uid=f"{name}-uid", labels=labels),
+        spec=V1PodSpec(node_name="gpu-node-0", containers=[V1Container(
+            name="triton", image="nvcr.io/nvidia/tritonserver:24.10-py3", command=["tritonserver"],
+            args=args, ports=ports, env=envs)]),
+        status=V1PodStatus(phase="Running", pod_ip=ip),
+    )  # fmt: skip
+
+
+def test_podspec_contract() -> None:
+    raw = fake_pod("a", "10.77.1.5", 7, "s3://bucket/renamed-output", MODELSHIP_FAULT_LATENCY_MS="9")
+    pod = parse_pod(raw)
+    assert pod.models == ("fraud_scorer",) and pod.version == 7
+    assert pod.ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert pod.passthrough == ("--strict-readiness=true",)
+    assert pod.env["MODELSHIP_FAULT_LATENCY_MS"] == "9" and not pod.errors
+    assert resolve_repository(pod.repository_uri, REPOS_DIR) == REPOS_DIR / "renamed-output"
+    assert resolve_repository("s3://models/triton", REPOS_DIR) == REPOS_DIR / "main"
+    assert resolve_repository("file:///srv/repo", REPOS_DIR) == Path("/srv/repo")
+    assert resolve_repository("s3://m/t", REPOS_DIR, {"s3://m/t": "/x"}) == Path("/x")
+    broken = fake_pod("b", "10.77.1.6", 1)
+    broken.spec.containers[0].args = ["--load-model=fraud_scorer"]
+    broken.spec.containers[0].env = [V1EnvVar(name="MODELSHIP_MODEL_VERSION", value="seven")]
+    assert len(parse_pod(broken).errors) == 2
+
+
+@needs_root
+def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: Path) -> None:
+    runner = PodRunner(netns, tmp_path)
+    pods = [fake_pod("a", "10.79.1.2", 3), fake_pod("b", "10.79.1.3", 6, "s3://x/fp64-output"),
+            fake_pod("outside", "10.77.9.9", 1)]  # fmt: skip
+    try:
+        runner.reconcile(pods)
+        status = lambda: json.loads((tmp_path / "status.json").read_text())["pods"]  # noqa: E731
+        eventually(lambda: all(p["ready_after_s"] for p in status().values()), 60, "both pods ready")
+        assert set(status()) == {"ml/a", "ml/b"}, "a pod outside the CIDR must be skipped"
+        index = th.InferenceServerClient("10.79.1.3:8000").get_model_repository_index()
+        assert index == [{"name": "fraud_scorer", "version": "6", "state": "READY"}]
+        assert infer("10.79.1.2:8000").get_response()["model_version"] == "3"
+        assert metric("http://10.79.1.2:8002/metrics", "nv_inference_request_success", version="3") == 1
+        pid_b = status()["ml/b"]["pid"]
+        runner.reconcile(pods[:1])  # pod b deleted
+        assert "ml/b" not in status() and not Path(f"/proc/{pid_b}").exists()
+        assert netns.ips() == {"10.79.1.2"}
+        assert not http_ok("http://10.79.1.3:8000/v2/health/ready", timeout=0.5)
+    finally:
+        runner.shutdown()
+    assert netns.ips() == set()
+
+
+# -- Prometheus and traffic ------------------------------------------------------------------------
+def test_prometheus_scrapes_triton_and_survives_restart(
+    triton: Callable[..., TritonServer], tmp_path: Path
+) -> None:
+    server = triton(2)
+    server.wait_ready(60)
+    infer(f"127.0.0.1:{server.http_port}")
+    prom = Prometheus(tmp_path / "prom")
+    target = (f"127.0.0.1:{server.metrics_port}", {"modelship_dev_revision": "r2", "namespace": "ml"})
+    prom.configure(scrape_config(None, None, None, interval="1s", static_targets=[target]))
+    try:
+        assert prom.start() < 30
+        q = 'nv_inference_request_success{modelship_dev_revision="r2",version="2"}'
+        series = eventually(lambda: prom.query(q), 20, "a scraped Triton series")
+        assert series[0]["value"][1] == "1"
+        prom.stop()
+        assert not prom.running()
+        with pytest.raises(OSError):
+            prom.query("up")
+        prom.start()
+        assert prom.query('count_over_time(nv_inference_request_success{modelship_dev_revision="r2"}[10m])')
+    finally:
+        prom.stop()
+
+
+def test_traffic_follows_weights_and_mirror(triton: Callable[..., TritonServer]) -> None:
+    stable, canary = triton(2), triton(3, env={"MODELSHIP_FAULT_ERROR_RATE": "1"})
+    stable.wait_ready(60)
+    canary.wait_ready(60)
+    canary_ep = f"127.0.0.1:{canary.http_port}"
+    plan = Plan(
+        "static",
+        [Backend("stable", 80, [f"127.0.0.1:{stable.http_port}"]), Backend("canary", 20, [canary_ep])],
+        mirror=Backend("shadow", 0, [canary_ep]),
+        mirror_percent=50,
+    )
+    t0 = time.monotonic()
+    summary = TrafficGenerator(rps=100, count=300, duration=30, static=plan).start().wait(60)
+    elapsed = time.monotonic() - t0
+    b = summary["backends"]
+    assert b["stable"]["sent"] + b["canary"]["sent"] == 300
+    assert 2.5 < elapsed < 6, f"300 requests at 100 rps took {elapsed:.1f}s"
+    assert 0.10 < b["canary"]["sent"] / 300 < 0.32
+    assert b["stable"]["ok"] == b["stable"]["sent"] and b["canary"]["error"] == b["canary"]["sent"]
+    assert 0.35 < b["mirror:shadow"]["sent"] / 300 < 0.65
+    assert metric(canary, "nv_inference_request_failure", reason="BACKEND") == b["canary"]["sent"] + b[
+        "mirror:shadow"]["sent"]  # fmt: skip
