@@ -141,7 +141,9 @@ class Kube:
     async def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
         """Server-side apply with force: the desired state wins over hand edits of the fields we own."""
         meta = obj["metadata"]
-        query: Query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        # Strict: an unknown field (e.g. an experimental-channel field on a standard-channel CRD) is an error,
+        # never silently pruned into different routing.
+        query: Query = [("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")]
         if dry_run:
             query.append(("dryRun", "All"))
         path = resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])

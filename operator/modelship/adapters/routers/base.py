@@ -1,0 +1,109 @@
+"""The router interface and what every router shares: backend Services, drift detection, route metadata.
+
+A router's `apply` always reads the route first (to tell the controller whether someone changed it by
+hand, so it can say "RouteRestored"), then server-side applies the desired route with force: hand edits
+of the fields Modelship owns never survive a reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from modelship.adapters import objects
+from modelship.adapters.kube import Kube
+from modelship.adapters.owner import OwnerLike, owner_reference
+from modelship.domain.actions import Role, SetTraffic
+from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.observations import RouteState
+
+ANNOTATION_STABLE = "modelship.dev/stable-revision"
+ANNOTATION_CANARY = "modelship.dev/canary-revision"
+
+
+class TrafficRouter(Protocol):
+    """Weights and mirroring between `<name>-stable` and `<name>-canary` (the controller's Router port)."""
+
+    async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
+        """Report what was found (in_sync=False on drift), then make the cluster match `action`."""
+        ...
+
+    async def observe(self, owner: OwnerLike, spec: ModelDeploymentSpec) -> RouteState:
+        """What the route on the cluster says now (weights, mirror); in_sync is not judged here."""
+        ...
+
+    async def cleanup(self, owner: OwnerLike) -> None:
+        """Remove this router's objects, e.g. after the spec switched to another router."""
+        ...
+
+
+def checked_weights(action: SetTraffic) -> tuple[int, int]:
+    """(stable, canary) weights clamped to 0..100 and summing to 100; no canary means stable takes all."""
+    canary = 0 if action.canary is None else max(0, min(100, action.canary_weight))
+    return 100 - canary, canary
+
+
+def checked_mirror(action: SetTraffic) -> int:
+    """Mirror percent 0..100; nothing to mirror to without a canary."""
+    return 0 if action.canary is None else max(0, min(100, action.mirror_percent))
+
+
+def route_metadata(owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:
+    """Route metadata; the annotations record which revisions the role Services pointed at."""
+    return {
+        "name": owner.name,
+        "namespace": owner.namespace,
+        "labels": objects.owned_selector(owner.name),
+        "annotations": {
+            ANNOTATION_STABLE: action.stable.hash,
+            ANNOTATION_CANARY: action.canary.hash if action.canary else "",
+        },
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when every field we set has our value on the server.
+
+    Fields the API server defaults (e.g. backendRef `kind: Service`) are ignored; lists must match in
+    length, so a backend added by hand counts as drift.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(actual, Mapping) and all(
+            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    if isinstance(desired, bool) or isinstance(actual, bool):
+        return desired is actual
+    if isinstance(desired, int | float) and isinstance(actual, int | float):
+        return float(desired) == float(actual)
+    return bool(desired == actual)
+
+
+def in_sync(desired: Mapping[str, Any], found: Mapping[str, Any] | None) -> bool:
+    if found is None:
+        return False
+    found_meta = found.get("metadata", {})
+    return is_subset(desired["spec"], found.get("spec")) and is_subset(
+        desired["metadata"]["annotations"], found_meta.get("annotations") or {}
+    )
+
+
+async def ensure_backends(kube: Kube, owner: OwnerLike, action: SetTraffic, *, roles: bool = True) -> None:
+    """Point `<name>-stable` / `<name>-canary` at the action's revisions and keep the entry Service.
+
+    The role Services follow SetTraffic (not EnsureRevision) because only SetTraffic says authoritatively
+    which revision is stable and which is the canary at this moment. Without a canary the canary Service
+    keeps its last selector: no route references it then.
+    """
+    await kube.apply(objects.entry_service(owner))
+    if not roles:
+        return
+    await kube.apply(objects.role_service(owner, action.stable, Role.STABLE))
+    if action.canary is not None:
+        await kube.apply(objects.role_service(owner, action.canary, Role.CANARY))

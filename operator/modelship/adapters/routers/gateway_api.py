@@ -1,0 +1,118 @@
+"""Gateway API router: one HTTPRoute `<name>` with weighted backendRefs and a RequestMirror filter for shadow.
+
+`requestMirror.percent` is an experimental-channel field (Gateway API >= 1.2): it is only written when
+mirroring less than 100%, so a full mirror also works with standard-channel CRDs; a partial mirror on a
+standard-channel install is refused by the API server (strict field validation) instead of silently
+mirroring everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelship.adapters import objects
+from modelship.adapters.kube import Kube
+from modelship.adapters.owner import OwnerLike
+from modelship.adapters.routers.base import (
+    checked_mirror,
+    checked_weights,
+    ensure_backends,
+    in_sync,
+    route_metadata,
+)
+from modelship.domain.actions import Role, SetTraffic
+from modelship.domain.api import GatewayApiRouter, ModelDeploymentSpec
+from modelship.domain.observations import RouteState
+
+API_VERSION = "gateway.networking.k8s.io/v1"
+KIND = "HTTPRoute"
+
+
+def _backend(name: str) -> dict[str, Any]:
+    return {"name": name, "port": objects.HTTP_PORT}
+
+
+def desired_route(
+    owner: OwnerLike, config: GatewayApiRouter, action: SetTraffic
+) -> dict[str, Any]:
+    """The HTTPRoute for `action`: stable weight S, canary weight C (S + C = 100), optional mirror."""
+    stable_w, canary_w = checked_weights(action)
+    mirror = checked_mirror(action)
+    canary_svc = objects.role_service_name(owner.name, Role.CANARY)
+    backends = [{**_backend(objects.role_service_name(owner.name, Role.STABLE)), "weight": stable_w}]
+    if action.canary is not None:
+        backends.append({**_backend(canary_svc), "weight": canary_w})
+    rule: dict[str, Any] = {"backendRefs": backends}
+    if mirror > 0:
+        mirror_spec: dict[str, Any] = {"backendRef": _backend(canary_svc)}
+        if mirror < 100:
+            mirror_spec["percent"] = mirror
+        rule["filters"] = [{"type": "RequestMirror", "requestMirror": mirror_spec}]
+    parents = [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in config.parent_refs]
+    spec: dict[str, Any] = {"parentRefs": parents, "rules": [rule]}
+    if config.hostnames:
+        spec["hostnames"] = list(config.hostnames)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": route_metadata(owner, action), "spec": spec}
+
+
+def _mirror_percent(filters: list[Any]) -> int:
+    for f in filters:
+        if isinstance(f, dict) and f.get("type") == "RequestMirror":
+            mirror = f.get("requestMirror") or {}
+            if "percent" in mirror:
+                return int(mirror["percent"])
+            fraction = mirror.get("fraction")
+            if isinstance(fraction, dict) and fraction.get("denominator", 100):
+                return round(100 * int(fraction.get("numerator", 0)) / int(fraction.get("denominator", 100)))
+            return 100
+    return 0
+
+
+def route_state(owner: OwnerLike, found: dict[str, Any] | None) -> RouteState:
+    """Canary weight (percent of the rule's total) and mirror percent as the HTTPRoute has them."""
+    if found is None:
+        return RouteState(exists=False, in_sync=False)
+    rules = found.get("spec", {}).get("rules") or []
+    rule = rules[0] if rules else {}
+    canary_name = objects.role_service_name(owner.name, Role.CANARY)
+    total = canary = 0
+    for ref in rule.get("backendRefs") or []:
+        weight = int(ref.get("weight", 1))  # Gateway API defaults a missing weight to 1
+        total += weight
+        if ref.get("name") == canary_name:
+            canary += weight
+    return RouteState(
+        exists=True,
+        canary_weight=round(100 * canary / total) if total else 0,
+        mirror_percent=_mirror_percent(rule.get("filters") or []),
+    )
+
+
+class GatewayApiRouterAdapter:
+    """TrafficRouter over a Gateway API HTTPRoute."""
+
+    def __init__(self, kube: Kube, config: GatewayApiRouter) -> None:
+        self.kube = kube
+        self.config = config
+
+    async def _found(self, owner: OwnerLike) -> dict[str, Any] | None:
+        return await self.kube.get(API_VERSION, KIND, owner.namespace, owner.name)
+
+    async def observe(self, owner: OwnerLike, spec: ModelDeploymentSpec) -> RouteState:
+        return route_state(owner, await self._found(owner))
+
+    async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
+        found = await self._found(owner)
+        desired = desired_route(owner, self.config, action)
+        state = route_state(owner, found)
+        synced = in_sync(desired, found)
+        await ensure_backends(self.kube, owner, action)
+        if not synced:
+            await self.kube.apply(desired)
+        return RouteState(
+            exists=state.exists, canary_weight=state.canary_weight, mirror_percent=state.mirror_percent,
+            in_sync=synced,
+        )
+
+    async def cleanup(self, owner: OwnerLike) -> None:
+        await self.kube.delete(API_VERSION, KIND, owner.namespace, owner.name)
