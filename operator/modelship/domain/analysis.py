@@ -1,0 +1,156 @@
+"""SLO assessment: turn one metrics snapshot into per-metric verdicts and one overall verdict.
+
+Missing evidence is never a pass: an unreachable provider is Error, an empty result is NoData and a window
+with fewer canary requests than `analysis.minRequests` is Inconclusive.
+
+Rules worth knowing:
+- With no SLO configured at all, `DEFAULT_SLO` (errorRate max 0.01) applies, so a rollout is never judged
+  on nothing.
+- A ratio bound (`maxRatioToStable`) needs a stable baseline. When stable is missing or 0 the ratio is
+  NoData, unless the absolute bound already fails. Error rate is the exception: a healthy stable commonly
+  has exactly 0 errors, so its baseline is floored at `ERROR_RATE_BASELINE_FLOOR` (0.1%); a canary with
+  0.05% errors beside a clean stable passes a 1.2x bound, one with 5% errors fails it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from modelship.domain.api import ModelDeploymentSpec, RatioBound
+from modelship.domain.observations import MetricsSnapshot, MetricValue
+from modelship.domain.status import AnalysisRecord, MetricResult, Verdict
+
+ERROR_RATE = "errorRate"
+DEFAULT_ERROR_RATE_MAX = 0.01
+ERROR_RATE_BASELINE_FLOOR = 0.001
+
+
+@dataclass(frozen=True)
+class SloBound:
+    """One SLO as judged: name and bounds, flattened from the spec's different SLO shapes."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+    max_ratio_to_stable: float | None = None
+
+
+DEFAULT_SLO = SloBound(name=ERROR_RATE, max=DEFAULT_ERROR_RATE_MAX)
+
+
+def configured_slos(spec: ModelDeploymentSpec) -> list[SloBound]:
+    """The SLOs the spec declares, in a fixed order; the default error-rate bound when none are declared."""
+    slo = spec.slo
+    out: list[SloBound] = []
+    builtins: list[tuple[str, RatioBound | None]] = [
+        (ERROR_RATE, slo.error_rate),
+        ("latencyP99Ms", slo.latency_p99_ms),
+        ("latencyP95Ms", slo.latency_p95_ms),
+        ("queueP99Ms", slo.queue_p99_ms),
+    ]
+    for name, bound in builtins:
+        if bound is not None:
+            out.append(SloBound(name=name, max=bound.max, max_ratio_to_stable=bound.max_ratio_to_stable))
+    out.extend(SloBound(name=c.name, min=c.min, max=c.max) for c in slo.custom)
+    return out or [DEFAULT_SLO]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _result(bound: SloBound, mv: MetricValue | None, verdict: Verdict, message: str) -> MetricResult:
+    return MetricResult(
+        name=bound.name,
+        value=mv.canary if mv else None,
+        stable_value=mv.stable if mv else None,
+        min=bound.min,
+        max=bound.max,
+        max_ratio_to_stable=bound.max_ratio_to_stable,
+        verdict=verdict,
+        message=message,
+    )
+
+
+def judge_metric(bound: SloBound, mv: MetricValue | None) -> MetricResult:
+    """Judge one metric: absolute bounds first (they fail on their own), then the ratio to stable."""
+    name = bound.name
+    if mv is None:
+        return _result(bound, mv, Verdict.NO_DATA, f"{name}: no value returned")
+    if mv.error:
+        return _result(bound, mv, Verdict.ERROR, f"{name}: query failed: {mv.error}")
+    value = mv.canary
+    if value is None:
+        return _result(bound, mv, Verdict.NO_DATA, f"{name}: no canary data in the window")
+    if bound.max is not None and value > bound.max:
+        return _result(bound, mv, Verdict.FAIL, f"{name} {_fmt(value)} > max {_fmt(bound.max)}")
+    if bound.min is not None and value < bound.min:
+        return _result(bound, mv, Verdict.FAIL, f"{name} {_fmt(value)} < min {_fmt(bound.min)}")
+    ratio = bound.max_ratio_to_stable
+    if ratio is not None:
+        baseline = mv.stable
+        if name == ERROR_RATE and baseline is not None:
+            baseline = max(baseline, ERROR_RATE_BASELINE_FLOOR)
+        if baseline is None or baseline <= 0:
+            text = f"{name} {_fmt(value)}: no stable baseline for the ratio bound"
+            return _result(bound, mv, Verdict.NO_DATA, text)
+        if value / baseline > ratio:
+            return _result(
+                bound, mv, Verdict.FAIL,
+                f"{name} {_fmt(value)} is {value / baseline:.2f}x stable {_fmt(baseline)} > {_fmt(ratio)}x",
+            )
+    return _result(bound, mv, Verdict.PASS, f"{name} {_fmt(value)} within bounds")
+
+
+def _overall(
+    snapshot: MetricsSnapshot, metrics: list[MetricResult], min_requests: int
+) -> tuple[Verdict, str]:
+    verdicts = {m.verdict for m in metrics}
+    failed = [m.message for m in metrics if m.verdict == Verdict.FAIL]
+    if failed:
+        return Verdict.FAIL, "; ".join(failed)
+    if not snapshot.available:
+        return Verdict.ERROR, f"metrics provider unavailable: {snapshot.error or 'unreachable'}"
+    if Verdict.ERROR in verdicts:
+        return Verdict.ERROR, "; ".join(m.message for m in metrics if m.verdict == Verdict.ERROR)
+    if Verdict.NO_DATA in verdicts:
+        return Verdict.NO_DATA, "; ".join(m.message for m in metrics if m.verdict == Verdict.NO_DATA)
+    requests = snapshot.canary_requests
+    if min_requests > 0 and (requests is None or requests < min_requests):
+        seen = "unknown" if requests is None else _fmt(requests)
+        return Verdict.INCONCLUSIVE, f"{seen} canary requests, fewer than minRequests {min_requests}"
+    return Verdict.PASS, f"{len(metrics)} SLOs met" + (f" over {_fmt(requests)} requests" if requests else "")
+
+
+def assess(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, now: datetime) -> AnalysisRecord:
+    """Judge every configured SLO on one snapshot; Fail beats everything, Pass needs all evidence present."""
+    bounds = configured_slos(spec)
+    if snapshot.available:
+        metrics = [judge_metric(b, snapshot.values.get(b.name)) for b in bounds]
+    else:
+        reason = snapshot.error or "unreachable"
+        metrics = [
+            _result(b, None, Verdict.ERROR, f"{b.name}: metrics unavailable: {reason}") for b in bounds
+        ]
+    verdict, message = _overall(snapshot, metrics, spec.rollout.analysis.min_requests)
+    return AnalysisRecord(
+        time=now, verdict=verdict, requests=snapshot.canary_requests, metrics=metrics,
+        message=f"{verdict}: {message}",
+    )
+
+
+def evidence(record: AnalysisRecord | None) -> str:
+    """The metric values and bounds behind a verdict, for Events and history."""
+    if record is None:
+        return "no analysis recorded"
+    parts = []
+    for m in record.metrics:
+        bounds = [f"{k} {_fmt(v)}" for k, v in (("min", m.min), ("max", m.max)) if v is not None]
+        if m.max_ratio_to_stable is not None:
+            bounds.append(f"maxRatioToStable {_fmt(m.max_ratio_to_stable)}")
+        value = "none" if m.value is None else _fmt(m.value)
+        stable = "" if m.stable_value is None else f", stable {_fmt(m.stable_value)}"
+        parts.append(f"{m.name}={value} ({', '.join(bounds)}{stable}) {m.verdict}")
+    requests = "" if record.requests is None else f"; requests={_fmt(record.requests)}"
+    return f"{record.verdict}: " + "; ".join(parts) + requests

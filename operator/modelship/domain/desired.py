@@ -1,0 +1,95 @@
+"""The desired child state derived from status: Deployments, replicas, route, and clean-up.
+
+Emitted in full on every decision (every action is idempotent), so a hand-edited route is restored and a
+crash between the status patch and the apply heals on the next reconcile.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+
+from modelship.domain.actions import Action, DeleteRevision, EnsureRevision, Role, SetTraffic
+from modelship.domain.api import GpuSurgePolicy
+from modelship.domain.durations import parse_duration
+from modelship.domain.status import Stage
+from modelship.domain.transitions import Ctx
+
+ROUTED_STAGES = (Stage.SHADOW, Stage.CANARY, Stage.PROMOTING)
+
+
+def stable_floor(replicas: int, canary_weight: int) -> int:
+    """Fewest stable pods that can carry stable's traffic share: ceil(replicas * share), at least 1."""
+    return max(1, ceil(replicas * (100 - canary_weight) / 100))
+
+
+def replica_plan(ctx: Ctx) -> tuple[int, int]:
+    """(stable, canary) replicas.
+
+    Mesh routers run the canary at full size (any weight can go to it, promotion needs no scale-up). The
+    `none` router splits by ready replicas, so both sizes follow the weight. Under gpuSurge ScaleDownStable an
+    unschedulable canary shrinks stable by the missing pods, never below `stable_floor`; the shrink is kept in
+    status.stableReplicas (monotone: a replayed decision cannot shrink twice) until the canary leaves.
+    """
+    st, spec = ctx.st, ctx.spec
+    replicas = spec.serving.replicas
+    canary = st.canary_revision
+    if canary is None:
+        st.stable_replicas = None
+        return replicas, 0
+    weight = st.canary_weight
+    stable_n, canary_n = replicas, replicas
+    if spec.traffic.kind == "none":
+        share = ceil(replicas * weight / 100)
+        canary_n = max(1, share)
+        stable_n = replicas - share if weight >= 100 else max(1, replicas - share)
+    if st.stage == Stage.PROMOTING:
+        canary_n = replicas
+    if spec.rollout.gpu_surge != GpuSurgePolicy.SCALE_DOWN_STABLE:
+        st.stable_replicas = None
+        return stable_n, canary_n
+    cap = stable_n if st.stable_replicas is None else min(st.stable_replicas, stable_n)
+    cs = ctx.state(canary)
+    if cs is not None and cs.unschedulable and not cs.available:
+        missing = max(0, canary_n - cs.ready_replicas)
+        cap = min(cap, stable_n - missing)
+    cap = max(cap, min(stable_floor(replicas, weight), stable_n))
+    st.stable_replicas = cap if cap < stable_n else None
+    return cap, canary_n
+
+
+def cleanup(ctx: Ctx) -> list[Action]:
+    """Delete retired revisions after scaleDownDelay, and any owned Deployment status no longer knows."""
+    st = ctx.st
+    delay = parse_duration(ctx.spec.rollout.scale_down_delay)
+    due = st.retired_at is None or ctx.now - st.retired_at >= delay
+    actions: list[Action] = []
+    if due:
+        actions.extend(DeleteRevision(r.hash) for r in st.retired_revisions)
+        st.retired_revisions = []
+    if not st.retired_revisions:
+        st.retired_at = None
+    known = {r.hash for r in (st.stable_revision, st.canary_revision, *st.retired_revisions) if r is not None}
+    known.update(a.revision_hash for a in actions if isinstance(a, DeleteRevision))
+    actions.extend(DeleteRevision(h) for h in sorted(ctx.obs.revisions) if h not in known)
+    return actions
+
+
+def desired_actions(ctx: Ctx) -> list[Action]:
+    """EnsureRevision for stable (and canary), SetTraffic, then clean-up. Traffic goes first when it leaves
+    a revision (rollback, supersede), last when it moves onto one that must exist first."""
+    st = ctx.st
+    stable = st.stable_revision
+    if stable is None:
+        return []
+    stable_n, canary_n = replica_plan(ctx)
+    ensures: list[Action] = [EnsureRevision(stable, Role.STABLE, stable_n)]
+    canary = st.canary_revision
+    if canary is not None:
+        ensures.append(EnsureRevision(canary, Role.CANARY, canary_n))
+    routed = canary if canary is not None and st.stage in ROUTED_STAGES else None
+    if routed is None:
+        st.canary_weight = st.mirror_percent = 0
+    traffic = SetTraffic(stable=stable, canary=routed, canary_weight=st.canary_weight,
+                         mirror_percent=st.mirror_percent)
+    core = [traffic, *ensures] if ctx.traffic_first else [*ensures, traffic]
+    return core + cleanup(ctx)

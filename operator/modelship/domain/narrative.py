@@ -1,0 +1,128 @@
+"""Phase, conditions and the one-line message, derived from the durable fields after every decision.
+
+Deriving them (instead of storing them as independent state) keeps them consistent after a crash, an Invalid
+interlude or a hand-edited status.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from modelship.domain.status import Condition, ModelDeploymentStatus, Phase, Revision, Stage
+from modelship.domain.transitions import Ctx, held_weight, step_index, steps
+
+
+def derive_phase(st: ModelDeploymentStatus, desired: Revision) -> Phase:
+    if st.canary_revision is not None:
+        return Phase.PAUSED if st.paused or st.awaiting_approval else Phase.PROGRESSING
+    stable = st.stable_revision
+    if stable is None:
+        return Phase.PENDING
+    failed = st.failed_revision
+    if st.stage == Stage.VALIDATING:
+        return Phase.FAILED if failed is not None and failed.hash == stable.hash else Phase.PROGRESSING
+    if failed is not None and failed.hash == desired.hash:
+        return Phase.ROLLED_BACK
+    return Phase.HEALTHY
+
+
+def _checks(st: ModelDeploymentStatus) -> str:
+    n = st.passed_checks
+    return f"{n} check{'s' if n != 1 else ''} passed"
+
+
+def _stage_text(ctx: Ctx) -> str:
+    st = ctx.st
+    canary = st.canary_revision
+    if canary is None:
+        stable = st.stable_revision
+        if stable is None:
+            return "no revision yet"
+        if st.stage == Stage.VALIDATING:
+            return f"deploying first revision {stable.version} ({stable.hash})"
+        if st.phase == Phase.ROLLED_BACK and st.failed_revision is not None:
+            last = next((h for h in reversed(st.history) if h.event == "RolledBack"), None)
+            why = f": {last.reason}" if last else ""
+            return f"serving {stable.version} ({stable.hash}); rolled back {st.failed_revision.version}{why}"
+        return f"serving {stable.version} ({stable.hash})"
+    if st.stage == Stage.VALIDATING:
+        text = f"validating {canary.version} ({canary.hash})"
+    elif st.stage == Stage.SHADOW:
+        shadow = ctx.spec.rollout.shadow
+        length = f" for {shadow.duration}" if shadow else ""
+        text = f"shadow: {st.mirror_percent}% mirrored{length}; {_checks(st)}"
+    elif st.stage == Stage.CANARY:
+        index, total = step_index(ctx), len(steps(ctx))
+        step = steps(ctx)[index]
+        if step.approval is not None:
+            text = (f"step {index + 1}/{total}: waiting for approval at {held_weight(ctx, index)}% "
+                    f"(kubectl modelship promote); {_checks(st)}")
+        else:
+            text = f"step {index + 1}/{total}: {step.weight}% for {step.duration}; {_checks(st)}"
+    else:
+        text = f"promoting {canary.version} ({canary.hash})"
+    if st.paused:
+        text += "; paused (kubectl modelship resume)"
+    return text
+
+
+def message(ctx: Ctx) -> str:
+    text = _stage_text(ctx)
+    return f"{text}; {ctx.hold}" if ctx.hold else text
+
+
+def set_condition(
+    ctx: Ctx, kind: str, status: Literal["True", "False", "Unknown"], reason: str, text: str = ""
+) -> None:
+    """Upsert a condition; lastTransitionTime moves only when the status flips."""
+    conditions = ctx.st.conditions
+    for i, c in enumerate(conditions):
+        if c.type == kind:
+            when = c.last_transition_time if c.status == status else ctx.now
+            conditions[i] = Condition(type=kind, status=status, reason=reason, message=text,
+                                      last_transition_time=when)
+            return
+    conditions.append(
+        Condition(type=kind, status=status, reason=reason, message=text, last_transition_time=ctx.now)
+    )
+
+
+def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
+    """Ready, Progressing, Degraded and Invalid, each with a machine-readable reason."""
+    st = ctx.st
+    stable_state = ctx.state(st.stable_revision)
+    if stable_state is not None and stable_state.available:
+        set_condition(ctx, "Ready", "True", "StableAvailable",
+                      f"{stable_state.ready_replicas} stable pods ready")
+    elif st.stable_revision is None:
+        set_condition(ctx, "Ready", "False", "NoRevision", "nothing deployed yet")
+    else:
+        ready = 0 if stable_state is None else stable_state.ready_replicas
+        set_condition(ctx, "Ready", "False", "StableUnavailable", f"{ready} stable pods ready")
+    phase = st.phase
+    if invalid:
+        set_condition(ctx, "Invalid", "True", "InvalidSpec", "; ".join(invalid))
+        set_condition(ctx, "Progressing", "False", "InvalidSpec", "frozen until the spec is fixed")
+    else:
+        set_condition(ctx, "Invalid", "False", "Valid")
+        if phase in (Phase.PROGRESSING, Phase.PAUSED):
+            if st.paused:
+                reason = "Paused"
+            elif st.awaiting_approval:
+                reason = "AwaitingApproval"
+            else:
+                reason = ctx.hold_reason or str(st.stage or "Progressing")
+            set_condition(ctx, "Progressing", "True", reason, st.message)
+        else:
+            set_condition(ctx, "Progressing", "False", str(phase), st.message)
+    if phase in (Phase.ROLLED_BACK, Phase.FAILED):
+        last = next((h for h in reversed(st.history) if h.outcome in ("RolledBack", "Failed")), None)
+        set_condition(ctx, "Degraded", "True", str(phase), last.reason if last else st.message)
+    else:
+        set_condition(ctx, "Degraded", "False", "AsExpected")
+
+
+def finalize(ctx: Ctx, desired: Revision) -> None:
+    ctx.st.phase = derive_phase(ctx.st, desired)
+    ctx.st.message = message(ctx)
+    update_conditions(ctx)

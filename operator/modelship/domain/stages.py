@@ -1,0 +1,235 @@
+"""Per-stage progression: validation, SLO checks, step advance, promotion and the progress deadline.
+
+A check counts only when it was due (one per `analysis.interval`, the first one a full interval after the
+stage or step began, so its window measures the current weight) and a snapshot is present; `last_check_at`
+makes a replayed decision a no-op. A stage or weight step completes only when its duration has elapsed,
+at least one check passed in it and the latest check passed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from modelship.domain.analysis import assess, evidence
+from modelship.domain.api import GpuSurgePolicy, ModelDeploymentSpec, NoDataPolicy
+from modelship.domain.durations import format_duration, parse_duration
+from modelship.domain.observations import ValidationFailure
+from modelship.domain.status import ModelDeploymentStatus, Stage, Verdict
+from modelship.domain.transitions import (
+    Ctx,
+    complete_promotion,
+    enter_promoting,
+    enter_shadow,
+    enter_step,
+    rollback,
+    step_index,
+    steps,
+)
+
+JUDGED_STAGES = (Stage.SHADOW, Stage.CANARY)
+
+
+def next_check_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> datetime | None:
+    """When the next SLO check is due; None when no check applies (no canary under analysis)."""
+    if status.canary_revision is None or status.stage not in JUDGED_STAGES:
+        return None
+    starts = [t for t in (status.last_check_at, status.step_started_at) if t is not None]
+    if not starts:
+        return now
+    return max(starts) + parse_duration(spec.rollout.analysis.interval)
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
+    """True when the controller should query metrics before calling decide."""
+    due = next_check_at(spec, status, now)
+    return due is not None and now >= due
+
+
+def validation_due(status: ModelDeploymentStatus) -> bool:
+    """True when the controller should run Triton checks on the canary pods before calling decide."""
+    return status.canary_revision is not None and status.stage == Stage.VALIDATING
+
+
+def passing(ctx: Ctx) -> bool:
+    """At least one Pass in the current stage or step, and the latest check passed."""
+    last = ctx.st.last_analysis
+    return ctx.st.passed_checks >= 1 and last is not None and last.verdict == Verdict.PASS
+
+
+def _period_done(ctx: Ctx, duration: timedelta) -> bool:
+    started = ctx.st.step_started_at
+    return passing(ctx) and (started is None or ctx.now - started >= duration)
+
+
+def deadline(ctx: Ctx) -> timedelta:
+    return parse_duration(ctx.spec.rollout.progress_deadline)
+
+
+def deadline_passed(ctx: Ctx) -> bool:
+    since = ctx.st.progress_at
+    return since is not None and ctx.now - since >= deadline(ctx)
+
+
+def check_unschedulable(ctx: Ctx) -> None:
+    """Canary pods that cannot be placed: the gpuSurge policy decides (replicas themselves: desired.py)."""
+    cs = ctx.state(ctx.st.canary_revision)
+    if cs is None or not cs.unschedulable or cs.available:
+        return
+    policy = ctx.spec.rollout.gpu_surge
+    if policy == GpuSurgePolicy.NEVER:
+        rollback(ctx, f"canary cannot be scheduled and gpuSurge is Never: {cs.unschedulable}")
+        return
+    ctx.hold_reason = "CanaryUnschedulable"
+    if policy == GpuSurgePolicy.SCALE_DOWN_STABLE:
+        ctx.hold = f"canary unschedulable ({cs.unschedulable}): shrinking stable to free GPUs"
+    else:
+        ctx.hold = f"canary unschedulable ({cs.unschedulable}); holding until progressDeadline"
+
+
+def validating(ctx: Ctx) -> None:
+    """Pods available and a passed Triton validation report move on; a final failure rolls back at once."""
+    cs = ctx.state(ctx.st.canary_revision)
+    report = ctx.obs.validation
+    final = (ValidationFailure.CONTRACT_MISMATCH, ValidationFailure.SAMPLE_FAILED)
+    if report is not None and not report.passed and report.failure in final:
+        rollback(ctx, f"validation failed ({report.failure}): {report.message}; no traffic was moved")
+        return
+    if cs is not None and cs.available and report is not None and report.passed:
+        shadow = ctx.spec.rollout.shadow
+        if shadow is not None:
+            enter_shadow(ctx, shadow.mirror_percent)
+        else:
+            enter_step(ctx, 0)
+        return
+    if ctx.hold is None:
+        if cs is None:
+            ctx.hold = "waiting for the canary Deployment"
+        elif not cs.available:
+            ctx.hold = f"waiting for canary pods: {cs.ready_replicas}/{cs.desired_replicas} ready"
+        elif report is None or report.passed:
+            ctx.hold = "waiting for Triton validation of the canary pods"
+        else:
+            ctx.hold = f"validation {report.failure or 'NotReady'}: {report.message}"
+        ctx.hold_reason = ctx.hold_reason or "Validating"
+
+
+def run_analysis(ctx: Ctx) -> None:
+    """Count one due check; failures (and NoData/Error under a Fail policy) accumulate to failureLimit."""
+    st, snapshot = ctx.st, ctx.obs.metrics
+    if snapshot is None or not analysis_due(ctx.spec, st, ctx.now):
+        return
+    policy = ctx.spec.rollout.analysis
+    record = assess(ctx.spec, snapshot, ctx.now)
+    st.last_analysis = record
+    st.last_check_at = ctx.now
+    verdict = record.verdict
+    if verdict == Verdict.PASS:
+        st.consecutive_failures = 0
+        st.passed_checks += 1
+        st.progress_at = ctx.now
+        return
+    counted = (
+        verdict == Verdict.FAIL
+        or (verdict == Verdict.NO_DATA and policy.on_no_data == NoDataPolicy.FAIL)
+        or (verdict == Verdict.ERROR and policy.on_metrics_unavailable == NoDataPolicy.FAIL)
+    )
+    if not counted:
+        ctx.hold, ctx.hold_reason = f"holding: {record.message}", f"Analysis{verdict}"
+        return
+    st.consecutive_failures += 1
+    limit = policy.failure_limit
+    ctx.record("AnalysisFailed", "AnalysisFailed",
+               f"check failed {st.consecutive_failures}/{limit}: {evidence(record)}", warning=True)
+    if st.consecutive_failures >= limit:
+        rollback(ctx, f"{st.consecutive_failures} consecutive failed checks (failureLimit {limit})")
+
+
+def promoting(ctx: Ctx) -> None:
+    """Promote once the canary runs at full replicas, so stable capacity never drops on the switch."""
+    replicas = ctx.spec.serving.replicas
+    cs = ctx.state(ctx.st.canary_revision)
+    if cs is not None and cs.ready_replicas >= replicas:
+        complete_promotion(ctx)
+        return
+    ready = 0 if cs is None else cs.ready_replicas
+    ctx.hold = ctx.hold or f"waiting for {replicas} canary pods before switching traffic ({ready} ready)"
+    ctx.hold_reason = ctx.hold_reason or "Promoting"
+
+
+def approve(ctx: Ctx, by: str) -> None:
+    """A human passed the approval gate: move to the next step (or promote after the last)."""
+    index = step_index(ctx)
+    total = len(steps(ctx))
+    ctx.record("Approved", "Approved", f"step {index + 1}/{total} approved by {by}", by=by)
+    ctx.st.awaiting_approval = False
+    if index + 1 < total:
+        enter_step(ctx, index + 1)
+    else:
+        enter_promoting(ctx, f"approved by {by} at the last step")
+
+
+def advance(ctx: Ctx) -> None:
+    """Take every transition whose conditions hold now (bounded: each one starts a fresh period)."""
+    for _ in range(len(steps(ctx)) + 3):
+        st = ctx.st
+        if st.canary_revision is None or st.paused:
+            return
+        if st.stage in JUDGED_STAGES and st.promote_full and passing(ctx):
+            enter_promoting(ctx, f"promote-full after a passing check ({evidence(st.last_analysis)})")
+            continue
+        if st.stage == Stage.SHADOW:
+            shadow = ctx.spec.rollout.shadow
+            if not _period_done(ctx, parse_duration(shadow.duration) if shadow else timedelta(0)):
+                return
+            enter_step(ctx, 0)
+            continue
+        if st.stage == Stage.CANARY:
+            index = step_index(ctx)
+            step = steps(ctx)[index]
+            if step.approval is not None:
+                st.awaiting_approval = True
+                return
+            if not _period_done(ctx, parse_duration(step.duration or "0s")):
+                return
+            if index + 1 < len(steps(ctx)):
+                enter_step(ctx, index + 1)
+            else:
+                enter_promoting(ctx, f"all {len(steps(ctx))} steps passed")
+            continue
+        if st.stage == Stage.PROMOTING:
+            promoting(ctx)
+        return
+
+
+def check_deadline(ctx: Ctx) -> None:
+    """No progress for progressDeadline rolls back; pause and approval waits are exempt."""
+    st = ctx.st
+    if st.canary_revision is None or st.paused or st.awaiting_approval or not deadline_passed(ctx):
+        return
+    why = ctx.hold or f"no passing check in stage {st.stage}"
+    rollback(ctx, f"no progress for {format_duration(deadline(ctx))} (progressDeadline): {why}")
+
+
+def bootstrap(ctx: Ctx) -> None:
+    """First revision: Healthy once its pods are available; Failed (kept trying) past the deadline."""
+    st = ctx.st
+    ss = ctx.state(st.stable_revision)
+    if ss is not None and ss.available:
+        st.stage = Stage.STABLE
+        st.stage_started_at = st.progress_at = ctx.now
+        st.failed_revision = None
+        ctx.record("StageChanged", "Deployed", f"first revision available: {ss.ready_replicas} pods ready")
+        return
+    if ss is None:
+        ctx.hold = "waiting for the Deployment"
+    else:
+        ctx.hold = f"waiting for pods: {ss.ready_replicas}/{ss.desired_replicas} ready"
+        if ss.unschedulable:
+            ctx.hold += f" ({ss.unschedulable})"
+    failed = st.failed_revision is not None and st.stable_revision is not None and (
+        st.failed_revision.hash == st.stable_revision.hash)
+    if not failed and deadline_passed(ctx):
+        st.failed_revision = st.stable_revision
+        ctx.record("Failed", "DeployFailed",
+                   f"first revision not available within progressDeadline: {ctx.hold}",
+                   outcome="Failed", warning=True)

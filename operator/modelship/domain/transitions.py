@@ -1,0 +1,256 @@
+"""State transitions of a rollout, each recorded once: history entry plus Kubernetes Event.
+
+`Ctx` carries one `decide` call: the inputs, the status being built (a deep copy, never the caller's) and the
+events produced. Transitions only change status; the desired EnsureRevision/SetTraffic actions are derived
+from the resulting status afterwards (see `desired.py`), so they are re-emitted on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from modelship.domain.actions import EmitEvent, EventType
+from modelship.domain.analysis import evidence
+from modelship.domain.api import CanaryStep, ModelDeploymentSpec
+from modelship.domain.durations import parse_duration
+from modelship.domain.observations import Observations, RevisionState
+from modelship.domain.status import (
+    HISTORY_LIMIT,
+    HistoryEntry,
+    ModelDeploymentStatus,
+    Revision,
+    Stage,
+    Verdict,
+)
+
+OPERATOR = "modelship"
+
+
+@dataclass
+class Ctx:
+    """Inputs and outputs of one decision in progress."""
+
+    spec: ModelDeploymentSpec
+    obs: Observations
+    now: datetime
+    st: ModelDeploymentStatus
+    events: list[EmitEvent] = field(default_factory=list)
+    traffic_first: bool = False
+    """Traffic leaves a revision in this decision: SetTraffic goes before any other action."""
+    hold: str | None = None
+    """Why the rollout is waiting, for the status message and Progressing condition."""
+    hold_reason: str | None = None
+
+    def seconds(self, text: str) -> timedelta:
+        return parse_duration(text)
+
+    def state(self, rev: Revision | None) -> RevisionState | None:
+        return None if rev is None else self.obs.revisions.get(rev.hash)
+
+    def record(
+        self, event: str, reason: str, message: str, *, outcome: str | None = None, by: str | None = None,
+        revision: Revision | None = None, warning: bool = False,
+    ) -> None:
+        """Append a bounded history entry and emit the matching Event."""
+        st = self.st
+        rev = revision or st.canary_revision or st.stable_revision
+        if rev is not None:
+            st.history.append(HistoryEntry(
+                revision=rev.hash, version=rev.version, event=event, stage=st.stage, outcome=outcome,
+                reason=message, by=by or OPERATOR, time=self.now,
+            ))
+            del st.history[: max(0, len(st.history) - HISTORY_LIMIT)]
+        self.events.append(EmitEvent(EventType.WARNING if warning else EventType.NORMAL, reason, message))
+
+
+def steps(ctx: Ctx) -> list[CanaryStep]:
+    return list(ctx.spec.rollout.canary.steps)
+
+
+def step_index(ctx: Ctx) -> int:
+    """Current step, clamped: a spec edit that removes steps must not skip the remaining ones."""
+    return min(max(ctx.st.step or 0, 0), len(steps(ctx)) - 1)
+
+
+def held_weight(ctx: Ctx, index: int) -> int:
+    """Weight in force at a step: its own, or the last weight step before an approval gate."""
+    for step in reversed(steps(ctx)[: index + 1]):
+        if step.weight is not None:
+            return step.weight
+    return 0
+
+
+def retire(ctx: Ctx, rev: Revision | None) -> None:
+    """Traffic has left `rev`: scale it down after scaleDownDelay."""
+    st = ctx.st
+    if rev is None or any(r.hash == rev.hash for r in st.retired_revisions):
+        return
+    if st.stable_revision and rev.hash == st.stable_revision.hash:
+        return
+    st.retired_revisions.append(rev)
+    st.retired_at = ctx.now
+
+
+def unretire(ctx: Ctx, rev: Revision) -> None:
+    ctx.st.retired_revisions = [r for r in ctx.st.retired_revisions if r.hash != rev.hash]
+
+
+def _reset_rollout(ctx: Ctx) -> None:
+    st = ctx.st
+    st.step = None
+    st.canary_weight = 0
+    st.mirror_percent = 0
+    st.paused = False
+    st.awaiting_approval = False
+    st.promote_full = False
+    st.consecutive_failures = 0
+    st.passed_checks = 0
+    st.stable_replicas = None
+
+
+def _enter_period(ctx: Ctx) -> None:
+    st = ctx.st
+    st.step_started_at = ctx.now
+    st.progress_at = ctx.now
+    st.passed_checks = 0
+
+
+def start_rollout(ctx: Ctx, desired: Revision) -> None:
+    """Begin rolling out `desired`; a canary already running is superseded (traffic back to stable first)."""
+    st = ctx.st
+    old = st.canary_revision
+    if old is not None:
+        ctx.traffic_first = True
+        ctx.record("Superseded", "Superseded", f"canary {old.version} ({old.hash}) superseded by "
+                   f"{desired.version} ({desired.hash}) after a spec change",
+                   outcome="Superseded", revision=old)
+        retire(ctx, old)
+    _reset_rollout(ctx)
+    unretire(ctx, desired)
+    st.canary_revision = desired
+    st.failed_revision = None
+    st.stage = Stage.VALIDATING
+    st.rollout_started_at = st.stage_started_at = ctx.now
+    st.last_check_at = None
+    st.last_analysis = None
+    _enter_period(ctx)
+    stable = st.stable_revision
+    ctx.record("Started", "RolloutStarted", f"rolling out version {desired.version} ({desired.hash}) over "
+               f"{stable.version if stable else 'nothing'}: validating")
+
+
+def start_bootstrap(ctx: Ctx, desired: Revision) -> None:
+    """No stable yet: the first revision is deployed directly as stable (nothing to compare it against)."""
+    st = ctx.st
+    previous = st.stable_revision
+    if previous is not None and previous.hash != desired.hash:
+        st.stable_revision = None
+        retire(ctx, previous)
+    _reset_rollout(ctx)
+    unretire(ctx, desired)
+    st.stable_revision = desired
+    st.canary_revision = None
+    st.failed_revision = None
+    st.stage = Stage.VALIDATING
+    st.rollout_started_at = st.stage_started_at = ctx.now
+    _enter_period(ctx)
+    ctx.record("Started", "RolloutStarted", f"deploying first revision {desired.version} ({desired.hash})")
+
+
+def enter_stage(ctx: Ctx, stage: Stage, message: str) -> None:
+    ctx.st.stage = stage
+    ctx.st.stage_started_at = ctx.now
+    _enter_period(ctx)
+    ctx.record("StageChanged", "StageChanged", message)
+
+
+def enter_shadow(ctx: Ctx, mirror: int) -> None:
+    st = ctx.st
+    st.step = None
+    st.canary_weight = 0
+    st.mirror_percent = mirror
+    enter_stage(ctx, Stage.SHADOW, f"shadow: mirroring {mirror}% of live traffic to the canary")
+
+
+def enter_step(ctx: Ctx, index: int) -> None:
+    """Move to canary step `index` (approval steps keep the previous weight and wait for a human)."""
+    st = ctx.st
+    first = st.stage != Stage.CANARY
+    st.step = index
+    st.mirror_percent = 0
+    st.canary_weight = held_weight(ctx, index)
+    step = steps(ctx)[index]
+    st.awaiting_approval = step.approval is not None
+    total = len(steps(ctx))
+    if step.approval is not None:
+        text = f"step {index + 1}/{total}: waiting for approval at {st.canary_weight}%"
+    else:
+        text = f"step {index + 1}/{total}: {step.weight}% for {step.duration}"
+    if first:
+        enter_stage(ctx, Stage.CANARY, "canary " + text)
+    else:
+        _enter_period(ctx)
+        ctx.record("StageChanged", "StepAdvanced", text)
+
+
+def enter_promoting(ctx: Ctx, why: str) -> None:
+    st = ctx.st
+    st.awaiting_approval = False
+    st.mirror_percent = 0
+    enter_stage(ctx, Stage.PROMOTING, f"promoting: {why}")
+
+
+def complete_promotion(ctx: Ctx) -> None:
+    """The canary becomes stable at 100%; the old stable is retired (scaled down after scaleDownDelay)."""
+    st = ctx.st
+    new, old = st.canary_revision, st.stable_revision
+    assert new is not None
+    st.stable_revision = new
+    st.canary_revision = None
+    retire(ctx, old)
+    _reset_rollout(ctx)
+    st.stage = Stage.STABLE
+    st.stage_started_at = st.progress_at = ctx.now
+    ctx.record("Promoted", "Promoted", f"version {new.version} ({new.hash}) promoted to stable, replacing "
+               f"{old.version if old else 'nothing'}; last check {evidence(st.last_analysis)}",
+               outcome="Promoted", revision=new)
+
+
+def rollback(ctx: Ctx, reason: str, *, by: str | None = None) -> None:
+    """Traffic back to stable at once, canary retired; the revision is not retried until spec changes."""
+    st = ctx.st
+    canary = st.canary_revision
+    if canary is None:
+        return
+    ctx.traffic_first = True
+    retire(ctx, canary)
+    st.failed_revision = canary
+    st.canary_revision = None
+    _reset_rollout(ctx)
+    st.stage = Stage.STABLE
+    st.stage_started_at = ctx.now
+    detail = reason
+    bad = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA)
+    if st.last_analysis is not None and st.last_analysis.verdict in bad:
+        detail = f"{reason}; evidence: {evidence(st.last_analysis)}"
+    ctx.record("RolledBack", "RolledBack", f"rolled back version {canary.version} ({canary.hash}): {detail}",
+               outcome="RolledBack", by=by, revision=canary, warning=True)
+
+
+def abandon(ctx: Ctx) -> None:
+    """Spec went back to the stable revision while a canary ran: drop the canary, no failure."""
+    st = ctx.st
+    canary = st.canary_revision
+    if canary is None:
+        return
+    ctx.traffic_first = True
+    retire(ctx, canary)
+    st.canary_revision = None
+    _reset_rollout(ctx)
+    st.stage = Stage.STABLE
+    st.stage_started_at = ctx.now
+    stable = st.stable_revision.version if st.stable_revision else ""
+    ctx.record("Abandoned", "RolloutAbandoned",
+               f"spec reverted to stable {stable}: canary {canary.version} ({canary.hash}) abandoned",
+               outcome="Abandoned", revision=canary)
