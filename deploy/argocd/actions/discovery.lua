@@ -1,0 +1,36 @@
+-- Argo CD action discovery for modelship.dev/ModelDeployment: every action is listed, and enabled only
+-- where the operator would act on it (the same rules as `kubectl modelship`).
+local actions = {}
+actions["promote"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-forward"}
+actions["promote-full"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-fast-forward"}
+actions["abort"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-undo"}
+actions["pause"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-pause"}
+actions["resume"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-play"}
+actions["retry"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-redo"}
+
+local status = obj.status
+if status == nil then
+  return actions
+end
+local phase = status.phase
+local paused = phase == "Paused" or status.paused == true
+local active = (phase == "Pending" or phase == "Progressing" or phase == "Paused") and status.canaryRevision ~= nil
+
+if active then
+  actions["promote-full"]["disabled"] = false
+  actions["abort"]["disabled"] = false
+  if status.awaitingApproval == true then
+    actions["promote"]["disabled"] = false
+  end
+  if paused then
+    actions["resume"]["disabled"] = false
+  else
+    actions["pause"]["disabled"] = false
+  end
+elseif paused then
+  actions["resume"]["disabled"] = false
+end
+if phase == "RolledBack" or phase == "Failed" then
+  actions["retry"]["disabled"] = false
+end
+return actions

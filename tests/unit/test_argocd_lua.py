@@ -1,0 +1,210 @@
+"""The Argo CD health check and resource actions, run in Lua 5.1 inside Argo CD's sandbox (as in gopher-lua).
+
+The sandbox mirrors argo-cd util/lua: base, table and package libraries, `os` with only time and date, no
+string or math library. A script that leans on anything else fails here before it fails in Argo CD.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa import lua51
+from modelship.domain.status import ManualRequest
+
+ROOT = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
+ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+
+SANDBOX = """
+local safe_os = {time = os.time, date = os.date}
+package.loaded.os = safe_os
+package.preload = {}
+os = safe_os
+string = nil
+math = nil
+io = nil
+debug = nil
+dofile = nil
+loadfile = nil
+"""
+
+
+def run_lua(script: str, obj: dict[str, Any]) -> Any:
+    """Execute `script` with global `obj` in a fresh sandboxed runtime; return its result as Python data."""
+    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
+    runtime.execute("getmetatable('').__index = nil")  # no ("x"):sub() either
+    runtime.execute(SANDBOX)
+    runtime.globals().obj = runtime.table_from(obj, recursive=True)
+    return to_python(runtime.execute(script))
+
+
+def to_python(value: Any) -> Any:
+    if lua51.lua_type(value) != "table":
+        return value
+    items = dict(value.items())
+    if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+        return [to_python(items[k]) for k in sorted(items)]
+    return {k: to_python(v) for k, v in items.items()}
+
+
+def mdep(status: dict[str, Any] | None, generation: int = 3) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "modelship.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "fraud-scorer",
+            "namespace": "ml",
+            "generation": generation,
+            "resourceVersion": "4711",
+            "annotations": {"team": "risk"},
+        },
+        "spec": {
+            "model": {"name": "fraud_scorer", "version": "7", "repository": "s3://m"},
+            "rollout": {"canary": {"steps": [{"weight": 5, "duration": "5m"}, {"approval": {}}]}},
+        },
+    }
+    if status is not None:
+        obj["status"] = {"observedGeneration": generation, **status}
+    return obj
+
+
+def health(status: dict[str, Any] | None, generation: int = 3) -> dict[str, str]:
+    result: dict[str, str] = run_lua((ROOT / "health.lua").read_text(), mdep(status, generation))
+    return result
+
+
+CANARY = {"canaryRevision": {"version": "7", "hash": "9ab12e"}, "message": "step 1/2: 5% for 5m"}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "message"),
+    [
+        ({"phase": "Healthy", "message": "serving v7"}, "Healthy", "serving v7"),
+        ({"phase": "Pending"}, "Progressing", "Pending"),
+        ({"phase": "Progressing", **CANARY}, "Progressing", "step 1/2: 5% for 5m"),
+        ({"phase": "Paused", **CANARY}, "Suspended", "Paused: step 1/2: 5% for 5m"),
+        ({"phase": "Progressing", "paused": True, **CANARY}, "Suspended", "Paused: step 1/2: 5% for 5m"),
+        (
+            {"phase": "Progressing", "awaitingApproval": True, **CANARY},
+            "Suspended",
+            "Awaiting approval (run the promote action): step 1/2: 5% for 5m",
+        ),
+        (
+            {"phase": "RolledBack", "message": "errorRate 0.2 > 0.01"},
+            "Degraded",
+            "RolledBack: errorRate 0.2 > 0.01",
+        ),
+        ({"phase": "Failed", "message": "no GPUs"}, "Degraded", "Failed: no GPUs"),
+        ({"phase": "Invalid", "message": "bad step"}, "Degraded", "Invalid: bad step"),
+        ({"phase": "RolledBack", "awaitingApproval": True, "message": "m"}, "Degraded", "RolledBack: m"),
+        ({"phase": "Exploded", "message": "m"}, "Unknown", "Unknown phase Exploded: m"),
+    ],
+)
+def test_health_maps_every_phase(status: dict[str, Any], expected: str, message: str) -> None:
+    assert health(status) == {"status": expected, "message": message}
+
+
+def test_health_is_progressing_while_the_operator_lags_the_spec() -> None:
+    stale = mdep({"phase": "Healthy", "message": "serving v6"}, generation=4)
+    stale["status"]["observedGeneration"] = 3
+    result = run_lua((ROOT / "health.lua").read_text(), stale)
+    assert result == {
+        "status": "Progressing",
+        "message": "Waiting for the modelship operator to observe generation 4",
+    }
+    no_observed = mdep({"phase": "RolledBack"})
+    del no_observed["status"]["observedGeneration"]
+    assert run_lua((ROOT / "health.lua").read_text(), no_observed)["status"] == "Progressing"
+
+
+def test_health_without_status() -> None:
+    assert health(None) == {
+        "status": "Progressing",
+        "message": "Waiting for the modelship operator to report status",
+    }
+    assert health({})["status"] == "Progressing"
+
+
+def discovery(status: dict[str, Any] | None) -> set[str]:
+    actions = run_lua((ROOT / "actions" / "discovery.lua").read_text(), mdep(status))
+    assert set(actions) == set(ACTIONS)
+    return {name for name, spec in actions.items() if not spec["disabled"]}
+
+
+def test_discovery_enables_only_meaningful_actions() -> None:
+    assert discovery(None) == set()
+    assert discovery({"phase": "Healthy"}) == set()
+    assert discovery({"phase": "Progressing", **CANARY}) == {"promote-full", "abort", "pause"}
+    assert discovery({"phase": "Progressing", "awaitingApproval": True, **CANARY}) == {
+        "promote",
+        "promote-full",
+        "abort",
+        "pause",
+    }
+    assert discovery({"phase": "Paused", **CANARY}) == {"promote-full", "abort", "resume"}
+    assert discovery({"phase": "RolledBack"}) == {"retry"}
+    assert discovery({"phase": "Failed"}) == {"retry"}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_action_sets_only_the_request_annotation(action: str) -> None:
+    before = mdep({"phase": "Progressing", **CANARY})
+    after = run_lua((ROOT / "actions" / action / "action.lua").read_text(), copy.deepcopy(before))
+    annotations = after["metadata"].pop("annotations")
+    before_annotations = before["metadata"].pop("annotations")
+    assert after["spec"] == before["spec"] and after["metadata"] == before["metadata"]
+    assert after["status"] == before["status"]
+    assert annotations.pop("team") == before_annotations["team"]
+    request = json.loads(annotations.pop("modelship.dev/request"))
+    assert annotations == {}
+    parsed = ManualRequest.model_validate(request)
+    assert (parsed.action, parsed.by) == (action, "argocd")
+    assert parsed.at is not None and abs(datetime.now(UTC) - parsed.at) < timedelta(seconds=5)
+    assert request["at"].endswith("Z") and len(request["at"]) == 20
+    assert request["id"].startswith("argocd-") and request["id"].endswith(f"-{action}-4711")
+
+
+def test_action_creates_annotations_when_absent() -> None:
+    obj = mdep({"phase": "RolledBack"})
+    del obj["metadata"]["annotations"]
+    after = run_lua((ROOT / "actions" / "retry" / "action.lua").read_text(), obj)
+    assert json.loads(after["metadata"]["annotations"]["modelship.dev/request"])["action"] == "retry"
+
+
+def test_argocd_cm_patch_matches_the_lua_files() -> None:
+    spec = importlib.util.spec_from_file_location("argocd_generate", ROOT / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    checked_in = (ROOT / "argocd-cm-patch.yaml").read_text()
+    assert checked_in == generate.render(), (
+        "run: python deploy/argocd/generate.py > deploy/argocd/argocd-cm-patch.yaml"
+    )
+    data = yaml.safe_load(checked_in)["data"]
+    assert (
+        data["resource.customizations.health.modelship.dev_ModelDeployment"]
+        == (ROOT / "health.lua").read_text()
+    )
+    actions = yaml.safe_load(data["resource.customizations.actions.modelship.dev_ModelDeployment"])
+    assert actions["discovery.lua"] == (ROOT / "actions" / "discovery.lua").read_text()
+    assert {d["name"]: d["action.lua"] for d in actions["definitions"]} == {
+        a: (ROOT / "actions" / a / "action.lua").read_text() for a in ACTIONS
+    }
+
+
+def test_the_sandbox_is_as_strict_as_argo_cds() -> None:
+    for script in (
+        "return string.format('%d', 1)",
+        "return ('abc'):sub(1, 1)",
+        "return math.random()",
+        "return io.open('/etc/hostname')",
+    ):
+        with pytest.raises(lua51.LuaError):
+            run_lua(script, {})
+    assert run_lua("local os = require('os'); return os.date('!%Y')", {}) == str(datetime.now(UTC).year)
