@@ -29,6 +29,7 @@ from e2e.stack.triton import free_port, http_ok
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 METRICS_PORT = 8002
+UPSTREAM_VERSION = "v2.53.4"  # e2e/stack/dataplane/gomod/prometheus pins the same release
 
 
 def ensure_installed() -> str:
@@ -55,6 +56,19 @@ def ensure_installed() -> str:
     return found
 
 
+def supports_kubernetes_sd(binary: str) -> bool:
+    """Debian's ``+ds`` build strips Kubernetes discovery (``field kubernetes_sd_configs not found``)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return "+ds" not in (out.stdout + out.stderr).splitlines()[0]
+
+
+def find_binary() -> str:
+    """An upstream build from the stack cache if present (has Kubernetes SD), else Debian's package."""
+    cache = Path(os.environ.get("MODELSHIP_CACHE", Path.home() / ".cache" / "modelship"))
+    built = cache / "bin" / f"prometheus-{UPSTREAM_VERSION}" / "prometheus"
+    return str(built) if built.exists() else ensure_installed()
+
+
 def _pids_named(name: str) -> list[int]:
     out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
@@ -67,9 +81,20 @@ def scrape_config(
     *,
     interval: str = "2s",
     static_targets: Sequence[tuple[str, dict[str, str]]] = (),
+    file_sd: Path | None = None,
 ) -> dict[str, Any]:
-    """Prometheus config: pod discovery (managed-by=modelship, podIP:8002) plus optional static targets."""
+    """Prometheus config: pod discovery (managed-by=modelship, podIP:8002) plus optional static targets.
+
+    ``file_sd``: targets file the pod runner writes with the same labels, for a Prometheus build
+    without Kubernetes discovery; used instead of ``kubernetes_sd_configs``.
+    """
     jobs: list[dict[str, Any]] = []
+    if file_sd is not None:
+        jobs.append({
+            "job_name": "modelship-triton",
+            "file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": "1s"}],
+        })  # fmt: skip
+        api_server = None
     if api_server:
         sd: dict[str, Any] = {
             "role": "pod",
@@ -186,7 +211,7 @@ class Prometheus:
         """Start (or keep) the instance; return seconds until /-/ready answered."""
         if self.running():
             return 0.0
-        binary = ensure_installed()
+        binary = find_binary()
         t0 = time.monotonic()
         cmd = [
             binary,

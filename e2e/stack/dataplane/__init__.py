@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
-from e2e.stack.prometheus import Prometheus, scrape_config
+from e2e.stack.prometheus import Prometheus, find_binary, scrape_config, supports_kubernetes_sd
 
 if TYPE_CHECKING:
     from e2e.stack import StackContext
@@ -157,7 +157,9 @@ def up(ctx: StackContext) -> None:
         pid_file.write_text(str(proc.pid))
 
     prom = prometheus(ctx.stack_dir)
-    prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"]))
+    k8s_sd = supports_kubernetes_sd(find_binary())
+    file_sd = None if k8s_sd else d / "podrunner" / "targets.json"
+    prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd))
     timings["prometheus_start_s"] = round(prom.start(), 3)
 
     ctx.env.update(
@@ -169,6 +171,7 @@ def up(ctx: StackContext) -> None:
     )
     ctx.state.update(
         netns=network.name, cidr=network.cidr, prometheus_url=prom.url, auth=auth,
+        prometheus_discovery="kubernetes" if k8s_sd else "file",
         podrunner_pid=int(pid_file.read_text()), prometheus_pid=prom.pid(), timings=timings,
     )  # fmt: skip
 

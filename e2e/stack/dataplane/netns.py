@@ -107,15 +107,10 @@ class PodNetwork:
 
     def _own(self, ip: str) -> str:
         addr = ipaddress.IPv4Address(ip)
-        if (
-            addr not in self.network
-            or str(addr) == self.host_addr
-            or addr
-            in (
-                self.network.network_address,
-                self.network.broadcast_address,
-            )
-        ):
+        # the network address is allowed: kwok hands out the first address of a node's podCIDR
+        # (10.77.0.0 for 10.77.0.0/24), and Linux routes it as unicast on the veth
+        reserved = (self.host_addr, str(self.network.broadcast_address))
+        if addr not in self.network or str(addr) in reserved:
             raise NetnsError(f"{ip} is not a pod address of {self.cidr}")
         return str(addr)
 

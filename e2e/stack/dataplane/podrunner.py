@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,7 @@ class PodRunner:
                 log.warning("skip %s/%s: %s", pod.namespace, pod.name, "; ".join(pod.errors))
                 continue
             wanted[pod.key] = pod
+        self._write_targets(wanted.values())
         with self.lock:
             if self.closed:
                 return
@@ -194,6 +196,23 @@ class PodRunner:
             while self.running:
                 self._stop(self.running.popitem()[1])
             self._write_status()
+
+    def _write_targets(self, pods: Iterable[TritonPod]) -> None:
+        """file_sd targets with the labels Kubernetes discovery + our relabeling would give.
+
+        Used when the installed Prometheus lacks ``kubernetes_sd_configs`` (Debian's build).
+        """
+        groups = []
+        for p in sorted(pods, key=lambda p: p.key):
+            labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in p.labels.items()}
+            labels.update(namespace=p.namespace, pod=p.name, node=p.node)
+            groups.append({"targets": [f"{p.ip}:{p.ports['metrics']}"], "labels": labels})
+        body = json.dumps(groups, indent=1, sort_keys=True)
+        path = self.workdir / "targets.json"
+        if not path.exists() or path.read_text() != body:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(body)
+            tmp.replace(path)
 
     def _write_status(self) -> None:
         pods = {}
