@@ -78,7 +78,7 @@ def healthy(state: dict[str, Any] | None) -> bool:
     """Control plane alive and ready, nodes registered, and the data plane (if any) healthy."""
     if not state or not state.get("complete") or not controlplane.healthy(state):
         return False
-    dp = _dataplane()
+    dp = _dataplane() if state.get("dataplane_enabled") else None
     if dp is not None and hasattr(dp, "healthy"):
         return bool(dp.healthy(context(state)))
     return True
@@ -146,6 +146,8 @@ def up() -> dict[str, Any]:
             state["crds"] = [str(p) for p in crds.install(ctx)]
             _wait_default_sa(ctx)
             dp = _dataplane()
+            state["dataplane_enabled"] = dp is not None
+            STATE.write_text(json.dumps(state, indent=2))
             if dp is not None:
                 dp.up(ctx)
                 state["dataplane"] = ctx.state
@@ -189,7 +191,7 @@ def _stray_pids() -> list[int]:
 def _down_locked(quiet: bool = False) -> None:
     state = load_state()
     if state:
-        dp = _dataplane()
+        dp = _dataplane() if state.get("dataplane_enabled") else None
         if dp is not None:
             try:
                 dp.down(context(state))
