@@ -121,6 +121,19 @@ def _pid_alive(pid_file: Path) -> int | None:
     return None if state == "Z" else pid
 
 
+def _stop_podrunner(pid_file: Path) -> None:
+    """SIGTERM the runner (it stops its Tritons), SIGKILL its group after 30 s."""
+    pid = _pid_alive(pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _pid_alive(pid_file) is not None:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
 def up(ctx: StackContext) -> None:
     """Start netns, pod runner and Prometheus; export PROMETHEUS_URL and friends through ``ctx.env``."""
     d = dataplane_dir(ctx.stack_dir)
@@ -142,19 +155,20 @@ def up(ctx: StackContext) -> None:
     kubeconfig = _kubeconfig(d / "podrunner.kubeconfig", ctx.server, ctx.ca_file, tokens["podrunner"])
 
     pid_file = d / "podrunner.pid"
-    if _pid_alive(pid_file) is None:
-        cmd = [
-            sys.executable, "-m", "e2e.stack.dataplane.podrunner", f"--kubeconfig={kubeconfig}",
-            f"--workdir={d / 'podrunner'}", f"--netns={network.name}", f"--cidr={network.cidr}",
-            f"--fault-file={fault_file(ctx.stack_dir)}",
-        ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(ctx.repo), PYTHONDONTWRITEBYTECODE="1")
-        with open(ctx.logs_dir / "podrunner.log", "ab") as logf:
-            proc = subprocess.Popen(
-                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=ctx.repo, env=env, start_new_session=True,
-            )  # fmt: skip
-        pid_file.write_text(str(proc.pid))
+    _stop_podrunner(pid_file)  # a runner from an earlier stack holds stale credentials: start afresh
+    cmd = [
+        sys.executable, "-m", "e2e.stack.dataplane.podrunner", f"--kubeconfig={kubeconfig}",
+        f"--workdir={d / 'podrunner'}", f"--netns={network.name}", f"--cidr={network.cidr}",
+        f"--fault-file={fault_file(ctx.stack_dir)}", f"--stack-ca={ctx.ca_file}",
+        f"--prometheus-dir={prometheus(ctx.stack_dir).workdir}",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ctx.repo), PYTHONDONTWRITEBYTECODE="1")
+    with open(ctx.logs_dir / "podrunner.log", "ab") as logf:
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ctx.repo, env=env, start_new_session=True,
+        )  # fmt: skip
+    pid_file.write_text(str(proc.pid))
 
     prom = prometheus(ctx.stack_dir)
     k8s_sd = supports_kubernetes_sd(find_binary())
@@ -178,17 +192,7 @@ def up(ctx: StackContext) -> None:
 
 def down(ctx: StackContext) -> None:
     """Stop the pod runner (it stops its Tritons), Prometheus, and remove the namespace."""
-    d = dataplane_dir(ctx.stack_dir)
-    pid_file = d / "podrunner.pid"
-    pid = _pid_alive(pid_file)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _pid_alive(pid_file) is not None:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    _stop_podrunner(dataplane_dir(ctx.stack_dir) / "podrunner.pid")
     prometheus(ctx.stack_dir).stop()
     PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS)))).down()
 

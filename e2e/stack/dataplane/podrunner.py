@@ -37,6 +37,7 @@ from e2e.stack.dataplane.podspec import (
     parse_pod,
     resolve_repository,
 )
+from e2e.stack.prometheus import Prometheus
 from e2e.stack.triton import (
     REPOS_DIR,
     build_command,
@@ -268,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cidr", default=DEFAULT_CIDR)
     ap.add_argument("--repo-map", type=Path, help="JSON object: repository URI -> local directory")
     ap.add_argument("--fault-file", type=Path, help="default MODELSHIP_FAULT_FILE for every pod")
+    ap.add_argument("--stack-ca", type=Path, help="exit (tearing the data plane down) when this file goes")
+    ap.add_argument("--prometheus-dir", type=Path, help="Prometheus workdir to stop on such an exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from kubernetes import client, config  # noqa: PLC0415
@@ -287,10 +290,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _term)
     worker = threading.Thread(target=runner.run_forever, args=(core, stop), daemon=True)
     worker.start()
-    stop.wait()
+    identity = _file_identity(args.stack_ca)
+    orphaned = False
+    while not stop.wait(1.0):
+        if args.stack_ca is not None and _file_identity(args.stack_ca) != identity:
+            log.warning("the control plane that started us is gone (%s changed); tearing down", args.stack_ca)
+            orphaned = True
+            stop.set()
     runner.shutdown()
+    if orphaned:  # nobody will call down() for a stack that was removed without its data plane
+        if args.prometheus_dir is not None:
+            Prometheus(args.prometheus_dir).stop()
+        network.down()
     log.info("pod runner stopped")
     return 0
+
+
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(inode, mtime) of the stack's CA: a new stack writes a new CA, a removed stack has none."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns) if st is not None else None
 
 
 if __name__ == "__main__":
