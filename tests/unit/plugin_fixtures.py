@@ -119,6 +119,7 @@ class FakeApi:
         self.user = user
         self.patches: list[tuple[str, str, dict[str, str]]] = []
         self.operator_handles = True
+        self.ignore_reason: str | None = None
         self._namespace = namespace
 
     @property
@@ -154,14 +155,15 @@ class FakeApi:
         request = json.loads(obj["metadata"]["annotations"]["modelship.dev/request"])
         obj["status"]["lastRequestId"] = request["id"]
         obj["status"]["message"] = f"{request['action']} handled"
-        obj["status"]["history"].append(
-            {
-                "revision": "9ab12e",
-                "version": "7",
-                "event": "Approved",
-                "by": request["by"],
-                "time": "2024-05-01T10:20:00Z",
-                "reason": "manual promote",
-            }
-        )
+        entry = {
+            "revision": "9ab12e",
+            "version": "7",
+            "event": "Approved",
+            "by": request["by"],
+            "time": "2024-05-01T10:20:00Z",
+            "reason": "manual promote",
+        }
+        if self.ignore_reason:
+            entry.update(event="RequestIgnored", outcome="Ignored", reason=self.ignore_reason)
+        obj["status"]["history"].append(entry)
         yield self.get(namespace, name)

@@ -148,6 +148,7 @@ def test_discovery_enables_only_meaningful_actions() -> None:
         "pause",
     }
     assert discovery({"phase": "Paused", **CANARY}) == {"promote-full", "abort", "resume"}
+    assert discovery({"phase": "Progressing", "stage": "Promoting", **CANARY}) == {"abort", "pause"}
     assert discovery({"phase": "RolledBack"}) == {"retry"}
     assert discovery({"phase": "Failed"}) == {"retry"}
 

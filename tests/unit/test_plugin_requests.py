@@ -47,7 +47,7 @@ def test_promote_patches_only_the_annotation_with_identity_and_waits_for_confirm
     request = json.loads(annotations["modelship.dev/request"])
     assert request["action"] == "promote" and request["by"] == "alice@example.com"
     assert "requested promote of modeldeployment ml/fraud-scorer as alice@example.com" in out
-    assert "handled by the operator" in out and "Approved by alice@example.com" in out
+    assert "done: phase Progressing" in out and "Approved by alice@example.com" in out
     assert json.dumps(api.objects[("ml", "fraud-scorer")]["spec"], sort_keys=True) == spec_before
 
 
@@ -76,7 +76,9 @@ def test_promote_full_abort_pause_resume_retry_map_to_actions() -> None:
             "has no rollout in progress (phase Healthy",
         ),
         (["promote", "--full"], {"phase": "Healthy", "canaryRevision": None}, "cannot promote-full"),
-        (["abort"], {"phase": "RolledBack"}, "cannot abort"),
+        (["abort"], {"phase": "RolledBack", "canaryRevision": None}, "cannot abort"),
+        (["promote", "--full"], {"stage": "Promoting"}, "already promoting"),
+        (["retry"], {"phase": "RolledBack"}, "cannot retry"),
         (["pause"], {"phase": "Paused"}, "already paused"),
         (["resume"], {}, "cannot resume: ml/fraud-scorer is not paused (phase Progressing)"),
         (
@@ -112,6 +114,15 @@ def test_unconfirmed_request_exits_3_and_says_it_stays_queued() -> None:
         "not confirmed it within 0.1s" in caught.value.message
         and "operator is running" in caught.value.message
     )
+
+
+def test_a_request_the_operator_ignored_is_an_error_with_its_reason() -> None:
+    api = FakeApi(mdep(awaitingApproval=True))
+    api.ignore_reason = "promote by alice@example.com ignored: nothing waits for approval"
+    code, out, err = run(api, "promote", "fraud-scorer")
+    assert code == 1 and "requested promote" in out
+    assert err.startswith("error: the operator ignored the request: promote by alice@example.com ignored: ")
+    assert err.endswith("nothing waits for approval\n")
 
 
 def test_replacing_an_unhandled_request_is_announced() -> None:

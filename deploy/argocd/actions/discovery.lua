@@ -1,5 +1,5 @@
 -- Argo CD action discovery for modelship.dev/ModelDeployment: every action is listed, and enabled only
--- where the operator would act on it (the same rules as `kubectl modelship`).
+-- where the operator would act on it (the engine's rules, as in `kubectl modelship`).
 local actions = {}
 actions["promote"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-forward"}
 actions["promote-full"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-fast-forward"}
@@ -14,11 +14,13 @@ if status == nil then
 end
 local phase = status.phase
 local paused = phase == "Paused" or status.paused == true
-local active = (phase == "Pending" or phase == "Progressing" or phase == "Paused") and status.canaryRevision ~= nil
+local active = status.canaryRevision ~= nil
 
 if active then
-  actions["promote-full"]["disabled"] = false
   actions["abort"]["disabled"] = false
+  if status.stage ~= "Promoting" then
+    actions["promote-full"]["disabled"] = false
+  end
   if status.awaitingApproval == true then
     actions["promote"]["disabled"] = false
   end
@@ -30,7 +32,7 @@ if active then
 elseif paused then
   actions["resume"]["disabled"] = false
 end
-if phase == "RolledBack" or phase == "Failed" then
+if (phase == "RolledBack" or phase == "Failed") and not active then
   actions["retry"]["disabled"] = false
 end
 return actions

@@ -21,7 +21,6 @@ from modelship.plugin.render import REQUEST_ANNOTATION, dig, revision, step_labe
 
 Action = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
 ACTIONS: tuple[str, ...] = get_args(Action)
-ACTIVE_PHASES = ("Pending", "Progressing", "Paused")
 DEFAULT_WAIT_S = 30.0
 
 
@@ -52,14 +51,15 @@ def where(obj: Mapping[str, Any]) -> str:
 def check_request(action: Action, obj: Mapping[str, Any]) -> None:
     """Refuse commands that cannot apply to the current state, with the reason and what to do instead.
 
-    The operator remains the authority (it re-checks); this only spares users a silent no-op.
+    Mirrors the engine's rules (domain/engine.py `_handle_request`): the operator re-checks and records an
+    ignored request as RequestIgnored; this only spares users a round trip that changes nothing.
     """
     meta = obj.get("metadata") or {}
     ref = f"{meta.get('namespace')}/{meta.get('name')}"
     status = obj.get("status") or {}
     phase = status.get("phase") or "Pending"
     paused = phase == "Paused" or bool(status.get("paused"))
-    active = phase in ACTIVE_PHASES and status.get("canaryRevision") is not None
+    active = status.get("canaryRevision") is not None
     idle = (
         f"{ref} has no rollout in progress (phase {phase}, stable {revision(status.get('stableRevision'))})"
     )
@@ -71,32 +71,42 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
             "on its own while analysis passes. Use --full to promote the canary to 100% now, "
             "or --force to send the request anyway."
         )
+    if action == "promote-full" and status.get("stage") == "Promoting":
+        raise PluginError(f"cannot promote-full: {ref} is already promoting")
     if action == "pause" and paused:
         raise PluginError(
             f"{ref} is already paused; resume it with: kubectl modelship resume {meta.get('name')}"
         )
     if action == "resume" and not paused:
         raise PluginError(f"cannot resume: {ref} is not paused (phase {phase})")
-    if action == "retry" and phase not in ("RolledBack", "Failed"):
+    if action == "retry" and (phase not in ("RolledBack", "Failed") or active):
         raise PluginError(
             f"cannot retry: retry restarts a rollout after RolledBack or Failed, and {ref} is {phase}"
         )
 
 
-def outcome(obj: Mapping[str, Any], payload: Mapping[str, str]) -> str:
-    """What the operator did with our request, from status (phase, stage, message and our history entry)."""
+def our_entry(obj: Mapping[str, Any], by: str) -> Mapping[str, Any] | None:
+    """The newest history entry by `by`: the operator records every handled request, ignored ones included."""
+    history = dig(obj, "status", "history") or []
+    entries = [h for h in history if isinstance(h, Mapping) and h.get("by") == by]
+    return max(entries, key=lambda h: str(h.get("time") or ""), default=None)
+
+
+def outcome(obj: Mapping[str, Any], payload: Mapping[str, str]) -> tuple[bool, str]:
+    """(applied?, text): what the operator did with our request, from status and our history entry."""
     status = obj.get("status") or {}
+    entry = our_entry(obj, payload["by"])
+    if entry is not None and entry.get("outcome") == "Ignored":
+        return False, f"the operator ignored the request: {text(entry.get('reason'))}"
     lines = [
-        f"handled by the operator: phase {text(status.get('phase'))}, {where(obj)}",
+        f"done: phase {text(status.get('phase'))}, {where(obj)}",
         f"  message: {text(status.get('message'))}",
     ]
-    for entry in reversed(status.get("history") or []):
-        if isinstance(entry, Mapping) and entry.get("by") == payload["by"]:
-            lines.append(
-                f"  recorded: {text(entry.get('event'))} by {entry['by']}: {text(entry.get('reason'), '')}"
-            )
-            break
-    return "\n".join(lines)
+    if entry is not None:
+        lines.append(
+            f"  recorded: {text(entry.get('event'))} by {entry['by']}: {text(entry.get('reason'), '')}"
+        )
+    return True, "\n".join(lines)
 
 
 def send(
@@ -134,7 +144,10 @@ def send(
     deadline = time.monotonic() + timeout_s
     for current in api.watch(namespace, name, timeout_s=timeout_s):
         if dig(current, "status", "lastRequestId") == payload["id"]:
-            out(outcome(current, payload))
+            applied, summary = outcome(current, payload)
+            if not applied:
+                raise PluginError(summary)
+            out(summary)
             return 0
         if time.monotonic() > deadline:
             break
