@@ -12,7 +12,7 @@ from modelship.domain.actions import Action, DeleteRevision, EnsureRevision, Rol
 from modelship.domain.api import GpuSurgePolicy
 from modelship.domain.durations import parse_duration
 from modelship.domain.status import Stage
-from modelship.domain.transitions import Ctx
+from modelship.domain.transitions import Ctx, step_index, steps
 
 ROUTED_STAGES = (Stage.SHADOW, Stage.CANARY, Stage.PROMOTING)
 
@@ -22,12 +22,25 @@ def stable_floor(replicas: int, canary_weight: int) -> int:
     return max(1, ceil(replicas * (100 - canary_weight) / 100))
 
 
+def upcoming_weight(ctx: Ctx) -> int:
+    """The canary weight its pods are being prepared for: the current weight step, else the next one
+    (during validation, shadow or an approval gate at 0%), 100 while promoting."""
+    st = ctx.st
+    if st.stage == Stage.PROMOTING:
+        return 100
+    start = step_index(ctx) if st.stage == Stage.CANARY else 0
+    if st.stage == Stage.CANARY and st.canary_weight > 0:
+        return st.canary_weight
+    return next((s.weight for s in steps(ctx)[start:] if s.weight is not None), 100)
+
+
 def replica_plan(ctx: Ctx) -> tuple[int, int]:
     """(stable, canary) replicas.
 
     Mesh routers run the canary at full size (any weight can go to it, promotion needs no scale-up). The
-    `none` router splits by ready replicas, so both sizes follow the weight. Under gpuSurge ScaleDownStable an
-    unschedulable canary shrinks stable by the missing pods, never below `stable_floor`; the shrink is kept in
+    `none` router splits by ready replicas, so both sizes follow the weight. Under gpuSurge ScaleDownStable
+    (GPUs are scarce) the canary is sized to its upcoming traffic share, and when it cannot be scheduled
+    stable shrinks by the missing pods, never below `stable_floor` of that share; the shrink is kept in
     status.stableReplicas (monotone: a replayed decision cannot shrink twice) until the canary leaves.
     """
     st, spec = ctx.st, ctx.spec
@@ -47,12 +60,15 @@ def replica_plan(ctx: Ctx) -> tuple[int, int]:
     if spec.rollout.gpu_surge != GpuSurgePolicy.SCALE_DOWN_STABLE:
         st.stable_replicas = None
         return stable_n, canary_n
+    upcoming = upcoming_weight(ctx)
+    if spec.traffic.kind != "none":
+        canary_n = max(1, ceil(replicas * upcoming / 100))
     cap = stable_n if st.stable_replicas is None else min(st.stable_replicas, stable_n)
     cs = ctx.state(canary)
     if cs is not None and cs.unschedulable and not cs.available:
         missing = max(0, canary_n - cs.ready_replicas)
         cap = min(cap, stable_n - missing)
-    cap = max(cap, min(stable_floor(replicas, weight), stable_n))
+    cap = max(cap, min(stable_floor(replicas, upcoming), stable_n))
     st.stable_replicas = cap if cap < stable_n else None
     return cap, canary_n
 

@@ -139,14 +139,14 @@ class ModelDeploymentStatus(StatusModel):
     retired_at: datetime | None = Field(default=None, description="When traffic last left a revision.")
     failed_revision: Revision | None = Field(
         default=None,
-        description="Revision last rolled back (or that failed to deploy); not retried until spec changes or retry.",
+        description="Revision last rolled back (or failed to deploy); not retried until spec changes or retry.",
     )
     stable_replicas: int | None = Field(
         default=None,
-        description="Stable replicas while GPUs are lent to the canary (gpuSurge ScaleDownStable); null: full.",
+        description="Stable replicas while GPUs are lent to the canary (ScaleDownStable); null: full.",
     )
     promote_full: bool = Field(
-        default=False, description="promote-full requested: promote at the next passing check, skipping steps."
+        default=False, description="promote-full requested: promote at the next passing check, skip steps."
     )
     next_reconcile_at: datetime | None = Field(
         default=None, description="When the operator looks at this object again (step end, next check, deadline)."
