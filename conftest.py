@@ -30,16 +30,14 @@ def _cannot_start() -> str | None:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackContext]:
     """The local stack's context: ``kubeconfig``, ``kubectl``, ``server``, ``env``, ``api_client()``."""
-    state = orchestrator.load_state()
-    if orchestrator.healthy(state):
-        assert state is not None
-        yield orchestrator.context(state)
-        return
-    reason = _cannot_start()
-    if reason:
-        pytest.skip(f"local stack unavailable: {reason}")
-    state = orchestrator.up()
+    if not orchestrator.control_plane_healthy(orchestrator.load_state()):
+        reason = _cannot_start()
+        if reason:
+            pytest.skip(f"local stack unavailable: {reason}")
+    # No-op on a healthy stack (a flapping data plane is repaired in place, never torn down).
+    state, started = orchestrator.up()
     try:
         yield orchestrator.context(state)
     finally:
-        orchestrator.down()
+        if started:  # only the session that started the stack stops it
+            orchestrator.down()

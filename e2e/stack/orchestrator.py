@@ -74,10 +74,16 @@ def context(state: dict[str, Any]) -> StackContext:
     )
 
 
+def control_plane_healthy(state: dict[str, Any] | None) -> bool:
+    """A completed ``up`` whose control-plane processes are alive and whose API server is ready."""
+    return bool(state and state.get("complete") and controlplane.healthy(state))
+
+
 def healthy(state: dict[str, Any] | None) -> bool:
     """Control plane alive and ready, nodes registered, and the data plane (if any) healthy."""
-    if not state or not state.get("complete") or not controlplane.healthy(state):
+    if not control_plane_healthy(state):
         return False
+    assert state is not None
     dp = _dataplane() if state.get("dataplane_enabled") else None
     if dp is not None and hasattr(dp, "healthy"):
         return bool(dp.healthy(context(state)))
@@ -126,14 +132,32 @@ def _rss(state: dict[str, Any]) -> dict[str, float]:
     return rss
 
 
-def up() -> dict[str, Any]:
-    """Bring the stack up unless a healthy one already runs; return its state."""
+def _repair_dataplane(state: dict[str, Any]) -> None:
+    """Re-run the (idempotent) data-plane hook on a healthy control plane instead of restarting it all.
+
+    Why: tests stop Prometheus on purpose; a concurrent session must not tear the cluster down for that.
+    """
+    dp = _dataplane()
+    if dp is None:
+        return
+    ctx = context(state)
+    dp.up(ctx)
+    state["dataplane"] = ctx.state
+    state["env"] = _write_env(ctx)
+    STATE.write_text(json.dumps(state, indent=2))
+
+
+def up() -> tuple[dict[str, Any], bool]:
+    """Bring the stack up unless a healthy one already runs; return its state and whether we started it."""
     with _locked():
         state = load_state()
-        if healthy(state):
+        if control_plane_healthy(state):
             assert state is not None
+            if not healthy(state):
+                print("control plane healthy, data plane not: restarting the data plane", flush=True)
+                _repair_dataplane(state)
             print(f"stack already up at {state['server']}")
-            return state
+            return state, False
         if state or STACK_DIR.joinpath("pki").exists():
             _down_locked(quiet=True)  # half-dead leftovers: clean before starting over
         built = ensure_binaries()
@@ -173,7 +197,7 @@ def up() -> dict[str, Any]:
             f"stack up in {warm}s at {state['server']}\n  source {ENV_FILE}\n"
             f"  {env['KUBECTL']} --kubeconfig {env['KUBECONFIG']} get nodes"
         )
-        return state
+        return state, True
 
 
 def _stray_pids() -> list[int]:
