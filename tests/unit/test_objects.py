@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
+import pytest
 from adapter_fixtures import CANARY, OWNER, STABLE, make_spec
 from modelship.adapters import objects
 from modelship.domain.actions import Role
@@ -194,3 +195,23 @@ def test_pin_hook_reloads_the_model_with_a_specific_version_policy() -> None:
     config = json.loads(load["parameters"]["config"])
     assert config["version_policy"] == {"specific": {"versions": [7]}}
     assert config["backend"] == "python"
+
+
+def test_pod_contract_matches_the_local_stack_pod_runner() -> None:
+    """The stack's pod runner (e2e/stack/dataplane/podspec.py) must read our pods as we mean them."""
+    podspec = pytest.importorskip("e2e.stack.dataplane.podspec")
+    client = pytest.importorskip("kubernetes.client")
+    template = _deployment()["spec"]["template"]
+    pod = client.V1Pod.from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {**template["metadata"], "name": "p", "namespace": "ml", "uid": "u"},
+        "spec": template["spec"], "status": {"phase": "Running", "podIP": "10.0.0.5"},
+    })
+    parsed = podspec.parse_pod(pod)
+    assert parsed.errors == ()
+    assert parsed.repository_uri == "s3://models/triton"
+    assert parsed.models == ("fraud_scorer",)
+    assert parsed.version == 7
+    assert parsed.control_mode == "explicit"
+    assert dict(parsed.ports) == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert "--log-verbose=1" in parsed.passthrough
