@@ -1,4 +1,5 @@
-"""The ModelDeployment API (modelship.dev/v1alpha1), defined once: the CRD, docs and validation derive from it.
+"""The ModelDeployment API (modelship.dev/v1alpha1), defined once: the CRD, docs and validation derive from it
+(`modelship crds`, `modelship docs`, `modelship.domain.validation`).
 
 Field descriptions become `kubectl explain` text; `x-kubernetes-validations` entries become CEL rules that the
 API server enforces, so a bad manifest is refused before it can touch the running model.
@@ -9,10 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from modelship.domain.durations import Duration, cel_duration_ok
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-
-from modelship.domain.durations import Duration
 
 GROUP = "modelship.dev"
 VERSION = "v1alpha1"
@@ -40,10 +40,14 @@ def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
 
 
 class ApiModel(BaseModel):
-    """Base of every spec object: camelCase on the wire, unknown fields refused (a typo must not pass silently)."""
+    """Base of every spec object: camelCase on the wire, unknown fields refused (a typo must not pass)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True, frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        frozen=True,
         validate_default=True,
     )
 
@@ -58,7 +62,8 @@ class ModelRef(ApiModel):
         description="Model name as it appears in the Triton model repository (a directory name)."
     )
     version: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,18}$")] = Field(
-        description="Triton model version to roll out: a positive integer, the version directory in the repository."
+        description="Triton model version to roll out: a positive integer (quoted in YAML), the version "
+        "directory in the repository."
     )
     repository: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
         description="Model repository Triton loads from, e.g. s3://models/triton, gs://..., or file:///models."
@@ -82,40 +87,68 @@ class Resources(ApiModel):
 class Toleration(ApiModel):
     """A pod toleration, as in the core Pod API (for tainted GPU node pools)."""
 
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
-    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value when operator is Equal.")
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
+                "a toleration with operator Exists takes no value",
+            ),
+            cel(
+                "has(self.key) || has(self.operator) && self.operator == 'Exists'",
+                "a toleration without key needs operator Exists (it then tolerates every taint)",
+            ),
+        )
+    )
+
+    key: Annotated[str, Field(max_length=317)] | None = Field(
+        default=None,
+        description="Taint key the toleration applies to; empty with operator Exists matches all taints.",
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None,
+        description="Exists (any value) or Equal (value must match); Kubernetes treats empty as Equal.",
+    )
+    value: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="Taint value when operator is Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all effects."
     )
-    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
+    toleration_seconds: int | None = Field(
+        default=None,
+        description="How long, in seconds, a NoExecute taint is tolerated before eviction; unset: forever.",
+    )
 
 
 class EnvVar(ApiModel):
     """A plain environment variable for the Triton container."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = Field(
-        description="Variable name."
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = Field(
+        description="Variable name, e.g. CUDA_VISIBLE_DEVICES."
     )
-    value: str = Field(default="", description="Variable value.")
+    value: Annotated[str, Field(max_length=32768)] = Field(default="", description="Variable value.")
 
 
 class Serving(ApiModel):
     """How every revision's Triton pods run. A change here (or in model) creates a new revision."""
 
-    image: Annotated[str, Field(min_length=1)] = Field(
-        default="nvcr.io/nvidia/tritonserver:24.10-py3", description="Triton Inference Server container image."
+    image: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        default="nvcr.io/nvidia/tritonserver:24.10-py3",
+        description="Triton Inference Server container image.",
     )
     replicas: Annotated[int, Field(ge=1, le=1000)] = Field(default=1, description="Triton pods per revision.")
     resources: Resources = Field(default_factory=Resources, description="Per-pod GPU, CPU and memory.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=64)] = Field(
+        default_factory=dict,
+        description="Node labels the pods must match, e.g. {nvidia.com/gpu.product: NVIDIA-H100}.",
+    )
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(
         default_factory=list, description="Tolerations for tainted (e.g. GPU) nodes."
     )
     env: Annotated[list[EnvVar], Field(max_length=64)] = Field(
         default_factory=list, description="Extra environment variables for the Triton container."
     )
-    args: Annotated[list[str], Field(max_length=64)] = Field(
+    args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] = Field(
         default_factory=list,
         description="Extra tritonserver arguments, appended after the ones Modelship sets "
         "(model repository, version pin, ports, metrics).",
@@ -125,12 +158,28 @@ class Serving(ApiModel):
 # --- traffic -----------------------------------------------------------------------------------------------
 
 
+Hostname = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    ),
+]
+
+
 class ParentRef(ApiModel):
     """A Gateway the HTTPRoute attaches to."""
 
-    name: Annotated[str, Field(min_length=1)] = Field(description="Gateway name.")
-    namespace: str | None = Field(default=None, description="Gateway namespace; defaults to the route's.")
-    section_name: str | None = Field(default=None, description="Listener name on the Gateway.")
+    name: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="Gateway name.")
+    namespace: Annotated[str, Field(min_length=1, max_length=63)] | None = Field(
+        default=None,
+        description="Gateway namespace; defaults to the route's (the ModelDeployment's namespace).",
+    )
+    section_name: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        default=None,
+        description="Listener name on the Gateway; unset attaches to every listener that allows it.",
+    )
 
 
 class GatewayApiRouter(ApiModel):
@@ -139,7 +188,7 @@ class GatewayApiRouter(ApiModel):
     parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=16)] = Field(
         description="Gateways the HTTPRoute attaches to."
     )
-    hostnames: Annotated[list[str], Field(max_length=16)] = Field(
+    hostnames: Annotated[list[Hostname], Field(max_length=16)] = Field(
         default_factory=list, description="Hostnames the route answers; empty matches all."
     )
 
@@ -147,11 +196,12 @@ class GatewayApiRouter(ApiModel):
 class IstioRouter(ApiModel):
     """Route with an Istio VirtualService: route weights, mirror and mirrorPercentage for shadow."""
 
-    gateways: Annotated[list[str], Field(max_length=16)] = Field(
-        default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only."
+    gateways: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)] = (
+        Field(default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only.")
     )
-    hosts: Annotated[list[str], Field(max_length=16)] = Field(
-        default_factory=list, description="Hosts the VirtualService answers; defaults to the model Service's name."
+    hosts: Annotated[list[Hostname], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="Hosts the VirtualService answers; defaults to the model Service's name.",
     )
 
 
@@ -268,23 +318,59 @@ class Analysis(ApiModel):
     )
     on_no_data: NoDataPolicy = Field(
         default=NoDataPolicy.HOLD,
-        description="Hold: keep the step and re-check when a query returns no data; Fail: count it as a failure.",
+        description="Hold: keep the step and re-check when a query returns no data; "
+        "Fail: count it as a failed check.",
     )
     on_metrics_unavailable: NoDataPolicy = Field(
         default=NoDataPolicy.HOLD,
-        description="When Prometheus cannot be reached. Hold: wait (rolled back at progressDeadline); Fail: count it.",
+        description="When Prometheus cannot be reached. Hold: wait (rolled back at progressDeadline); "
+        "Fail: count it as a failed check.",
     )
+
+
+_IV = "self.analysis.interval"
+_DUR_GUARD = f"has(self.analysis) && has({_IV}) && {cel_duration_ok(_IV)}"
 
 
 class Rollout(ApiModel):
     """The stages a new revision goes through, and the guard rails around them."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                f"!has(self.shadow) || !({_DUR_GUARD}) || !{cel_duration_ok('self.shadow.duration')} || "
+                f"duration(self.shadow.duration) >= duration({_IV})",
+                "shadow.duration must be at least analysis.interval, or no SLO check could run in the "
+                "shadow stage",
+                ".shadow.duration",
+            ),
+            cel(
+                f"!has(self.canary) || !({_DUR_GUARD}) || self.canary.steps.all(s, !has(s.duration) || "
+                f"!{cel_duration_ok('s.duration')} || duration(s.duration) >= duration({_IV}))",
+                "every canary step duration must be at least analysis.interval, or no SLO check could "
+                "run in it",
+                ".canary.steps",
+            ),
+            cel(
+                f"!has(self.progressDeadline) || !{cel_duration_ok('self.progressDeadline')} || "
+                f"!({_DUR_GUARD}) || "
+                "!has(self.analysis.failureLimit) || duration(self.progressDeadline).getMilliseconds() >= "
+                f"duration({_IV}).getMilliseconds() * self.analysis.failureLimit",
+                "progressDeadline must be at least analysis.interval x analysis.failureLimit, "
+                "or a rollout would time out before its failed checks could count",
+                ".progressDeadline",
+            ),
+        )
+    )
 
     shadow: ShadowStage | None = Field(default=None, description="Optional shadow stage before live traffic.")
     canary: CanaryStage = Field(
         default_factory=lambda: CanaryStage(steps=[CanaryStep(weight=10, duration="5m")]),
         description="Canary steps with live traffic.",
     )
-    analysis: Analysis = Field(default_factory=Analysis, description="SLO check cadence and evidence policies.")
+    analysis: Analysis = Field(
+        default_factory=Analysis, description="SLO check cadence and evidence policies."
+    )
     progress_deadline: Duration = Field(
         default="15m",
         description="Longest a stage may go without progress (pods not ready, no evidence, Prometheus down) "
@@ -332,7 +418,10 @@ class ErrorRateBound(RatioBound):
 
 
 class CustomSlo(ApiModel):
-    """A PromQL query per revision; templating: {{namespace}} {{name}} {{revision}} {{model}} {{version}} {{interval}}."""
+    """A PromQL query judged per revision.
+
+    Templating: {{namespace}} {{name}} {{revision}} {{model}} {{version}} {{interval}}.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -346,8 +435,8 @@ class CustomSlo(ApiModel):
         )
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
-        description="Name shown in status and Events (DNS label)."
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = (
+        Field(description="Name shown in status and Events (DNS label).")
     )
     query: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
         description="PromQL returning one value for a revision; every selector must carry "
@@ -363,6 +452,7 @@ class Slo(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel(
+                "!has(self.custom) || "
                 "self.custom.all(c, self.custom.filter(d, d.name == c.name).size() == 1)",
                 "custom SLO names must be unique",
                 ".custom",
@@ -371,9 +461,15 @@ class Slo(ApiModel):
     )
 
     error_rate: ErrorRateBound | None = Field(default=None, description="Failed / all inference requests.")
-    latency_p99_ms: RatioBound | None = Field(default=None, description="p99 request latency in milliseconds.")
-    latency_p95_ms: RatioBound | None = Field(default=None, description="p95 request latency in milliseconds.")
-    queue_p99_ms: RatioBound | None = Field(default=None, description="p99 time queued in Triton, milliseconds.")
+    latency_p99_ms: RatioBound | None = Field(
+        default=None, description="p99 request latency in milliseconds."
+    )
+    latency_p95_ms: RatioBound | None = Field(
+        default=None, description="p95 request latency in milliseconds."
+    )
+    queue_p99_ms: RatioBound | None = Field(
+        default=None, description="p99 time queued in Triton, milliseconds."
+    )
     custom: Annotated[list[CustomSlo], Field(max_length=MAX_CUSTOM_SLOS)] = Field(
         default_factory=list, description="Extra PromQL checks with templating."
     )
@@ -389,13 +485,14 @@ class ContractMode(StrEnum):
 
 
 TensorData = list[float] | list[int] | list[bool] | list[str]
+DATATYPE_PATTERN = r"^(BOOL|UINT8|UINT16|UINT32|UINT64|INT8|INT16|INT32|INT64|FP16|FP32|FP64|BYTES)$"
 
 
 class SampleInput(ApiModel):
     """One input tensor of a sample request (KServe v2 inference protocol)."""
 
-    name: Annotated[str, Field(min_length=1)] = Field(description="Input tensor name.")
-    datatype: Annotated[str, Field(pattern=r"^(BOOL|UINT8|UINT16|UINT32|UINT64|INT8|INT16|INT32|INT64|FP16|FP32|FP64|BYTES)$")] = Field(
+    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="Input tensor name.")
+    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] = Field(
         description="KServe v2 datatype, e.g. FP32."
     )
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0, max_length=8)] = Field(
@@ -409,10 +506,16 @@ class SampleInput(ApiModel):
 class ExpectedOutput(ApiModel):
     """What one output tensor of a sample must look like."""
 
-    name: Annotated[str, Field(min_length=1)] = Field(description="Output tensor name.")
-    datatype: str | None = Field(default=None, description="Expected datatype, e.g. FP32.")
-    shape: list[int] | None = Field(default=None, description="Expected shape.")
-    data: list[float | str | bool] | None = Field(default=None, description="Expected values (flattened).")
+    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="Output tensor name.")
+    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] | None = Field(
+        default=None, description="Expected KServe v2 datatype, e.g. FP32; unset: not checked."
+    )
+    shape: Annotated[list[int], Field(max_length=8)] | None = Field(
+        default=None, description="Expected shape, e.g. [1, 1]; unset: not checked."
+    )
+    data: Annotated[list[float | str | bool], Field(max_length=4096)] | None = Field(
+        default=None, description="Expected values (flattened, row-major); unset: not checked."
+    )
     tolerance: Annotated[float, Field(ge=0)] = Field(
         default=1e-4, description="Absolute tolerance when comparing numeric values."
     )
@@ -429,8 +532,12 @@ class SampleExpectation(ApiModel):
 class Sample(ApiModel):
     """An inference request sent to every canary pod before any traffic moves."""
 
-    name: str | None = Field(default=None, description="Optional label for messages.")
-    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(description="Input tensors.")
+    name: Annotated[str, Field(min_length=1, max_length=63)] | None = Field(
+        default=None, description="Optional label used in messages and Events."
+    )
+    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(
+        description="Input tensors."
+    )
     expect: SampleExpectation = Field(default_factory=SampleExpectation, description="Expected outputs.")
 
 

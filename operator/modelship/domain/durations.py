@@ -16,7 +16,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 def parse_duration(text: str) -> timedelta:
     """Parse a duration; raises ValueError naming the accepted format so the user knows the fix."""
     if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"{text!r} is not a duration: use a number with a unit ms, s, m or h, e.g. '30s', '5m', '1h30m'")
+        raise ValueError(
+            f"{text!r} is not a duration: use a number with a unit ms, s, m or h, e.g. '30s', '5m', '1h30m'"
+        )
     seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _PART.findall(text))
     return timedelta(seconds=seconds)
 
@@ -38,9 +40,29 @@ def _check(text: str) -> str:
     return text
 
 
+DURATION_MAX_LENGTH = 32
+
+
+def cel_duration_ok(expr: str) -> str:
+    """CEL guard: `expr` is a string CEL's duration() parses (pattern errors are reported on their own)."""
+    return f"{expr}.matches(r'{DURATION_PATTERN}')"
+
+
 Duration = Annotated[
     str,
-    Field(pattern=DURATION_PATTERN, json_schema_extra={"x-modelship-format": "duration"}),
+    Field(
+        pattern=DURATION_PATTERN,
+        max_length=DURATION_MAX_LENGTH,
+        json_schema_extra={
+            "x-modelship-format": "duration",
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!{cel_duration_ok('self')} || duration(self) > duration('0s')",
+                    "message": "a duration must be longer than zero, e.g. '30s' or '5m'",
+                }
+            ],
+        },
+    ),
     AfterValidator(_check),
 ]
 """A positive Go-style duration string, kept as text so status and YAML round-trip unchanged."""
