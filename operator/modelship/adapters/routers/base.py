@@ -1,8 +1,9 @@
 """The router interface and what every router shares: backend Services, drift detection, route metadata.
 
 A router's `apply` always reads the route first (to tell the controller whether someone changed it by
-hand, so it can say "RouteRestored"), then server-side applies the desired route with force: hand edits
-of the fields Modelship owns never survive a reconcile.
+hand, so it can say "RouteRestored"), then server-side applies the backend Services and the desired route
+with force: hand edits of the fields Modelship owns never survive a reconcile. When the route already
+matches (weights, mirror and the revision annotations), nothing is written: one GET per steady reconcile.
 """
 
 from __future__ import annotations

@@ -106,8 +106,9 @@ class GatewayApiRouterAdapter:
         desired = desired_route(owner, self.config, action)
         state = route_state(owner, found)
         synced = in_sync(desired, found)
-        await ensure_backends(self.kube, owner, action)
         if not synced:
+            # Services first: a route in sync (its annotations name the revisions) implies they were applied.
+            await ensure_backends(self.kube, owner, action)
             await self.kube.apply(desired)
         return RouteState(
             exists=state.exists, canary_weight=state.canary_weight, mirror_percent=state.mirror_percent,
