@@ -3,8 +3,8 @@
 Why these queries: Triton labels series only with model/version, so canary and stable are separated by the
 label Prometheus' Kubernetes discovery copies from the pod (`modelship.dev/revision` ->
 `modelship_dev_revision` via labelmap). Every selector carries namespace, model and revision, so one
-tenant's series never mix with another's. prometheus-api-client is blocking: calls run in
-`asyncio.to_thread`, bounded by a semaphore.
+tenant's series never mix with another's. prometheus-api-client is blocking: calls run in a
+small thread pool of the source's own, bounded by a semaphore.
 
 Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, garbage) makes the whole snapshot
 `available=False`; an empty result or NaN is `None` (NoData); a refused query (4xx) is a per-metric error.
@@ -13,15 +13,19 @@ Error texts carry no URL credentials and never the token.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import logging
 import math
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -192,6 +196,17 @@ def scrub(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _error_text(message: str) -> str:
+    """Prometheus' own error text from the client's "HTTP Status Code N (b'<json body>')" message."""
+    match = re.search(r"\((b?(['\"]).*\2)\)\s*$", message, re.DOTALL)
+    try:
+        raw = ast.literal_eval(match.group(1)) if match else ""
+        body = json.loads(raw)
+        return str(body.get("error") or "query refused")
+    except (ValueError, SyntaxError, TypeError, AttributeError):
+        return "query refused"
+
+
 def classify(exc: BaseException) -> Exception:
     """Map a client exception to ProviderDown (outage) or QueryRefused (bad query)."""
     if isinstance(exc, QueryRefused | ProviderDown):
@@ -201,9 +216,11 @@ def classify(exc: BaseException) -> Exception:
         status = int(match.group(1)) if match else 0
         if status in _OUTAGE_STATUS or status >= 500 or status == 0:
             return ProviderDown(scrub(f"Prometheus answered HTTP {status or '?'}"))
-        body = re.search(r'"error":"((?:[^"\\]|\\.)*)"', str(exc))
-        return QueryRefused(scrub(f"HTTP {status}: {body.group(1) if body else 'query refused'}"))
-    if isinstance(exc, requests.Timeout):
+        return QueryRefused(scrub(f"HTTP {status}: {_error_text(str(exc))}"))
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None  # urllib3 MaxRetryError's cause
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass in urllib3
+        return ProviderDown("cannot connect to Prometheus: connection refused or unreachable")
+    if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
         return ProviderDown("Prometheus timed out")
     if isinstance(exc, requests.ConnectionError):
         return ProviderDown(scrub(f"cannot connect to Prometheus: {type(exc).__name__}"))
@@ -255,18 +272,33 @@ class PrometheusSource:
         self.settings = settings
         self._client_factory = client_factory
         self._client: QueryClient | None = None
-        self._limit = asyncio.Semaphore(max(1, settings.max_concurrency))
+        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        # own threads, not asyncio.to_thread's shared pool: a hanging Prometheus cannot starve other adapters,
+        # and every admitted query starts at once, so one round costs one timeout
+        self._executor = ThreadPoolExecutor(max(1, settings.max_concurrency), thread_name_prefix="prometheus")
+
+    def _limit(self) -> asyncio.Semaphore:
+        """Concurrency bound per event loop (a Semaphore is bound to the loop it first waits on)."""
+        loop = asyncio.get_running_loop()
+        limit = self._limits.get(loop)
+        if limit is None:
+            self._limits = {lp: sem for lp, sem in self._limits.items() if not lp.is_closed()}
+            limit = self._limits[loop] = asyncio.Semaphore(max(1, self.settings.max_concurrency))
+        return limit
 
     def _get_client(self) -> QueryClient:
         if self._client is None:
             self._client = self._client_factory(self.settings)
         return self._client
 
-    async def _query(self, promql: str) -> float | None:
-        async with self._limit:
+    async def _query(self, promql: str, down: list[str]) -> float | None:
+        async with self._limit():
+            if down:  # the provider failed while this query waited for a slot
+                raise ProviderDown(down[0])
             try:
                 client = self._get_client()
-                result = await asyncio.to_thread(client.custom_query, promql)
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor, client.custom_query, promql)
             except Exception as exc:
                 raise classify(exc) from None
         log.debug("prometheus %s -> %s", promql, result)
@@ -283,7 +315,7 @@ class PrometheusSource:
             if down:
                 return _Measured(None, outage=down[0])
             try:
-                value = await self._query(promql)
+                value = await self._query(promql, down)
             except QueryRefused as exc:
                 error = str(exc)
                 continue
