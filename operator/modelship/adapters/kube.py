@@ -210,7 +210,7 @@ def _revision_of(obj: Mapping[str, Any]) -> str:
 def revision_state(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> RevisionState:
     """A Deployment (and its pods, needed only when not all are ready) as the domain sees it."""
     meta, spec, status = deployment["metadata"], deployment.get("spec", {}), deployment.get("status", {})
-    desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    desired = 1 if spec.get("replicas") is None else int(spec["replicas"])  # the API server's default is 1
     updated = int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0)) and int(
         status.get("updatedReplicas", 0)
     ) >= desired
