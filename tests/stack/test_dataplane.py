@@ -7,6 +7,7 @@ Waits poll for a condition with a deadline and then assert it; nothing sleeps an
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -30,11 +31,12 @@ from kubernetes.client import (
     V1PodStatus,
 )
 
+from e2e.stack.dataplane import podrunner_status, prometheus
 from e2e.stack.dataplane.netns import NetnsError, PodNetwork
 from e2e.stack.dataplane.podrunner import PodRunner
 from e2e.stack.dataplane.podspec import parse_pod, resolve_repository
 from e2e.stack.prometheus import Prometheus, scrape_config
-from e2e.stack.traffic import Backend, Plan, TrafficGenerator
+from e2e.stack.traffic import Backend, Plan, RouteReader, TrafficGenerator
 from e2e.stack.triton import REPOS_DIR, TritonServer, http_ok, start_triton
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -295,3 +297,137 @@ def test_traffic_follows_weights_and_mirror(triton: Callable[..., TritonServer])
     assert 0.35 < b["mirror:shadow"]["sent"] / 300 < 0.65
     assert metric(canary, "nv_inference_request_failure", reason="BACKEND") == b["canary"]["sent"] + b[
         "mirror:shadow"]["sent"]  # fmt: skip
+
+
+def test_route_reader_understands_virtualservice_and_httproute_mirror() -> None:
+    reader = object.__new__(RouteReader)
+    reader._backend = lambda name, weight: Backend(name, weight, [f"{name}:8000"])  # type: ignore[method-assign]
+    vs = {"spec": {"http": [{
+        "route": [{"destination": {"host": "fs-stable.ml.svc.cluster.local"}, "weight": 75},
+                  {"destination": {"host": "fs-canary"}, "weight": 25}],
+        "mirror": {"host": "fs-canary"}, "mirrorPercentage": {"value": 12.5},
+    }]}}  # fmt: skip
+    route = {"spec": {"rules": [{
+        "backendRefs": [{"name": "fs-stable", "port": 8000}],
+        "filters": [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"name": "fs-canary", "port": 8000},
+            "fraction": {"numerator": 1, "denominator": 4}}}],
+    }]}}  # fmt: skip
+    reader._objects = lambda group, versions, plural: [vs] if plural == "virtualservices" else []  # type: ignore[method-assign]
+    plan = reader.plan()
+    assert plan.kind == "virtualservice" and [(b.name, b.weight) for b in plan.backends] == [
+        ("fs-stable", 75), ("fs-canary", 25)]  # fmt: skip
+    assert plan.mirror is not None and plan.mirror.name == "fs-canary" and plan.mirror_percent == 12.5
+    reader._objects = lambda group, versions, plural: [route] if plural == "httproutes" else []  # type: ignore[method-assign]
+    plan = reader.plan()
+    assert plan.kind == "httproute" and [(b.name, b.weight) for b in plan.backends] == [("fs-stable", 1.0)]
+    assert plan.mirror is not None and plan.mirror_percent == 25.0
+
+
+# -- against the real local stack ------------------------------------------------------------------
+def _pod_manifest(name: str, revision: str, version: int, role: str, **env: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "modelship", "modelship.dev/deployment": "fraud-scorer",
+              "modelship.dev/revision": revision, "modelship.dev/role": role}  # fmt: skip
+    container = fake_pod(name, "", version).spec.containers[0]
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "triton", "image": container.image, "command": container.command, "args": container.args,
+            "ports": [{"name": p.name, "containerPort": p.container_port} for p in container.ports],
+            "env": [{"name": "MODELSHIP_MODEL_VERSION", "value": str(version)}]
+            + [{"name": k, "value": v} for k, v in env.items()],
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        }]},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def stack_ns(stack: Any) -> Iterator[tuple[Any, str]]:
+    from kubernetes import client  # noqa: PLC0415
+
+    core = client.CoreV1Api(stack.api_client())
+    ns = f"dp-{os.getpid()}-{int(time.time()) % 100000}"
+    core.create_namespace({"metadata": {"name": ns}})
+    yield stack, ns
+    core.delete_namespace(ns)
+
+
+def _ready_pod(stack: Any, ns: str, name: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        pod = podrunner_status(stack.stack_dir)["pods"].get(f"{ns}/{name}")
+        return pod if pod and pod["ready_after_s"] else None
+
+    return dict(eventually(check, 90, f"pod runner to serve {ns}/{name}"))
+
+
+@pytest.mark.integration
+def test_stack_runs_triton_for_kwok_pod_and_prometheus_sees_its_revision(stack_ns: tuple[Any, str]) -> None:
+    from kubernetes import client  # noqa: PLC0415
+
+    stack, ns = stack_ns
+    core = client.CoreV1Api(stack.api_client())
+    core.create_namespaced_pod(ns, _pod_manifest("triton-a", "rev4abc", 4, "canary"))
+    pod = _ready_pod(stack, ns, "triton-a")
+    assert ipaddress.ip_address(pod["ip"]) in ipaddress.ip_network("10.77.0.0/16")
+    endpoint = f"{pod['ip']}:8000"
+    index = th.InferenceServerClient(endpoint).get_model_repository_index()
+    assert index == [{"name": "fraud_scorer", "version": "4", "state": "READY"}]
+    for _ in range(3):
+        infer(endpoint)
+    prom = prometheus(stack.stack_dir)
+    q = f'nv_inference_request_success{{namespace="{ns}",pod="triton-a",modelship_dev_revision="rev4abc"}}'
+    series = eventually(lambda: [s for s in prom.query(q) if s["value"][1] == "3"], 30, "3 successes scraped")
+    assert series[0]["metric"]["modelship_dev_role"] == "canary"
+    assert series[0]["metric"]["modelship_dev_deployment"] == "fraud-scorer"
+    core.delete_namespaced_pod("triton-a", ns, grace_period_seconds=0)
+    eventually(
+        lambda: f"{ns}/triton-a" not in podrunner_status(stack.stack_dir)["pods"], 30, "pod runner stop"
+    )
+    assert not Path(f"/proc/{pod['pid']}").exists()
+    assert not http_ok(f"http://{endpoint}/v2/health/ready", timeout=0.5)
+
+
+@pytest.mark.integration
+def test_traffic_follows_httproute_weights_to_real_pods(stack_ns: tuple[Any, str]) -> None:
+    from kubernetes import client  # noqa: PLC0415
+
+    stack, ns = stack_ns
+    api = stack.api_client()
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core.create_namespaced_pod(ns, _pod_manifest("stable-0", "rev2", 2, "stable"))
+    core.create_namespaced_pod(
+        ns, _pod_manifest("canary-0", "rev3", 3, "canary", MODELSHIP_FAULT_ERROR_RATE="1")
+    )
+    for role, rev in (("stable", "rev2"), ("canary", "rev3")):
+        core.create_namespaced_service(ns, {
+            "metadata": {"name": f"fraud-scorer-{role}", "labels": {
+                "app.kubernetes.io/managed-by": "modelship", "modelship.dev/deployment": "fraud-scorer",
+                "modelship.dev/role": role}},
+            "spec": {"selector": {"modelship.dev/revision": rev},
+                     "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]},
+        })  # fmt: skip
+    custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "fraud-scorer", "labels": {"modelship.dev/deployment": "fraud-scorer"}},
+        "spec": {"rules": [{"backendRefs": [
+            {"name": "fraud-scorer-stable", "port": 8000, "weight": 70},
+            {"name": "fraud-scorer-canary", "port": 8000, "weight": 30}]}]},
+    })  # fmt: skip
+    stable, canary = _ready_pod(stack, ns, "stable-0"), _ready_pod(stack, ns, "canary-0")
+    reader = RouteReader(api, ns, "fraud-scorer")
+    routed = lambda: (p := reader.plan()).backends and all(b.endpoints for b in p.backends) and p  # noqa: E731
+    plan = eventually(routed, 60, "EndpointSlices for both Services")
+    assert plan.kind == "httproute"
+    assert {b.name: b.endpoints for b in plan.backends} == {
+        "fraud-scorer-stable": [f"{stable['ip']}:8000"],
+        "fraud-scorer-canary": [f"{canary['ip']}:8000"],
+    }
+    summary = TrafficGenerator(reader=reader, rps=50, count=150, duration=30).start().wait(60)
+    b = summary["backends"]
+    assert b["fraud-scorer-stable"]["ok"] == b["fraud-scorer-stable"]["sent"] > 70
+    assert b["fraud-scorer-canary"]["error"] == b["fraud-scorer-canary"]["sent"] > 15
+    assert b["fraud-scorer-canary"]["role"] == "canary"
+    prom = prometheus(stack.stack_dir)
+    q = f'sum(nv_inference_request_failure{{namespace="{ns}",modelship_dev_revision="rev3"}})'
+    want = str(b["fraud-scorer-canary"]["sent"])
+    eventually(lambda: [s for s in prom.query(q) if s["value"][1] == want], 30, f"{want} canary failures")
