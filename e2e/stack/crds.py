@@ -84,12 +84,28 @@ def project_files() -> list[Path]:
     return sorted((REPO / "crds").glob("*.yaml"))
 
 
-def install(ctx: StackContext) -> list[Path]:
-    """Server-side apply all CRDs and wait until the API server serves them."""
-    files = ecosystem_files() + project_files()
+def _apply(ctx: StackContext, files: list[Path]) -> None:
     args = ["apply", "--server-side", "--force-conflicts", "--field-manager=modelship-stack"]
     for f in files:
         args += ["-f", str(f)]
     ctx.run_kubectl(*args)
+
+
+def install(ctx: StackContext) -> tuple[list[Path], list[str]]:
+    """Server-side apply all CRDs and wait until the API server serves them; return files and warnings.
+
+    The ecosystem CRDs must apply. The project's own CRDs are applied on their own: if the API server
+    rejects them (a bug in the generator), the cluster still comes up and the rejection is reported,
+    so one bad schema does not take the whole stack away from everyone.
+    """
+    files, warnings = ecosystem_files(), []
+    _apply(ctx, files)
+    project = project_files()
+    if project:
+        try:
+            _apply(ctx, project)
+            files += project
+        except RuntimeError as exc:
+            warnings.append(f"project CRDs rejected by the API server: {exc}")
     ctx.run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    return files
+    return files, warnings

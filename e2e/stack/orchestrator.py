@@ -167,7 +167,10 @@ def up() -> tuple[dict[str, Any], bool]:
         ctx = context(state)
         try:
             nodes.ensure_nodes(ctx)
-            state["crds"] = [str(p) for p in crds.install(ctx)]
+            crd_files, warnings = crds.install(ctx)
+            state["crds"], state["warnings"] = [str(p) for p in crd_files], warnings
+            for w in warnings:
+                print(f"WARNING: {w}", file=sys.stderr, flush=True)
             _wait_default_sa(ctx)
             dp = _dataplane()
             state["dataplane_enabled"] = dp is not None
@@ -246,6 +249,8 @@ def status() -> int:
         return 1
     ok = healthy(state)
     print(f"stack: {'healthy' if ok else 'UNHEALTHY'} at {state['server']}")
+    for w in state.get("warnings", []):
+        print(f"  WARNING: {w}")
     for name, p in state["processes"].items():
         up_ = controlplane.alive(int(p["pid"]))
         print(
