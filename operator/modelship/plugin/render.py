@@ -222,10 +222,10 @@ def hint(obj: Obj) -> str:
     target = f"{meta.get('name')} -n {meta.get('namespace')}"
     status = obj.get("status") or {}
     phase = status.get("phase")
+    if phase == "Paused" or status.get("paused"):  # before approval: a paused rollout does not advance at all
+        return f"Next:        paused: kubectl modelship resume {target}"
     if status.get("awaitingApproval"):
         return f"Next:        waiting for approval: kubectl modelship promote {target}"
-    if phase == "Paused" or status.get("paused"):
-        return f"Next:        paused: kubectl modelship resume {target}"
     if phase in ("RolledBack", "Failed"):
         return f"Next:        fix the cause, then change spec or: kubectl modelship retry {target}"
     if phase == "Invalid":
