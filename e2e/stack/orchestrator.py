@@ -248,7 +248,8 @@ def status() -> int:
         print("stack: down")
         return 1
     ok = healthy(state)
-    print(f"stack: {'healthy' if ok else 'UNHEALTHY'} at {state['server']}")
+    word = "healthy" if ok else ("UNHEALTHY" if state.get("complete") else "starting (or a failed start)")
+    print(f"stack: {word} at {state['server']}")
     for w in state.get("warnings", []):
         print(f"  WARNING: {w}")
     for name, p in state["processes"].items():
