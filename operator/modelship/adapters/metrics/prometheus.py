@@ -187,7 +187,7 @@ def parse_value(result: Any) -> float | None:
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_AUTH = re.compile(r"(?i)(bearer|basic|authorization)[\s:=]+\S+")
+_AUTH = re.compile(r"(?i)\b(bearer|basic|authorization)\b[\s:=]+(?:(?:bearer|basic)\s+)?\S+")
 
 
 def scrub(text: str, limit: int = 300) -> str:
