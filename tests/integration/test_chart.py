@@ -1,0 +1,336 @@
+"""The Helm chart against the real local API server (e2e/stack) with a real helm binary.
+
+- ``helm lint --strict`` passes with the defaults and every ``ci/`` values file; the values schema
+  rejects unknown keys and more than one replica.
+- Every ``ci/`` example renders and is accepted by the API server (``kubectl apply --dry-run=server``:
+  CRD, RBAC, ServiceMonitor and PrometheusRule schemas of the installed CRDs, admission), and its
+  pod spec passes the ``restricted`` Pod Security Standard.
+- RBAC is really installed (``helm install --skip-crds``, operator scaled to 0) and probed with
+  ``kubectl auth can-i --as=system:serviceaccount:...``: what the operator needs is granted, the rest
+  (Secrets, nodes, pod writes, ModelDeployment create/update/delete, RBAC writes, other namespaces in
+  namespaced mode) is not.
+
+RBAC cannot tell ``spec`` from ``metadata``: the operator keeps ``patch`` on modeldeployments for
+kopf's finalizer and progress annotations, so "never writes spec" is the code's promise, not RBAC's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.stack import CACHE, HERE, REPO, StackContext, load_versions
+
+pytestmark = pytest.mark.integration
+
+CHART = REPO / "charts" / "modelship"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+VALUE_SETS = [None, *CI_VALUES]
+IDS = ["defaults", *[p.stem for p in CI_VALUES]]
+
+
+def helm_path() -> Path:
+    """Where e2e/stack/build-helm.sh caches helm: ``<cache>/bin/helm-<version>/helm``."""
+    return CACHE / "bin" / f"helm-{load_versions()['HELM_VERSION']}" / "helm"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The pinned helm binary; built once from the Go module proxy when it is not cached yet."""
+    path = helm_path()
+    if not path.exists():
+        proc = subprocess.run(
+            ["bash", str(HERE / "build-helm.sh")], capture_output=True, text=True, timeout=1800, check=False
+        )
+        if proc.returncode != 0 or not path.exists():
+            pytest.skip(f"helm could not be built (e2e/stack/build-helm.sh): {proc.stderr.strip()[-500:]}")
+    return path
+
+
+def run(*argv: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def render(helm: Path, values: Path | None, namespace: str, *extra: str) -> str:
+    args: list[str | Path] = [
+        helm,
+        "template",
+        "modelship",
+        CHART,
+        "--namespace",
+        namespace,
+        "--include-crds",
+    ]
+    if values:
+        args += ["-f", values]
+    proc = run(*args, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def kubectl(stack: StackContext, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run(stack.kubectl, f"--kubeconfig={stack.kubeconfig}", *args, stdin=stdin)
+
+
+@pytest.fixture
+def namespaces(stack: StackContext) -> Iterator[list[str]]:
+    """Namespaces created for one test (by name, appended by the test); deleted afterwards."""
+    made: list[str] = []
+    yield made
+    for ns in made:
+        kubectl(stack, "delete", "namespace", ns, "--wait=false", "--ignore-not-found")
+
+
+def ensure_namespace(
+    stack: StackContext, made: list[str], name: str, labels: dict[str, str] | None = None
+) -> str:
+    proc = kubectl(stack, "create", "namespace", name)
+    if proc.returncode == 0:
+        made.append(name)
+    else:
+        assert "AlreadyExists" in proc.stderr, proc.stderr
+    for key, value in (labels or {}).items():
+        kubectl(stack, "label", "--overwrite", "namespace", name, f"{key}={value}")
+    return name
+
+
+# --- helm only --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_lint(helm: Path, values: Path | None) -> None:
+    proc = run(helm, "lint", "--strict", CHART, *(["-f", values] if values else []))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("bogus=1", "additional properties 'bogus' not allowed"), ("replicaCount=2", "maximum")],
+)
+def test_schema_rejects_bad_values(helm: Path, setting: str, message: str) -> None:
+    proc = run(helm, "template", "m", CHART, "--set", setting)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_namespaced_mode_grants_nothing_namespaced_cluster_wide(helm: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(render(helm, CHART / "ci" / "namespaced-values.yaml", "ops")) if d]
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert len(cluster_roles) == 1
+    resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
+    assert resources == {"customresourcedefinitions", "namespaces"}
+    roles = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"}
+    assert roles == {"ml-team-a", "ml-team-b"}
+    for doc in docs:
+        for rule in doc.get("rules", []):
+            assert "secrets" not in rule["resources"] and "*" not in rule["resources"] + rule["verbs"]
+
+
+# --- the real API server ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_server_dry_run_accepts_every_example(
+    helm: Path, stack: StackContext, namespaces: list[str], values: Path | None
+) -> None:
+    release_ns = f"chart-dry-{uuid.uuid4().hex[:6]}"
+    restricted = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    ensure_namespace(stack, namespaces, release_ns, restricted)
+    cfg = yaml.safe_load(values.read_text()) if values else {}
+    for ns in cfg.get("watchNamespaces", []):
+        ensure_namespace(stack, namespaces, ns)
+    manifest = render(helm, values, release_ns)
+    kinds = {d["kind"] for d in yaml.safe_load_all(manifest) if d}
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole"} <= kinds
+    proc = kubectl(
+        stack,
+        "apply",
+        "--dry-run=server",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=modelship-chart-test",
+        "-f",
+        "-",
+        stdin=manifest,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "violate PodSecurity" not in proc.stderr, proc.stderr
+    assert proc.stdout.count("(server dry run)") == manifest.count("\nkind: "), proc.stdout
+    if "ServiceMonitor" in kinds:
+        assert "servicemonitor.monitoring.coreos.com/" in proc.stdout
+
+
+def test_pod_security_check_would_catch_a_privileged_pod(stack: StackContext, namespaces: list[str]) -> None:
+    """Control for the check above: the same dry run warns on a pod spec that breaks `restricted`."""
+    ns = ensure_namespace(
+        stack,
+        namespaces,
+        f"chart-psa-{uuid.uuid4().hex[:6]}",
+        {"pod-security.kubernetes.io/warn": "restricted"},
+    )
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bad", "namespace": ns},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "x:1", "securityContext": {"privileged": True}}]
+                },
+            },
+        },
+    }
+    proc = kubectl(stack, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(bad))
+    assert "violate PodSecurity" in proc.stderr, proc.stdout + proc.stderr
+
+
+def can_i(stack: StackContext, sa: str, verb: str, resource: str, *flags: str) -> bool:
+    proc = kubectl(stack, "auth", "can-i", verb, resource, f"--as={sa}", *flags)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), proc.stdout + proc.stderr
+    return answer == "yes"
+
+
+@pytest.fixture
+def installed(helm: Path, stack: StackContext, namespaces: list[str]) -> Iterator[dict[str, object]]:
+    """Install the chart for real (``helm install``, operator at 0 replicas) in the requested mode."""
+    releases: list[tuple[str, str]] = []
+
+    def install(watch: list[str] | None = None, auth_secret: str = "") -> str:
+        suffix = uuid.uuid4().hex[:6]
+        release_ns = ensure_namespace(stack, namespaces, f"chart-rbac-{suffix}")
+        for ns in watch or []:
+            ensure_namespace(stack, namespaces, ns)
+        args: list[str | Path] = [
+            helm,
+            "install",
+            f"ms-{suffix}",
+            CHART,
+            "--namespace",
+            release_ns,
+            f"--kubeconfig={stack.kubeconfig}",
+            "--skip-crds",  # the CRD is the dry-run test's; leave the shared cluster's CRD alone
+            "--set",
+            "replicaCount=0",
+            "--set",
+            "prometheus.url=http://127.0.0.1:9090",
+        ]
+        for i, ns in enumerate(watch or []):
+            args += ["--set", f"watchNamespaces[{i}]={ns}"]
+        if auth_secret:
+            args += ["--set", f"prometheus.auth.existingSecret={auth_secret}"]
+        proc = run(*args)
+        assert proc.returncode == 0, proc.stderr
+        releases.append((f"ms-{suffix}", release_ns))
+        return release_ns
+
+    yield {"install": install}
+    for release, ns in releases:
+        run(helm, "uninstall", release, "--namespace", ns, f"--kubeconfig={stack.kubeconfig}", "--wait")
+
+
+MDEP = "modeldeployments.modelship.dev"
+NEEDED = [  # (verb, resource, extra flags) the operator must have in a watched namespace
+    ("watch", MDEP, ()),
+    ("patch", MDEP, ()),
+    ("patch", MDEP, ("--subresource=status",)),
+    ("update", MDEP, ("--subresource=status",)),
+    ("create", "deployments.apps", ()),
+    ("delete", "deployments.apps", ()),
+    ("create", "services", ()),
+    ("list", "pods", ()),
+    ("patch", "httproutes.gateway.networking.k8s.io", ()),
+    ("create", "virtualservices.networking.istio.io", ()),
+    ("create", "events", ()),
+    ("create", "events.events.k8s.io", ()),
+]
+DENIED = [  # never, in any namespace
+    ("get", "secrets", ()),
+    ("list", "secrets", ()),
+    ("create", "pods", ()),
+    ("delete", "pods", ()),
+    ("patch", "pods", ()),
+    ("create", MDEP, ()),
+    ("update", MDEP, ()),
+    ("delete", MDEP, ()),
+    ("create", "rolebindings.rbac.authorization.k8s.io", ()),
+    ("get", "configmaps", ()),
+    ("create", "serviceaccounts/token", ()),
+]
+CLUSTER_DENIED = [
+    ("get", "secrets", ("-A",)),
+    ("list", "secrets", ("-A",)),
+    ("delete", "nodes", ()),
+    ("patch", "nodes", ()),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", ()),
+    ("escalate", "clusterroles", ()),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io", ()),
+    ("impersonate", "serviceaccounts", ("-A",)),
+    ("delete", "namespaces", ()),
+]
+
+
+def sa_of(stack: StackContext, release_ns: str) -> str:
+    out = kubectl(stack, "get", "serviceaccounts", "-n", release_ns, "-o", "name")
+    names = [n.split("/", 1)[1] for n in out.stdout.split() if "modelship" in n]
+    assert len(names) == 1, out.stdout
+    return f"system:serviceaccount:{release_ns}:{names[0]}"
+
+
+def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], namespaces: list[str]) -> None:
+    release_ns = installed["install"]()  # type: ignore[operator]
+    sa = sa_of(stack, release_ns)
+    elsewhere = ensure_namespace(stack, namespaces, f"chart-any-{uuid.uuid4().hex[:6]}")
+    for verb, resource, flags in NEEDED:
+        assert can_i(stack, sa, verb, resource, "-n", elsewhere, *flags), f"cannot {verb} {resource} {flags}"
+    assert can_i(stack, sa, "watch", MDEP, "-A")
+    assert can_i(stack, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    for verb, resource, flags in DENIED:
+        for ns in (elsewhere, release_ns):
+            assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
+    for verb, resource, flags in CLUSTER_DENIED:
+        assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
+
+
+def test_namespaced_mode_rbac(
+    stack: StackContext, installed: dict[str, object], namespaces: list[str]
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    watched = [f"chart-ml-a-{suffix}", f"chart-ml-b-{suffix}"]
+    release_ns = installed["install"](watch=watched, auth_secret="prom-token")  # type: ignore[operator]
+    kubectl(
+        stack, "create", "secret", "generic", "prom-token", "-n", release_ns, "--from-literal=token=t0ken"
+    )
+    sa = sa_of(stack, release_ns)
+    other = ensure_namespace(stack, namespaces, f"chart-other-{suffix}")
+    for ns in watched:
+        for verb, resource, flags in NEEDED:
+            assert can_i(stack, sa, verb, resource, "-n", ns, *flags), (
+                f"cannot {verb} {resource} {flags} in {ns}"
+            )
+    for verb, resource, flags in NEEDED:  # nothing in namespaces it does not watch, nor cluster-wide
+        assert not can_i(stack, sa, verb, resource, "-n", other, *flags), f"can {verb} {resource} in {other}"
+        assert not can_i(stack, sa, verb, resource, "-A", *flags), f"can {verb} {resource} cluster-wide"
+    # kopf's discovery: the only cluster-wide grants.
+    assert can_i(stack, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+    assert can_i(stack, sa, "list", "namespaces")
+    assert not can_i(stack, sa, "get", "namespaces")
+    # The Prometheus token is mounted by the kubelet; the operator cannot read it (or any Secret).
+    assert not can_i(stack, sa, "get", "secrets/prom-token", "-n", release_ns)
+    for verb, resource, flags in DENIED:
+        for ns in (*watched, release_ns):
+            assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
+    for verb, resource, flags in CLUSTER_DENIED:
+        assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"

@@ -1,0 +1,108 @@
+"""Chart files that must agree with the code, checked without helm or a cluster.
+
+- The chart ships the CRD that ``modelship crds`` generates, byte for byte, and the same file as
+  ``crds/modeldeployments.yaml`` (``make generate`` writes both).
+- Every operator metric the dashboard and the alerts query exists in the operator's registry
+  (prometheus_client's exposition names: counters get ``_total``, histograms ``_bucket``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from modelship.adapters.telemetry import Telemetry
+from prometheus_client import CollectorRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "modelship"
+CHART_CRD = CHART / "crds" / "modeldeployments.yaml"
+REPO_CRD = REPO / "crds" / "modeldeployments.yaml"
+FIX = "run `make generate` (it copies crds/modeldeployments.yaml into charts/modelship/crds/)"
+
+
+def test_chart_crd_is_the_generated_crd() -> None:
+    generated = subprocess.run(
+        [str(Path(sys.executable).parent / "modelship"), "crds"], capture_output=True, text=True, check=True
+    ).stdout
+    assert CHART_CRD.read_text() == generated, f"charts/modelship/crds/modeldeployments.yaml is stale: {FIX}"
+
+
+def test_chart_crd_is_identical_to_the_repo_crd() -> None:
+    assert REPO_CRD.exists(), f"crds/modeldeployments.yaml is missing: {FIX}"
+    assert CHART_CRD.read_bytes() == REPO_CRD.read_bytes(), f"the chart's CRD differs from crds/: {FIX}"
+
+
+def exposed_names() -> set[str]:
+    """Sample names the operator exposes on /metrics."""
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    telemetry.observe_phase("ns", "n", "Progressing", 5)
+    telemetry.analysis.labels("ns", "n", "Pass").inc()
+    telemetry.rollbacks.labels("ns", "n", "SLOBreach").inc()
+    telemetry.reconcile_errors.labels("ns", "n").inc()
+    telemetry.slo_value.labels("ns", "n", "errorRate").set(0.1)
+    telemetry.slo_bound.labels("ns", "n", "errorRate").set(0.2)
+    telemetry.reconcile_seconds.observe(0.1)
+    return {s.name for family in registry.collect() for s in family.samples}
+
+
+def queried_names(text: str) -> set[str]:
+    return set(re.findall(r"\b(modelship_[a-z_]+)", text))
+
+
+def dashboard() -> dict:  # type: ignore[type-arg]
+    return json.loads((CHART / "dashboards" / "modelship.json").read_text())
+
+
+def test_dashboard_queries_only_real_metrics() -> None:
+    exprs = [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+    exprs += [v.get("definition", "") for v in dashboard()["templating"]["list"]]
+    used = queried_names("\n".join(exprs))
+    assert used, "the dashboard queries no operator metric"
+    assert used <= exposed_names(), f"unknown metrics: {sorted(used - exposed_names())}"
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "modelship_rollouts",
+        "modelship_canary_weight",
+        "modelship_slo_value",
+        "modelship_slo_bound",
+        "modelship_rollbacks_total",
+        "modelship_reconcile_duration_seconds_bucket",
+    ],
+)
+def test_dashboard_has_a_panel_for(metric: str) -> None:
+    assert any(metric in t["expr"] for p in dashboard()["panels"] for t in p["targets"])
+
+
+def test_dashboard_panels_are_unique_and_use_the_datasource_variable() -> None:
+    panels = dashboard()["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in panels)
+
+
+def test_alerts_query_only_real_metrics() -> None:
+    rules = (CHART / "templates" / "prometheusrule.yaml").read_text()
+    exprs = "\n".join(re.findall(r"expr: (.*)", rules))
+    used = queried_names(exprs)
+    assert used == {
+        "modelship_rollbacks_total",
+        "modelship_deployment_phase",
+        "modelship_analysis_total",
+        "modelship_reconcile_errors_total",
+    }
+    assert used <= exposed_names()
+    for alert in (
+        "ModelshipRollbackHappened",
+        "ModelshipRolloutStuck",
+        "ModelshipAnalysisErroring",
+        "ModelshipReconcileErrors",
+    ):
+        assert f"alert: {alert}" in rules
