@@ -134,7 +134,7 @@ def compare_output(
     if expected.shape is not None and shape is not None and list(expected.shape) != list(shape):
         return f"output '{name}' shape {_shape(shape)}, expected {_shape(expected.shape)}"
     if expected.data is not None:
-        got = list(values or [])
+        got = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in values or []]
         if len(got) != len(expected.data):
             return f"output '{name}' has {len(got)} values, expected {len(expected.data)}"
         for i, (want, have) in enumerate(zip(expected.data, got, strict=True)):
