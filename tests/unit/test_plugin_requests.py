@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,3 +235,23 @@ def test_kubeconfig_namespace_and_missing_file(tmp_path: Any) -> None:
         kube.KubeApi(str(tmp_path / "missing"))
     code = main.main(["--kubeconfig", str(path), "get"])
     assert code == 1
+
+
+def test_watch_redraws_on_changes_and_stops_on_errors() -> None:
+    """`status --watch` clears and redraws for each object the watch yields; an error ends it cleanly."""
+
+    class Deleting(FakeApi):
+        def watch(
+            self, namespace: str, name: str, timeout_s: float | None = None
+        ) -> Iterator[dict[str, Any]]:
+            yield self.get(namespace, name)
+            yield mdep(phase="Paused")
+            raise PluginError(f"modeldeployment {namespace}/{name} was deleted")
+
+    frames: list[str] = []
+    with pytest.raises(PluginError, match="was deleted"):
+        main.watch_status(Deleting(mdep()), "ml", "fraud-scorer", frames.append)
+    assert frames and all(frame.startswith(main.CLEAR) for frame in frames)
+    assert "Phase:       Paused" in frames[-1]
+    code, _, err = run(Deleting(mdep()), "status", "fraud-scorer", "--watch")
+    assert code == 1 and err == "error: modeldeployment ml/fraud-scorer was deleted\n"
