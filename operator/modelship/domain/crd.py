@@ -164,7 +164,7 @@ def resource_schema() -> Schema:
                 "description": "REST resource this object represents: ModelDeployment.",
                 "type": "string",
             },
-            "metadata": {"description": "Standard object metadata.", "type": "object"},
+            "metadata": {"type": "object"},  # the API server allows nothing else here, not even a description
             "spec": openapi_schema(api.ModelDeploymentSpec),
             "status": status_schema(),
         },
