@@ -119,6 +119,21 @@ def test_gpu_deployment_runs_with_pod_ips_from_node_cidr(stack: StackContext, na
         30,
         "Deployment available",
     )
+    # The EndpointSlice controller publishes the (non-loopback) pod IPs behind a Service.
+    service = client.V1Service(
+        metadata=client.V1ObjectMeta(name="gpu-demo"),
+        spec=client.V1ServiceSpec(selector=labels, ports=[client.V1ServicePort(port=8000)]),
+    )
+    core.create_namespaced_service(namespace, service)
+    discovery = client.DiscoveryV1Api(api)
+
+    def slice_ips() -> set[str]:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=gpu-demo"
+        ).items
+        return {a for s in slices for e in s.endpoints or [] if e.conditions.ready for a in e.addresses}
+
+    wait_until(lambda: slice_ips() == {p.status.pod_ip for p in pods}, 30, "EndpointSlice with the pod IPs")
 
 
 def test_pod_needing_too_many_gpus_stays_pending(stack: StackContext, namespace: str) -> None:
