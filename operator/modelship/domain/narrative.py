@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from modelship.domain.stages import analysis_hold
 from modelship.domain.status import Condition, ModelDeploymentStatus, Phase, Revision, Stage
 from modelship.domain.transitions import Ctx, held_weight, step_index, steps
 
@@ -68,6 +69,9 @@ def _stage_text(ctx: Ctx) -> str:
 
 def message(ctx: Ctx) -> str:
     text = _stage_text(ctx)
+    held = analysis_hold(ctx.st) if ctx.st.canary_revision is not None else None
+    if held and ctx.hold is None:
+        ctx.hold, ctx.hold_reason = held
     return f"{text}; {ctx.hold}" if ctx.hold else text
 
 

@@ -50,6 +50,18 @@ def validation_due(status: ModelDeploymentStatus) -> bool:
     return status.canary_revision is not None and status.stage == Stage.VALIDATING
 
 
+def analysis_hold(st: ModelDeploymentStatus) -> tuple[str, str] | None:
+    """(message, reason) when the latest check in this stage or step held the rollout (derived from status
+    alone, so a replayed decision words it identically)."""
+    last = st.last_analysis
+    if st.stage not in JUDGED_STAGES or last is None or last.verdict == Verdict.PASS:
+        return None
+    started, checked = st.step_started_at, st.last_check_at
+    if started is not None and checked is not None and checked < started:
+        return None
+    return f"holding: {last.message}", f"Analysis{last.verdict}"
+
+
 def passing(ctx: Ctx) -> bool:
     """At least one Pass in the current stage or step, and the latest check passed."""
     last = ctx.st.last_analysis
@@ -134,7 +146,6 @@ def run_analysis(ctx: Ctx) -> None:
         or (verdict == Verdict.ERROR and policy.on_metrics_unavailable == NoDataPolicy.FAIL)
     )
     if not counted:
-        ctx.hold, ctx.hold_reason = f"holding: {record.message}", f"Analysis{verdict}"
         return
     st.consecutive_failures += 1
     limit = policy.failure_limit
@@ -206,7 +217,8 @@ def check_deadline(ctx: Ctx) -> None:
     st = ctx.st
     if st.canary_revision is None or st.paused or st.awaiting_approval or not deadline_passed(ctx):
         return
-    why = ctx.hold or f"no passing check in stage {st.stage}"
+    held = analysis_hold(st)
+    why = ctx.hold or (held[0] if held else f"no passing check in stage {st.stage}")
     rollback(ctx, f"no progress for {format_duration(deadline(ctx))} (progressDeadline): {why}")
 
 

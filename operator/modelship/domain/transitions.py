@@ -98,6 +98,7 @@ def unretire(ctx: Ctx, rev: Revision) -> None:
 
 def _reset_rollout(ctx: Ctx) -> None:
     st = ctx.st
+    ctx.hold = ctx.hold_reason = None
     st.step = None
     st.canary_weight = 0
     st.mirror_percent = 0
