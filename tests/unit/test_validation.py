@@ -314,7 +314,13 @@ def test_good_base_has_no_problems() -> None:
 
 
 def test_parse_spec_never_raises_on_junk() -> None:
-    for junk in ({"model": None}, {"model": []}, {"rollout": {"canary": {"steps": "five"}}}, {"slo": 3}):
+    junks: list[dict[str, Any]] = [
+        {"model": None},
+        {"model": []},
+        {"rollout": {"canary": {"steps": 5}}},
+        {"slo": 3},
+    ]
+    for junk in junks:
         assert isinstance(parse_spec(junk), list)
     assert parse_spec("nonsense") == [Problem("spec", "must be an object, not str")]  # type: ignore[arg-type]
 
