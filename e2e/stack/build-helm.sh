@@ -24,7 +24,7 @@ die() { echo "build-helm.sh: $*" >&2; exit 1; }
 dir="$CACHE/bin/helm-$HELM_VERSION"; out="$dir/helm"
 if [[ -x "$out" ]]; then echo "cached: $out"; echo "$out"; exit 0; fi
 
-command -v go >/dev/null 2>&1 || die "the Go toolchain is missing (install Go >= 1.24 into /usr/local/go or PATH)"
+command -v go >/dev/null 2>&1 || die "the Go toolchain is missing (install the Go release helm $HELM_VERSION's go.mod names, 1.26 for v3.22, into /usr/local/go or PATH)"
 proxy="$(go env GOPROXY)"
 [[ "$proxy" != "off" ]] || die "GOPROXY=off: the Go module proxy is needed to build helm"
 
