@@ -26,7 +26,6 @@ deps:
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests e2e bench
-	$(VENV)/bin/ruff format --check operator || (echo "run: $(VENV)/bin/ruff format operator" && false)
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -23,11 +23,11 @@ def set_condition(
         found = True
         since = cond.last_transition_time if cond.status == status else now
         result.append(
-            Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=since)  # type: ignore[arg-type]
+            Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=since)
         )
     if not found:
         result.append(
-            Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=now)  # type: ignore[arg-type]
+            Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=now)
         )
     return result
 

@@ -115,7 +115,9 @@ class ModelDeploymentStatus(StatusModel):
     """Observed state of a ModelDeployment."""
 
     observed_generation: int | None = Field(default=None, description="Generation last acted upon.")
-    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Paused, Healthy, RolledBack, Failed, Invalid.")
+    phase: Phase = Field(
+        default=Phase.PENDING, description="Pending, Progressing, Paused, Healthy, RolledBack, Failed, Invalid."
+    )
     stage: Stage | None = Field(default=None, description="Validating, Shadow, Canary, Promoting or Stable.")
     step: int | None = Field(default=None, description="Index of the current canary step (0-based).")
     canary_weight: int = Field(default=0, description="Percent of live traffic on the canary.")

@@ -1,0 +1,1 @@
+"""Controller: gathers observations, runs the pure engine, applies its actions through adapters."""

@@ -1,0 +1,92 @@
+"""Build the Reconciler from settings: the one place that picks concrete adapters for the ports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
+from modelship.adapters.metrics.base import AnalysisQuery
+from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
+from modelship.adapters.metrics.prometheus import PrometheusSettings
+from modelship.adapters.routers.factory import RouterFactory
+from modelship.adapters.telemetry import Telemetry
+from modelship.adapters.triton import TritonValidator
+from modelship.controller.clock import Clock, SystemClock
+from modelship.controller.ports import Owner
+from modelship.controller.reconciler import Reconciler
+from modelship.controller.settings import Settings
+from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.observations import MetricsSnapshot, ValidationReport
+from modelship.domain.status import Revision
+
+log = logging.getLogger("modelship.wiring")
+
+
+class PrometheusMetrics:
+    """Metrics port: per-namespace Prometheus (namespace annotation override), one query round per check."""
+
+    def __init__(self, sources: MetricsSources, kube: Kube) -> None:
+        self.sources = sources
+        self.kube = kube
+
+    async def _namespace_annotations(self, namespace: str) -> Mapping[str, str]:
+        try:
+            ns = await self.kube._call("GET", f"/api/v1/namespaces/{namespace}")
+        except KubeError as exc:  # no right to read namespaces: use the operator-wide Prometheus
+            log.debug("namespace %s not readable (%s); using the default Prometheus", namespace, exc.reason)
+            return {}
+        return dict((ns or {}).get("metadata", {}).get("annotations") or {})
+
+    async def snapshot(
+        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float
+    ) -> MetricsSnapshot:
+        source = self.sources.for_namespace(await self._namespace_annotations(owner.namespace))
+        query = AnalysisQuery(
+            namespace=owner.namespace,
+            name=owner.name,
+            model=spec.model.name,
+            version=canary.version,
+            canary_revision=canary.hash,
+            stable_revision=stable.hash if stable else None,
+            window_seconds=int(window_s),
+            slo=spec.slo,
+            stable_version=stable.version if stable else None,
+        )
+        return await source.snapshot(query)
+
+
+class TritonChecks:
+    """ModelChecker port over tritonclient: only the pod IPs the controller selected by our own labels."""
+
+    def __init__(self, validator: TritonValidator) -> None:
+        self.validator = validator
+
+    async def validate(
+        self, spec: ModelDeploymentSpec, canary_ips: list[str], stable_ip: str | None
+    ) -> ValidationReport:
+        return await self.validator.validate(
+            spec.model.name, spec.model.version, canary_ips, spec.validation, stable_pod=stable_ip
+        )
+
+
+def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig: str | None = None) -> Reconciler:
+    """Concrete adapters for a real cluster and Prometheus."""
+    kube = Kube(ApiClientTransport.from_kubeconfig(kubeconfig))
+    prometheus = PrometheusSettings(
+        url=settings.prometheus_url,
+        bearer_token_file=settings.prometheus_token_file,
+        ca_file=settings.prometheus_ca_file,
+        revision_label=settings.revision_label,
+    )
+    metrics = PrometheusMetrics(MetricsSources(MetricsSettings(prometheus=prometheus)), kube)
+    return Reconciler(
+        cluster=KubeCluster(kube),
+        routers=RouterFactory(kube),
+        metrics=metrics,
+        checker=TritonChecks(TritonValidator()),
+        clock=clock or SystemClock(),
+        telemetry=Telemetry(),
+        idle_resync_seconds=settings.idle_resync_seconds,
+    )
+
