@@ -438,6 +438,14 @@ def test_given_none_router_when_canary_step_then_replicas_follow_the_weight() ->
 # --- bookkeeping ------------------------------------------------------------------------------------------
 
 
+def test_given_healthy_stable_when_only_replicas_change_then_stable_rescaled_without_rollout() -> None:
+    sim = Sim(make_spec("1")).healthy()
+    sim.change(make_spec("1", replicas=7))
+    d = sim.decide()
+    assert d.status.canary_revision is None and d.status.phase == Phase.HEALTHY
+    assert [(e.role, e.replicas) for e in ensures(d)] == [(Role.STABLE, 7)]
+
+
 def test_given_many_rollouts_when_history_grows_then_bounded_dropping_oldest() -> None:
     sim = Sim(make_spec("1")).healthy()
     for v in range(2, 12):

@@ -1,6 +1,8 @@
 """Revision identity: a short hash of everything that shapes a revision's pods.
 
 Rollout, SLO and validation settings are deliberately left out: tuning a threshold must not restart pods.
+Replica count is left out too: scaling (by hand, GitOps or an autoscaler) resizes the running revisions
+instead of starting a canary rollout.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def revision_hash(spec: ModelDeploymentSpec) -> str:
     """Stable hash of model + serving; the same spec always yields the same revision label."""
     material = {
         "model": spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "serving": spec.serving.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "serving": spec.serving.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"replicas"}),
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return digest[:HASH_LENGTH]
