@@ -73,7 +73,7 @@ class StackContext:
     server: str
     ca_file: Path
     admin_token: str
-    tokens: dict[str, str] = field(default_factory=dict)  # user -> bearer token (see controlplane.USERS)
+    tokens: dict[str, str] = field(default_factory=dict)  # user -> bearer token (see pki.USERS)
     env: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 
