@@ -38,9 +38,7 @@ def namespace(stack: StackContext) -> Iterator[str]:
         "-f",
         str(REPO / "crds" / "modeldeployments.yaml"),
     )
-    stack.run_kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.modelship.dev"
-    )
+    stack.run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.modelship.dev")
     name = f"crd-test-{uuid.uuid4().hex[:6]}"
     stack.run_kubectl("create", "namespace", name)
     try:

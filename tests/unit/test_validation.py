@@ -241,9 +241,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "sample negative shape",
         spec_with(
-            validation={
-                "samples": [sample([1], [0.1], expect={"outputs": [{"name": "score", "shape": [-1, 1]}]})]
-            }
+            validation={"samples": [sample([1], [0.1], expect={"outputs": [{"name": "score", "shape": [-1, 1]}]})]}
         ),
         "spec.validation.samples[0].expect.outputs[0].shape",
         "negative dimensions",

@@ -10,9 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from modelship.domain.durations import Duration, cel_duration_ok
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from modelship.domain.durations import Duration, cel_duration_ok
 
 GROUP = "modelship.dev"
 VERSION = "v1alpha1"
@@ -196,8 +197,8 @@ class GatewayApiRouter(ApiModel):
 class IstioRouter(ApiModel):
     """Route with an Istio VirtualService: route weights, mirror and mirrorPercentage for shadow."""
 
-    gateways: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)] = (
-        Field(default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only.")
+    gateways: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)] = Field(
+        default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only."
     )
     hosts: Annotated[list[Hostname], Field(max_length=16)] = Field(
         default_factory=list,
@@ -318,8 +319,7 @@ class Analysis(ApiModel):
     )
     on_no_data: NoDataPolicy = Field(
         default=NoDataPolicy.HOLD,
-        description="Hold: keep the step and re-check when a query returns no data; "
-        "Fail: count it as a failed check.",
+        description="Hold: keep the step and re-check when a query returns no data; Fail: count it as a failed check.",
     )
     on_metrics_unavailable: NoDataPolicy = Field(
         default=NoDataPolicy.HOLD,
@@ -340,15 +340,13 @@ class Rollout(ApiModel):
             cel(
                 f"!has(self.shadow) || !({_DUR_GUARD}) || !{cel_duration_ok('self.shadow.duration')} || "
                 f"duration(self.shadow.duration) >= duration({_IV})",
-                "shadow.duration must be at least analysis.interval, or no SLO check could run in the "
-                "shadow stage",
+                "shadow.duration must be at least analysis.interval, or no SLO check could run in the shadow stage",
                 ".shadow.duration",
             ),
             cel(
                 f"!has(self.canary) || !({_DUR_GUARD}) || self.canary.steps.all(s, !has(s.duration) || "
                 f"!{cel_duration_ok('s.duration')} || duration(s.duration) >= duration({_IV}))",
-                "every canary step duration must be at least analysis.interval, or no SLO check could "
-                "run in it",
+                "every canary step duration must be at least analysis.interval, or no SLO check could run in it",
                 ".canary.steps",
             ),
             cel(
@@ -368,9 +366,7 @@ class Rollout(ApiModel):
         default_factory=lambda: CanaryStage(steps=[CanaryStep(weight=10, duration="5m")]),
         description="Canary steps with live traffic.",
     )
-    analysis: Analysis = Field(
-        default_factory=Analysis, description="SLO check cadence and evidence policies."
-    )
+    analysis: Analysis = Field(default_factory=Analysis, description="SLO check cadence and evidence policies.")
     progress_deadline: Duration = Field(
         default="15m",
         description="Longest a stage may go without progress (pods not ready, no evidence, Prometheus down) "
@@ -389,9 +385,7 @@ class Rollout(ApiModel):
 
 # --- SLOs --------------------------------------------------------------------------------------------------
 
-_RATIO = cel(
-    "!has(self.maxRatioToStable) || self.maxRatioToStable > 0.0", "maxRatioToStable must be greater than 0"
-)
+_RATIO = cel("!has(self.maxRatioToStable) || self.maxRatioToStable > 0.0", "maxRatioToStable must be greater than 0")
 
 
 class RatioBound(ApiModel):
@@ -435,12 +429,11 @@ class CustomSlo(ApiModel):
         )
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = (
-        Field(description="Name shown in status and Events (DNS label).")
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
+        description="Name shown in status and Events (DNS label)."
     )
     query: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
-        description="PromQL returning one value for a revision; every selector must carry "
-        'namespace="{{namespace}}".'
+        description='PromQL returning one value for a revision; every selector must carry namespace="{{namespace}}".'
     )
     min: float | None = Field(default=None, description="Lowest acceptable value.")
     max: float | None = Field(default=None, description="Highest acceptable value.")
@@ -452,8 +445,7 @@ class Slo(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel(
-                "!has(self.custom) || "
-                "self.custom.all(c, self.custom.filter(d, d.name == c.name).size() == 1)",
+                "!has(self.custom) || self.custom.all(c, self.custom.filter(d, d.name == c.name).size() == 1)",
                 "custom SLO names must be unique",
                 ".custom",
             )
@@ -461,15 +453,9 @@ class Slo(ApiModel):
     )
 
     error_rate: ErrorRateBound | None = Field(default=None, description="Failed / all inference requests.")
-    latency_p99_ms: RatioBound | None = Field(
-        default=None, description="p99 request latency in milliseconds."
-    )
-    latency_p95_ms: RatioBound | None = Field(
-        default=None, description="p95 request latency in milliseconds."
-    )
-    queue_p99_ms: RatioBound | None = Field(
-        default=None, description="p99 time queued in Triton, milliseconds."
-    )
+    latency_p99_ms: RatioBound | None = Field(default=None, description="p99 request latency in milliseconds.")
+    latency_p95_ms: RatioBound | None = Field(default=None, description="p95 request latency in milliseconds.")
+    queue_p99_ms: RatioBound | None = Field(default=None, description="p99 time queued in Triton, milliseconds.")
     custom: Annotated[list[CustomSlo], Field(max_length=MAX_CUSTOM_SLOS)] = Field(
         default_factory=list, description="Extra PromQL checks with templating."
     )
@@ -492,9 +478,7 @@ class SampleInput(ApiModel):
     """One input tensor of a sample request (KServe v2 inference protocol)."""
 
     name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="Input tensor name.")
-    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] = Field(
-        description="KServe v2 datatype, e.g. FP32."
-    )
+    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] = Field(description="KServe v2 datatype, e.g. FP32.")
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0, max_length=8)] = Field(
         description="Tensor shape, e.g. [1, 4]."
     )
@@ -535,9 +519,7 @@ class Sample(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63)] | None = Field(
         default=None, description="Optional label used in messages and Events."
     )
-    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(
-        description="Input tensors."
-    )
+    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(description="Input tensors.")
     expect: SampleExpectation = Field(default_factory=SampleExpectation, description="Expected outputs.")
 
 

@@ -172,9 +172,7 @@ def namespace_guard(query: str, namespace: str, shown: Mapping[str, str] | None 
             text = _show(selector, shown or {})
             for name, probe in (shown or {}).items():
                 problem = problem.replace(probe, "{{" + name + "}}") if name != "interval" else problem
-            problems.append(
-                f'selector {text} {problem}; every selector needs exactly namespace="{{{{namespace}}}}"'
-            )
+            problems.append(f'selector {text} {problem}; every selector needs exactly namespace="{{{{namespace}}}}"')
     return problems
 
 

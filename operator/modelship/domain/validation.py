@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelship.domain import promql
 from modelship.domain.api import ModelDeploymentSpec, SampleInput
 from modelship.domain.crd import openapi_schema
 from modelship.domain.durations import format_duration, parse_duration
-from pydantic import ValidationError
 
 _SET_BY_MODELSHIP = ("--model-repository", "--model-store", "--model-control-mode", "--load-model")
 _INT_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -59,11 +60,7 @@ def _walk(loc: Iterable[int | str], raw: Any, missing: bool) -> tuple[str, dict[
             parts.append(f"[{part}]")
             node = node[part] if 0 <= part < len(node) else None
             schema = schema.get("items", {})
-        elif (
-            isinstance(part, str)
-            and isinstance(node, dict)
-            and (part in node or (missing and i == len(items) - 1))
-        ):
+        elif isinstance(part, str) and isinstance(node, dict) and (part in node or (missing and i == len(items) - 1)):
             parts.append(f".{part}")
             parent = schema
             node = node.get(part)
@@ -107,9 +104,7 @@ def _fix(error: Mapping[str, Any], parent: dict[str, Any] | None, value: Any) ->
         return f"{value!r} is not allowed: use one of {ctx.get('expected')}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         expected = _TYPE_WORDS.get(kind.split("_")[0], kind.split("_")[0])
-        return (
-            f"must be {expected}, not {_TYPE_WORDS.get(type(value).__name__, type(value).__name__)} {value!r}"
-        )
+        return f"must be {expected}, not {_TYPE_WORDS.get(type(value).__name__, type(value).__name__)} {value!r}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 
@@ -134,9 +129,7 @@ def problems_from_error(error: ValidationError, raw: Mapping[str, Any]) -> list[
         by_path.setdefault(path, []).append((item, parent, value))
     problems = []
     for path, found in by_path.items():
-        if len(found) > 1 and all(
-            str(e["type"]).endswith("_type") for e, _, _ in found
-        ):  # a union: say it once
+        if len(found) > 1 and all(str(e["type"]).endswith("_type") for e, _, _ in found):  # a union: say it once
             kinds = [_TYPE_WORDS.get(str(e["type"]).split("_")[0], str(e["type"])) for e, _, _ in found]
             value = found[0][2]
             problems.append(Problem(path, f"must be {' or '.join(dict.fromkeys(kinds))}, not {value!r}"))
@@ -188,9 +181,7 @@ def _cel_equivalents(spec: ModelDeploymentSpec) -> list[Problem]:
     ]
     if len(routers) > 1:
         out.append(
-            Problem(
-                "spec.traffic", f"sets {' and '.join(routers)}: set exactly one of gatewayAPI, istio or none"
-            )
+            Problem("spec.traffic", f"sets {' and '.join(routers)}: set exactly one of gatewayAPI, istio or none")
         )
     if spec.rollout.shadow is not None and traffic.kind == "none":
         out.append(
@@ -390,8 +381,7 @@ def _serving_problems(spec: ModelDeploymentSpec) -> list[Problem]:
             out.append(
                 Problem(
                     f"spec.serving.args[{i}]",
-                    f"{flag} is set by Modelship from spec.model (repository "
-                    "and version pin): remove it from args",
+                    f"{flag} is set by Modelship from spec.model (repository and version pin): remove it from args",
                 )
             )
     return out
