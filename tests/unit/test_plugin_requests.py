@@ -74,7 +74,7 @@ def test_promote_full_abort_pause_resume_retry_map_to_actions() -> None:
         (
             ["promote"],
             {"phase": "Healthy", "canaryRevision": None},
-            "has no rollout in progress (phase Healthy",
+            "has no canary rollout in progress (phase Healthy",
         ),
         (["promote", "--full"], {"phase": "Healthy", "canaryRevision": None}, "cannot promote-full"),
         (["abort"], {"phase": "RolledBack", "canaryRevision": None}, "cannot abort"),
@@ -111,10 +111,7 @@ def test_unconfirmed_request_exits_3_and_says_it_stays_queued() -> None:
     with pytest.raises(PluginError) as caught:
         commands.send(api, "ml", "fraud-scorer", "promote", timeout_s=0.1, out=lambda _line: None)
     assert caught.value.exit_code == EXIT_NOT_CONFIRMED
-    assert (
-        "not confirmed it within 0.1s" in caught.value.message
-        and "operator is running" in caught.value.message
-    )
+    assert "not confirmed it within 0.1s" in caught.value.message and "operator is running" in caught.value.message
 
 
 def test_a_request_the_operator_ignored_is_an_error_with_its_reason() -> None:
@@ -191,9 +188,7 @@ def test_translate_forbidden_names_verb_and_resource() -> None:
         }
     )
     err = kube.translate(api_error(403, body, "Forbidden"), "patch", "ml", "foo", "https://k")
-    assert err.message.startswith(
-        "forbidden: you may not patch modeldeployments.modelship.dev in namespace ml"
-    )
+    assert err.message.startswith("forbidden: you may not patch modeldeployments.modelship.dev in namespace ml")
     assert "verb 'patch' on resource 'modeldeployments' in API group 'modelship.dev'" in err.message
     assert "kubectl auth can-i patch modeldeployments.modelship.dev -n ml" in err.message
     err = kube.translate(api_error(403, body), "list", None, None, "https://k")
@@ -201,10 +196,7 @@ def test_translate_forbidden_names_verb_and_resource() -> None:
 
 
 def test_translate_unauthorized_and_unreachable() -> None:
-    assert (
-        "rejected your credentials"
-        in kube.translate(api_error(401, ""), "get", "ml", "x", "https://k").message
-    )
+    assert "rejected your credentials" in kube.translate(api_error(401, ""), "get", "ml", "x", "https://k").message
     refused = ConnectionRefusedError(111, "Connection refused")
     err = kube.translate(refused, "get", "ml", "x", "https://127.0.0.1:1")
     assert err.message.startswith("cannot reach the API server at https://127.0.0.1:1")
@@ -241,9 +233,7 @@ def test_watch_redraws_on_changes_and_stops_on_errors() -> None:
     """`status --watch` clears and redraws for each object the watch yields; an error ends it cleanly."""
 
     class Deleting(FakeApi):
-        def watch(
-            self, namespace: str, name: str, timeout_s: float | None = None
-        ) -> Iterator[dict[str, Any]]:
+        def watch(self, namespace: str, name: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
             yield self.get(namespace, name)
             yield mdep(phase="Paused")
             raise PluginError(f"modeldeployment {namespace}/{name} was deleted")

@@ -60,8 +60,10 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
     phase = status.get("phase") or "Pending"
     paused = phase == "Paused" or bool(status.get("paused"))
     active = status.get("canaryRevision") is not None
+    stage = f", stage {status['stage']}" if status.get("stage") else ""
     idle = (
-        f"{ref} has no rollout in progress (phase {phase}, stable {revision(status.get('stableRevision'))})"
+        f"{ref} has no canary rollout in progress (phase {phase}{stage}, "
+        f"stable {revision(status.get('stableRevision'))})"
     )
     if action in ("promote", "promote-full", "abort", "pause") and not active:
         raise PluginError(f"cannot {action}: {idle}")
@@ -74,15 +76,11 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
     if action == "promote-full" and status.get("stage") == "Promoting":
         raise PluginError(f"cannot promote-full: {ref} is already promoting")
     if action == "pause" and paused:
-        raise PluginError(
-            f"{ref} is already paused; resume it with: kubectl modelship resume {meta.get('name')}"
-        )
+        raise PluginError(f"{ref} is already paused; resume it with: kubectl modelship resume {meta.get('name')}")
     if action == "resume" and not paused:
         raise PluginError(f"cannot resume: {ref} is not paused (phase {phase})")
     if action == "retry" and (phase not in ("RolledBack", "Failed") or active):
-        raise PluginError(
-            f"cannot retry: retry restarts a rollout after RolledBack or Failed, and {ref} is {phase}"
-        )
+        raise PluginError(f"cannot retry: retry restarts a rollout after RolledBack or Failed, and {ref} is {phase}")
 
 
 def our_entry(obj: Mapping[str, Any], by: str) -> Mapping[str, Any] | None:
@@ -103,9 +101,7 @@ def outcome(obj: Mapping[str, Any], payload: Mapping[str, str]) -> tuple[bool, s
         f"  message: {text(status.get('message'))}",
     ]
     if entry is not None:
-        lines.append(
-            f"  recorded: {text(entry.get('event'))} by {entry['by']}: {text(entry.get('reason'), '')}"
-        )
+        lines.append(f"  recorded: {text(entry.get('event'))} by {entry['by']}: {text(entry.get('reason'), '')}")
     return True, "\n".join(lines)
 
 
@@ -135,10 +131,7 @@ def send(
             out(f"note: replacing a request not handled yet: {old.get('action')} by {old.get('by')}")
     payload = build_request(action, api.whoami(), now())
     api.patch_annotations(namespace, name, {REQUEST_ANNOTATION: encode(payload)})
-    out(
-        f"requested {action} of modeldeployment {namespace}/{name} as {payload['by']} "
-        f"(request {payload['id']})"
-    )
+    out(f"requested {action} of modeldeployment {namespace}/{name} as {payload['by']} (request {payload['id']})")
     if not wait:
         return 0
     deadline = time.monotonic() + timeout_s

@@ -70,8 +70,7 @@ def translate(exc: Exception, verb: str, namespace: str | None, name: str | None
         details = body.get("details") if isinstance(body.get("details"), dict) else {}
         if body.get("reason") == "NotFound" and details and details.get("kind") == PLURAL and name:
             return PluginError(
-                f"modeldeployment {namespace}/{name} not found; "
-                f"list them with kubectl modelship get -n {namespace}"
+                f"modeldeployment {namespace}/{name} not found; list them with kubectl modelship get -n {namespace}"
             )
         return PluginError(
             f"the ModelDeployment API ({GROUP}/{VERSION}) is not installed on {server}: install the CRD "
@@ -125,9 +124,7 @@ class KubeApi:
     def default_namespace(self) -> str:
         return self._namespace
 
-    def _call(
-        self, verb: str, namespace: str | None, name: str | None, func: Any, *args: Any, **kw: Any
-    ) -> Any:
+    def _call(self, verb: str, namespace: str | None, name: str | None, func: Any, *args: Any, **kw: Any) -> Any:
         try:
             return func(*args, **kw)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -239,9 +236,7 @@ class KubeApi:
         """Watch events until the deadline or until the server ends the stream (then the caller re-lists)."""
         while deadline is None or time.monotonic() < deadline:
             window = (
-                WATCH_WINDOW_S
-                if deadline is None
-                else max(1, min(WATCH_WINDOW_S, int(deadline - time.monotonic())))
+                WATCH_WINDOW_S if deadline is None else max(1, min(WATCH_WINDOW_S, int(deadline - time.monotonic())))
             )
             stream = watch.Watch().stream(
                 self._custom.list_namespaced_custom_object,
@@ -260,9 +255,7 @@ class KubeApi:
                     if kind == "ERROR":
                         return  # e.g. 410 Gone: re-list
                     if kind == "DELETED":
-                        raise PluginError(
-                            f"modeldeployment {namespace}/{selector.split('=', 1)[1]} was deleted"
-                        )
+                        raise PluginError(f"modeldeployment {namespace}/{selector.split('=', 1)[1]} was deleted")
                     if isinstance(obj, dict):
                         version = (obj.get("metadata") or {}).get("resourceVersion", version)
                         if kind in ("ADDED", "MODIFIED"):

@@ -66,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, help_text)
         p.add_argument("name")
         if name == "promote":
-            p.add_argument(
-                "--full", action="store_true", help="skip the remaining steps and promote to 100%%"
-            )
+            p.add_argument("--full", action="store_true", help="skip the remaining steps and promote to 100%%")
         p.add_argument(
             "--wait",
             action=argparse.BooleanOptionalAction,
@@ -133,9 +131,7 @@ def run(args: argparse.Namespace, api: ClusterApi, out: Callable[[str], None]) -
         out(render.render_history(api.get(namespace, args.name)))
         return 0
     action: Action = "promote-full" if args.command == "promote" and args.full else args.command
-    return send(
-        api, namespace, args.name, action, force=args.force, wait=args.wait, timeout_s=args.timeout, out=out
-    )
+    return send(api, namespace, args.name, action, force=args.force, wait=args.wait, timeout_s=args.timeout, out=out)
 
 
 def main(argv: Sequence[str] | None = None, api_factory: ApiFactory = default_api) -> int:

@@ -67,6 +67,12 @@ def human_age(delta: timedelta) -> str:
     return f"{days}d{hours}h" if hours and days < 8 else f"{days}d"
 
 
+def stamp(timestamp: Any) -> str:
+    """A timestamp as RFC 3339 UTC to the second, whatever precision the operator wrote."""
+    when = parse_time(timestamp)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else text(timestamp)
+
+
 def age(timestamp: Any, now: datetime) -> str:
     when = parse_time(timestamp)
     return human_age(now - when) if when else "-"
@@ -271,8 +277,7 @@ def render_status(obj: Obj, now: datetime) -> str:
         return "\n".join(lines)
     lines = [
         f"ModelDeployment {meta.get('namespace')}/{meta.get('name')}   generation {text(generation)}{stale}",
-        f"Model:       {text(dig(spec, 'model', 'name'))} "
-        f"desired version {text(dig(spec, 'model', 'version'))}",
+        f"Model:       {text(dig(spec, 'model', 'name'))} desired version {text(dig(spec, 'model', 'version'))}",
         f"Phase:       {text(status.get('phase'))}"
         + ("  (awaiting approval)" if status.get("awaitingApproval") else "")
         + ("  (paused)" if status.get("paused") and status.get("phase") != "Paused" else ""),
@@ -304,7 +309,7 @@ def last_reason(status: Mapping[str, Any]) -> str:
     last = max(entries, key=lambda h: parse_time(h.get("time")) or datetime.min.replace(tzinfo=UTC))
     who = f" by {last['by']}" if last.get("by") and last.get("by") != "modelship" else ""
     reason = f": {last['reason']}" if last.get("reason") else ""
-    return f"{text(last.get('event'))}{who} ({text(last.get('time'))}){reason}"
+    return f"{text(last.get('event'))}{who} ({stamp(last.get('time'))}){reason}"
 
 
 # --- tables ------------------------------------------------------------------------------------------------
@@ -323,9 +328,7 @@ def render_list(items: Sequence[Obj], now: datetime, all_namespaces: bool = Fals
     if all_namespaces:
         headers.insert(0, "NAMESPACE")
     rows = []
-    for obj in sorted(
-        items, key=lambda o: (dig(o, "metadata", "namespace") or "", dig(o, "metadata", "name") or "")
-    ):
+    for obj in sorted(items, key=lambda o: (dig(o, "metadata", "namespace") or "", dig(o, "metadata", "name") or "")):
         status = obj.get("status") or {}
         stage = text(status.get("stage"))
         if step_label(obj):
@@ -358,7 +361,7 @@ def render_history(obj: Obj) -> str:
     entries.sort(key=lambda h: parse_time(h.get("time")) or datetime.min.replace(tzinfo=UTC))
     rows = [
         [
-            text(h.get("time")),
+            stamp(h.get("time")),
             text(h.get("revision")),
             text(h.get("version")),
             text(h.get("event")),
