@@ -314,6 +314,16 @@ def test_given_pause_when_step_elapses_then_no_advance_and_no_deadline() -> None
     assert d.status.phase == Phase.HEALTHY
 
 
+def test_given_pause_during_validation_when_validation_passes_then_waits_for_resume() -> None:
+    sim = rolled_out()
+    sim.decide(validation=None)
+    sim.decide(request=req("pause"), validation=None)
+    d = sim.decide(after=timedelta(minutes=30))
+    assert d.status.stage == Stage.VALIDATING and d.status.phase == Phase.PAUSED
+    d = sim.decide(request=req("resume", "r2"))
+    assert d.status.stage == Stage.CANARY and d.status.canary_weight == 10
+
+
 def test_given_abort_when_canary_running_then_rolled_back_recording_who() -> None:
     sim = rolled_out()
     sim.decide(validation=None)

@@ -14,6 +14,7 @@ from engine_fixtures import (
     CONTRACT,
     NOT_READY,
     PASSED,
+    T0,
     Sim,
     bad,
     few_requests,
@@ -28,7 +29,7 @@ from modelship.domain.actions import EmitEvent, EnsureRevision, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.engine import Decision, decide
 from modelship.domain.observations import MetricsSnapshot, Observations, ValidationReport
-from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Stage, Verdict
+from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Phase, Revision, Stage, Verdict
 
 METRICS = {"pass": good, "fail": bad, "nodata": no_data, "outage": outage, "few": few_requests}
 VALIDATIONS: dict[str, ValidationReport | None] = {
@@ -194,3 +195,43 @@ def test_engine_invariants_hold_over_any_observation_sequence(
     for outcome in ("Promoted", "RolledBack", "Superseded", "Approved"):
         if any(h.event == outcome for h in sim.status.history):
             event(outcome)
+
+
+revisions = st.sampled_from([None, Revision(version="1", hash="aaaaaaaaaa"), Revision(version="2", hash="bbbbbbbbbb")])
+times = st.one_of(st.none(), st.integers(-3600, 3600).map(lambda s: T0 + timedelta(seconds=s)))
+
+
+@st.composite
+def any_status(draw: st.DrawFn) -> ModelDeploymentStatus:
+    """Hand-edited or stale statuses: any combination of stage, step, revisions and flags."""
+    return ModelDeploymentStatus(
+        phase=draw(st.sampled_from(list(Phase))), stage=draw(st.one_of(st.none(), st.sampled_from(list(Stage)))),
+        step=draw(st.one_of(st.none(), st.integers(-2, 30))), canary_weight=draw(st.integers(0, 100)),
+        mirror_percent=draw(st.integers(0, 100)), stable_revision=draw(revisions),
+        canary_revision=draw(revisions), failed_revision=draw(revisions), paused=draw(st.booleans()),
+        awaiting_approval=draw(st.booleans()), promote_full=draw(st.booleans()),
+        step_started_at=draw(times), progress_at=draw(times), last_check_at=draw(times),
+        retired_revisions=[r for r in [draw(revisions)] if r is not None], retired_at=draw(times),
+        consecutive_failures=draw(st.integers(0, 5)), passed_checks=draw(st.integers(0, 5)),
+        stable_replicas=draw(st.one_of(st.none(), st.integers(0, 10))),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(knobs=rollouts(), status=any_status(), metric=st.sampled_from(list(METRICS)),
+       validation=st.sampled_from(list(VALIDATIONS)), action=st.sampled_from([None, *ACTIONS]))
+def test_decide_never_crashes_and_keeps_traffic_sane_on_any_status(
+    knobs: dict[str, Any], status: ModelDeploymentStatus, metric: str, validation: str, action: str | None
+) -> None:
+    spec = make_spec("2", **dict(knobs))
+    request = None if action is None else ManualRequest.model_validate({"id": "x", "action": action})
+    obs = Observations(generation=3, metrics=METRICS[metric](), validation=VALIDATIONS[validation],
+                       request=request)
+    d = decide(spec, status, obs, T0)
+    check_traffic(d)
+    check_round_trip(d.status)
+    check_rollback(d)
+    check_replay(spec, obs, d, T0)
+    assert d.status.stable_revision is not None
+    if d.status.canary_revision is None:
+        assert d.status.canary_weight == 0 and d.status.mirror_percent == 0

@@ -48,6 +48,8 @@ from modelship.domain.transitions import Ctx, abandon, rollback, start_bootstrap
 
 __all__ = ["POLL_SECONDS", "Decision", "analysis_due", "decide", "validation_due"]
 
+MIN_REQUEUE_SECONDS = 1.0
+"""Floor for requeue_after: something overdue is retried promptly, never in a tight loop."""
 POLL_SECONDS = 10.0
 """Re-check cadence while waiting on pods or Triton validation (Deployment watches also wake us)."""
 
@@ -172,7 +174,7 @@ def _requeue(ctx: Ctx) -> float | None:
         due.append(st.retired_at + parse_duration(rollout.scale_down_delay))
     if not due:
         return None
-    return max(0.0, (min(due) - now).total_seconds())
+    return max(MIN_REQUEUE_SECONDS, (min(due) - now).total_seconds())
 
 
 def _period_length(ctx: Ctx) -> timedelta | None:

@@ -106,6 +106,9 @@ def validating(ctx: Ctx) -> None:
     if report is not None and not report.passed and report.failure in final:
         rollback(ctx, f"validation failed ({report.failure}): {report.message}; no traffic was moved")
         return
+    if ctx.st.paused:
+        ctx.hold = ctx.hold or "paused before leaving validation"
+        return
     if cs is not None and cs.available and report is not None and report.passed:
         shadow = ctx.spec.rollout.shadow
         if shadow is not None:
