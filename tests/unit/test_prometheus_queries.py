@@ -15,13 +15,15 @@ from modelship.adapters.metrics.prometheus import (
     PrometheusSource,
     ProviderDown,
     QueryRefused,
-    average_query,
     connect,
-    error_rate_query,
     parse_value,
+    scrub,
+)
+from modelship.adapters.metrics.queries import (
+    average_query,
+    error_rate_query,
     quantile_query,
     requests_query,
-    scrub,
     selector,
 )
 from modelship.domain.api import Slo

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from modelship.domain.promql import escape_label_value, namespace_guard, template_query
-
-__all__ = ["escape_label_value", "render_query"]
+from modelship.domain.promql import namespace_guard, template_query
 
 
 def render_query(template: str, variables: Mapping[str, str]) -> str:
