@@ -489,3 +489,55 @@ def test_given_canary_step_when_requeue_computed_then_points_at_next_check() -> 
     sim.decide(validation=None)
     d = sim.decide()
     assert d.requeue_after == 60.0
+
+
+def test_given_rollback_when_scale_down_delay_passes_then_canary_deployment_deleted() -> None:
+    sim = rolled_out()
+    sim.decide(validation=None)
+    sim.decide()
+    canary = sim.status.canary_revision
+    assert canary is not None
+    d = sim.decide(request=req("abort"))
+    assert DeleteRevision(canary.hash) not in d.actions and d.status.retired_revisions == [canary]
+    assert d.requeue_after == 30.0
+    d = sim.decide(after=timedelta(seconds=30))
+    assert DeleteRevision(canary.hash) in d.actions and d.status.retired_at is None
+
+
+def test_given_unknown_owned_deployment_when_observed_then_deleted_as_orphan() -> None:
+    sim = Sim(make_spec("1")).healthy()
+    sim.replicas["0123456789"] = 2
+    d = sim.decide()
+    assert DeleteRevision("0123456789") in d.actions
+    assert rev(sim.spec).hash not in [a.revision_hash for a in d.actions if isinstance(a, DeleteRevision)]
+
+
+def test_given_shadow_elapsed_without_any_pass_when_checked_then_never_reaches_live_traffic() -> None:
+    sim = rolled_out(shadow={"mirrorPercent": 100, "duration": "1m"})
+    sim.decide(validation=None)
+    sim.decide()
+    d = sim.run_checks(5, few_requests())
+    assert d.status.stage == Stage.SHADOW and all(t.canary_weight == 0 for t in traffic(d))
+
+
+def test_given_promote_full_at_approval_gate_when_next_check_passes_then_promoted_skipping_steps() -> None:
+    steps: list[dict[str, Any]] = [
+        {"weight": 10, "duration": "1m"}, {"approval": {}}, {"weight": 50, "duration": "1h"}
+    ]
+    sim = rolled_out(steps=steps)
+    sim.decide(validation=None)
+    sim.decide()
+    sim.run_checks(1)
+    assert sim.status.awaiting_approval
+    d = sim.decide(request=req("promote-full", by="erin"))
+    assert d.status.awaiting_approval and d.status.promote_full
+    d = sim.run_checks(1)
+    assert d.status.phase == Phase.HEALTHY and d.status.stable_revision == rev(sim.spec)
+    assert any(h.event == "PromoteFullRequested" and h.by == "erin" for h in d.status.history)
+
+
+def test_given_condition_unchanged_when_deciding_later_then_transition_time_kept() -> None:
+    sim = Sim(make_spec("1")).healthy()
+    first = next(c for c in sim.status.conditions if c.type == "Ready").last_transition_time
+    d = sim.decide(after=timedelta(hours=2))
+    assert next(c for c in d.status.conditions if c.type == "Ready").last_transition_time == first
