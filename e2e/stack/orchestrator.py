@@ -108,7 +108,10 @@ def _write_env(ctx: StackContext) -> dict[str, str]:
         "MODELSHIP_STACK_SERVER": ctx.server,
         **ctx.env,
     }
-    ENV_FILE.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    # The stack's kubectl (and the venv, for the kubectl-modelship plugin) first on PATH when sourced.
+    dirs = [str(ctx.kubectl.parent)] + ([str(REPO / ".venv" / "bin")] if (REPO / ".venv" / "bin").is_dir() else [])
+    lines = [f"export {k}={shlex.quote(v)}\n" for k, v in env.items()]
+    ENV_FILE.write_text("".join(lines) + f'export PATH={shlex.quote(":".join(dirs))}:"$PATH"\n')
     return env
 
 
@@ -188,9 +191,7 @@ def up() -> tuple[dict[str, Any], bool]:
         warm = round(time.monotonic() - t0, 1)
         timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
         timings["cold_build_seconds"] = {
-            b: float(p.read_text())
-            for b in BINARIES
-            if (p := binary_path(b).parent / "build-seconds").exists()
+            b: float(p.read_text()) for b in BINARIES if (p := binary_path(b).parent / "build-seconds").exists()
         }
         if built:
             timings["built_this_run"] = built
