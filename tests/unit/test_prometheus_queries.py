@@ -288,3 +288,20 @@ def test_factory_namespace_override_without_credentials() -> None:
     assert trusting.settings_for({PROMETHEUS_URL_ANNOTATION: "https://t"}).bearer_token == "t0ken"
     locked = MetricsSources(MetricsSettings(base, allow_namespace_override=False), build)
     assert locked.settings_for({PROMETHEUS_URL_ANNOTATION: "https://t"}) is base
+
+
+async def test_rotated_token_file_rebuilds_the_client(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("one")
+    seen: list[str] = []
+
+    def build(settings: PrometheusSettings) -> FakeClient:
+        seen.append(Path(str(settings.bearer_token_file)).read_text())
+        return FakeClient(healthy)
+
+    src = PrometheusSource(PrometheusSettings(url="http://prom", bearer_token_file=str(token)), build)
+    await src.snapshot(aq())
+    await src.snapshot(aq())
+    token.write_text("second")
+    await src.snapshot(aq())
+    assert seen == ["one", "second"]

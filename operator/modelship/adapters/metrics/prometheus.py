@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,7 @@ class PrometheusSource:
         self.settings = settings
         self._client_factory = client_factory
         self._client: QueryClient | None = None
+        self._token_stamp: tuple[int, int] | None = None
         self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         # own threads, not asyncio.to_thread's shared pool: a hanging Prometheus cannot starve other adapters,
         # and every admitted query starts at once, so one round costs one timeout
@@ -209,8 +211,14 @@ class PrometheusSource:
         return limit
 
     def _get_client(self) -> QueryClient:
-        if self._client is None:
+        """The client, rebuilt when the token file changes (projected tokens rotate; a stale one gets 401)."""
+        stamp = None
+        if self.settings.bearer_token_file:
+            st = os.stat(self.settings.bearer_token_file)
+            stamp = (st.st_mtime_ns, st.st_size)
+        if self._client is None or stamp != self._token_stamp:
             self._client = self._client_factory(self.settings)
+            self._token_stamp = stamp
         return self._client
 
     async def _query(self, promql: str, down: list[str]) -> float | None:
