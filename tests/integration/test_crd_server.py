@@ -214,6 +214,13 @@ CASES: list[tuple[str, Mutation, str, str, str]] = [
         "spec.serving.tolerations[0].value",
     ),
     (
+        "shadow without a mirroring router",
+        _set("traffic", {"none": {}}),
+        "spec.rollout.shadow",
+        "cannot mirror",
+        "spec.rollout.shadow",
+    ),
+    (
         "unknown field",
         _set("rollout.canary.stepz", []),
         "stepz",

@@ -542,6 +542,17 @@ class Validation(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """Desired state: which model version to serve, how, and how to roll it out safely."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.rollout) || !has(self.rollout.shadow) || !has(self.traffic) || !has(self.traffic.none)",
+                "traffic.none splits traffic by replica counts and cannot mirror requests: remove rollout.shadow, "
+                "or route with traffic.gatewayAPI or traffic.istio",
+                ".rollout.shadow",
+            )
+        )
+    )
+
     model: ModelRef = Field(description="Model name, version and repository.")
     serving: Serving = Field(default_factory=Serving, description="Triton serving spec for every revision.")
     traffic: Traffic = Field(
