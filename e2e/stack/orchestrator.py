@@ -50,6 +50,14 @@ def _dataplane() -> ModuleType | None:
     return mod if hasattr(mod, "up") and hasattr(mod, "down") else None
 
 
+def _save(state: dict[str, Any]) -> None:
+    """Write state.json atomically and owner-only (it holds the stack's tokens)."""
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(STATE)
+
+
 def load_state() -> dict[str, Any] | None:
     """The running stack's state, or None."""
     try:
@@ -147,7 +155,7 @@ def _repair_dataplane(state: dict[str, Any]) -> None:
     dp.up(ctx)
     state["dataplane"] = ctx.state
     state["env"] = _write_env(ctx)
-    STATE.write_text(json.dumps(state, indent=2))
+    _save(state)
 
 
 def up() -> tuple[dict[str, Any], bool]:
@@ -166,7 +174,7 @@ def up() -> tuple[dict[str, Any], bool]:
         built = ensure_binaries()
         t0 = time.monotonic()
         state = controlplane.start(STACK_DIR)
-        STATE.write_text(json.dumps(state, indent=2))  # written early so `down` can always clean up
+        _save(state)  # written early so `down` can always clean up
         ctx = context(state)
         try:
             nodes.ensure_nodes(ctx)
@@ -177,14 +185,14 @@ def up() -> tuple[dict[str, Any], bool]:
             _wait_default_sa(ctx)
             dp = _dataplane()
             state["dataplane_enabled"] = dp is not None
-            STATE.write_text(json.dumps(state, indent=2))
+            _save(state)
             if dp is not None:
                 dp.up(ctx)
                 state["dataplane"] = ctx.state
             env = _write_env(ctx)
             state["env"] = env
             state["complete"] = True
-            STATE.write_text(json.dumps(state, indent=2))
+            _save(state)
         except BaseException:
             _down_locked(quiet=True)
             raise
