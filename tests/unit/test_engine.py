@@ -159,7 +159,7 @@ def test_given_failures_reaching_failure_limit_when_checked_then_rollback_with_e
     warning = next(e for e in events(d) if e.reason == "RolledBack")
     assert warning.type == EventType.WARNING
     assert "errorRate=0.2" in warning.message and "max 0.01" in warning.message
-    assert st.history[-1].outcome == "RolledBack" and cond(st, "Degraded") == ("True", "RolledBack")
+    assert st.history[-1].outcome == "RolledBack" and cond(st, "Degraded") == ("True", "AnalysisFailed")
 
 
 def test_given_pass_between_failures_when_checked_then_consecutive_count_resets() -> None:
@@ -541,3 +541,12 @@ def test_given_condition_unchanged_when_deciding_later_then_transition_time_kept
     first = next(c for c in sim.status.conditions if c.type == "Ready").last_transition_time
     d = sim.decide(after=timedelta(hours=2))
     assert next(c for c in d.status.conditions if c.type == "Ready").last_transition_time == first
+
+
+def test_given_rollback_when_later_reconciles_then_degraded_reason_keeps_the_cause() -> None:
+    sim = rolled_out()
+    sim.decide(validation=None)
+    d = sim.decide(validation=CONTRACT)
+    assert cond(d.status, "Degraded") == ("True", "ValidationFailed")
+    d = sim.decide(after=timedelta(minutes=5))
+    assert cond(d.status, "Degraded") == ("True", "ValidationFailed")

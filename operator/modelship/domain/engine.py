@@ -83,7 +83,7 @@ def _handle_request(ctx: Ctx, desired: Revision) -> None:
         if canary is None:
             _ignore(ctx, action, by, "no rollout in progress")
         else:
-            rollback(ctx, f"aborted by {by}", by=by)
+            rollback(ctx, f"aborted by {by}", cause="Aborted", by=by)
     elif action == "pause":
         if canary is None or st.paused:
             _ignore(ctx, action, by, "no rollout in progress" if canary is None else "already paused")

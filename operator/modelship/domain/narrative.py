@@ -121,7 +121,9 @@ def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
             set_condition(ctx, "Progressing", "False", str(phase), st.message)
     if phase in (Phase.ROLLED_BACK, Phase.FAILED):
         last = next((h for h in reversed(st.history) if h.outcome in ("RolledBack", "Failed")), None)
-        set_condition(ctx, "Degraded", "True", str(phase), last.reason if last else st.message)
+        before = next((c for c in st.conditions if c.type == "Degraded" and c.status == "True"), None)
+        cause = ctx.cause or (before.reason if before else str(phase))
+        set_condition(ctx, "Degraded", "True", cause, last.reason if last else st.message)
     else:
         set_condition(ctx, "Degraded", "False", "AsExpected")
 

@@ -89,7 +89,8 @@ def check_unschedulable(ctx: Ctx) -> None:
         return
     policy = ctx.spec.rollout.gpu_surge
     if policy == GpuSurgePolicy.NEVER:
-        rollback(ctx, f"canary cannot be scheduled and gpuSurge is Never: {cs.unschedulable}")
+        rollback(ctx, f"canary cannot be scheduled and gpuSurge is Never: {cs.unschedulable}",
+                 cause="Unschedulable")
         return
     ctx.hold_reason = "CanaryUnschedulable"
     if policy == GpuSurgePolicy.SCALE_DOWN_STABLE:
@@ -104,7 +105,8 @@ def validating(ctx: Ctx) -> None:
     report = ctx.obs.validation
     final = (ValidationFailure.CONTRACT_MISMATCH, ValidationFailure.SAMPLE_FAILED)
     if report is not None and not report.passed and report.failure in final:
-        rollback(ctx, f"validation failed ({report.failure}): {report.message}; no traffic was moved")
+        rollback(ctx, f"validation failed ({report.failure}): {report.message}; no traffic was moved",
+                 cause="ValidationFailed")
         return
     if ctx.st.paused:
         ctx.hold = ctx.hold or "paused before leaving validation"
@@ -155,7 +157,8 @@ def run_analysis(ctx: Ctx) -> None:
     ctx.record("AnalysisFailed", "AnalysisFailed",
                f"check failed {st.consecutive_failures}/{limit}: {evidence(record)}", warning=True)
     if st.consecutive_failures >= limit:
-        rollback(ctx, f"{st.consecutive_failures} consecutive failed checks (failureLimit {limit})")
+        rollback(ctx, f"{st.consecutive_failures} consecutive failed checks (failureLimit {limit})",
+                 cause="AnalysisFailed")
 
 
 def promoting(ctx: Ctx) -> None:
@@ -222,7 +225,8 @@ def check_deadline(ctx: Ctx) -> None:
         return
     held = analysis_hold(st)
     why = ctx.hold or (held[0] if held else f"no passing check in stage {st.stage}")
-    rollback(ctx, f"no progress for {format_duration(deadline(ctx))} (progressDeadline): {why}")
+    rollback(ctx, f"no progress for {format_duration(deadline(ctx))} (progressDeadline): {why}",
+             cause="ProgressDeadline")
 
 
 def bootstrap(ctx: Ctx) -> None:
@@ -245,6 +249,7 @@ def bootstrap(ctx: Ctx) -> None:
         st.failed_revision.hash == st.stable_revision.hash)
     if not failed and deadline_passed(ctx):
         st.failed_revision = st.stable_revision
+        ctx.cause = "DeployFailed"
         ctx.record("Failed", "DeployFailed",
                    f"first revision not available within progressDeadline: {ctx.hold}",
                    outcome="Failed", warning=True)

@@ -41,6 +41,9 @@ class Ctx:
     hold: str | None = None
     """Why the rollout is waiting, for the status message and Progressing condition."""
     hold_reason: str | None = None
+    cause: str | None = None
+    """Machine-readable rollback cause (Degraded condition reason): AnalysisFailed, ValidationFailed,
+    ProgressDeadline, Aborted, Unschedulable; DeployFailed for a first revision that never came up."""
 
     def seconds(self, text: str) -> timedelta:
         return parse_duration(text)
@@ -218,13 +221,14 @@ def complete_promotion(ctx: Ctx) -> None:
                outcome="Promoted", revision=new)
 
 
-def rollback(ctx: Ctx, reason: str, *, by: str | None = None) -> None:
+def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> None:
     """Traffic back to stable at once, canary retired; the revision is not retried until spec changes."""
     st = ctx.st
     canary = st.canary_revision
     if canary is None:
         return
     ctx.traffic_first = True
+    ctx.cause = cause
     retire(ctx, canary)
     st.failed_revision = canary
     st.canary_revision = None
