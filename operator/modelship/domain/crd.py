@@ -12,6 +12,7 @@ see the same values the operator uses.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -201,6 +202,19 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
+def _explain_defaults(node: Schema) -> Schema:
+    """Say scalar defaults in descriptions too: `kubectl explain` shows enums but not defaults."""
+    default = node.get("default")
+    if isinstance(default, str | int | float | bool) and "description" in node:
+        shown = default if isinstance(default, str) and default else json.dumps(default)
+        node["description"] = f"{node['description'].rstrip()} Default: {shown}."
+    for child in node.get("properties", {}).values():
+        _explain_defaults(child)
+    if isinstance(node.get("items"), dict):
+        _explain_defaults(node["items"])
+    return node
+
+
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition object."""
     return {
@@ -228,7 +242,7 @@ def crd() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": resource_schema()},
+                    "schema": {"openAPIV3Schema": _explain_defaults(resource_schema())},
                 }
             ],
         },
