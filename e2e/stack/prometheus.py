@@ -29,7 +29,9 @@ from e2e.stack.triton import free_port, http_ok
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 METRICS_PORT = 8002
-UPSTREAM_VERSION = "v2.53.4"  # e2e/stack/dataplane/gomod/prometheus pins the same release
+UPSTREAM_VERSION = "v2.53.4"  # the wrapper module pins the same release (module version v0.53.4)
+UPSTREAM_MODULE = "github.com/prometheus/prometheus"
+WRAPPER_MODULE = Path(__file__).resolve().parent / "dataplane" / "gomod" / "prometheus"
 
 
 def ensure_installed() -> str:
@@ -62,11 +64,47 @@ def supports_kubernetes_sd(binary: str) -> bool:
     return "+ds" not in (out.stdout + out.stderr).splitlines()[0]
 
 
-def find_binary() -> str:
-    """An upstream build from the stack cache if present (has Kubernetes SD), else Debian's package."""
+def upstream_path() -> Path:
     cache = Path(os.environ.get("MODELSHIP_CACHE", Path.home() / ".cache" / "modelship"))
-    built = cache / "bin" / f"prometheus-{UPSTREAM_VERSION}" / "prometheus"
-    return str(built) if built.exists() else ensure_installed()
+    return cache / "bin" / f"prometheus-{UPSTREAM_VERSION}" / "prometheus"
+
+
+def build_upstream() -> Path | None:
+    """Build upstream Prometheus (with Kubernetes SD) once into the stack cache; None without Go.
+
+    Takes ~5 min on 2 cores the first time (module downloads + compile); cached by version afterwards.
+    """
+    out = upstream_path()
+    if out.exists():
+        return out
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".prometheus.tmp")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN", "local"))
+    t0 = time.monotonic()
+    ldflags = f"-s -w -X github.com/prometheus/common/version.Version={UPSTREAM_VERSION.lstrip('v')}"
+    proc = subprocess.run(
+        [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), f"{UPSTREAM_MODULE}/cmd/prometheus"],
+        cwd=WRAPPER_MODULE, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        (out.parent / "build.log").write_text(proc.stdout + proc.stderr)
+        return None
+    tmp.replace(out)
+    (out.parent / "build-seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
+    return out
+
+
+def find_binary() -> str:
+    """Upstream build (Kubernetes SD) from the cache, built on first use where Go is available;
+    Debian's package otherwise, or when ``MODELSHIP_PROMETHEUS=debian``."""
+    if os.environ.get("MODELSHIP_PROMETHEUS", "upstream") != "debian":
+        built = build_upstream()
+        if built is not None:
+            return str(built)
+    return ensure_installed()
 
 
 def _pids_named(name: str) -> list[int]:

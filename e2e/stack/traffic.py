@@ -90,9 +90,7 @@ class RouteReader:
                     group, version, self.ns, plural, label_selector=self.selector
                 )["items"]
                 if not items:
-                    items = [
-                        self.custom.get_namespaced_custom_object(group, version, self.ns, plural, self.name)
-                    ]
+                    items = [self.custom.get_namespaced_custom_object(group, version, self.ns, plural, self.name)]
                 return list(items)
             except Exception:
                 continue
@@ -130,8 +128,7 @@ class RouteReader:
         for route in self._objects("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes"):
             rule = (route.get("spec", {}).get("rules") or [{}])[0]
             backends = [
-                self._backend(ref["name"], float(ref.get("weight", 1)))
-                for ref in rule.get("backendRefs") or []
+                self._backend(ref["name"], float(ref.get("weight", 1))) for ref in rule.get("backendRefs") or []
             ]
             plan = Plan("httproute", backends)
             for flt in rule.get("filters") or []:
@@ -157,9 +154,7 @@ class RouteReader:
                 plan.mirror = self._backend(http["mirror"]["host"].split(".")[0], 0)
                 plan.mirror_percent = float((http.get("mirrorPercentage") or {"value": 100.0})["value"])
             return plan
-        services = self.core.list_namespaced_service(
-            self.ns, label_selector=f"{MANAGED},{self.selector}"
-        ).items
+        services = self.core.list_namespaced_service(self.ns, label_selector=f"{MANAGED},{self.selector}").items
         seen: set[str] = set()
         backends = []
         for svc in services:  # one Backend per endpoint: the split follows the replica ratio
@@ -288,6 +283,8 @@ class TrafficGenerator:
                 outcome = "error" if "fault injection" in text or "500" in text else "failed"
                 if outcome == "failed":
                     self._local.__dict__.get("clients", {}).pop(endpoint, None)  # reconnect next time
+                    with self._lock:
+                        self.stats[key]["last_failure"] = f"{endpoint}: {type(exc).__name__}: {text[:200]}"
         dt = time.monotonic() - t
         with self._lock:
             st = self.stats[key]
@@ -329,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds (0: until --count or Ctrl-C)")
     ap.add_argument("--count", type=int)
     ap.add_argument("--model", help="default: spec.model.name of the ModelDeployment")
-    default_kc = os.environ.get(
-        "KUBECONFIG", str(Path(__file__).resolve().parents[2] / ".stack" / "kubeconfig")
-    )
+    default_kc = os.environ.get("KUBECONFIG", str(Path(__file__).resolve().parents[2] / ".stack" / "kubeconfig"))
     ap.add_argument("--kubeconfig", default=default_kc)
     args = ap.parse_args(argv)
     kw: dict[str, Any] = {"rps": args.rps, "duration": args.duration or None, "count": args.count}

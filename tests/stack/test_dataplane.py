@@ -251,9 +251,7 @@ def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: 
 
 
 # -- Prometheus and traffic ------------------------------------------------------------------------
-def test_prometheus_scrapes_triton_and_survives_restart(
-    triton: Callable[..., TritonServer], tmp_path: Path
-) -> None:
+def test_prometheus_scrapes_triton_and_survives_restart(triton: Callable[..., TritonServer], tmp_path: Path) -> None:
     server = triton(2)
     server.wait_ready(60)
     infer(f"127.0.0.1:{server.http_port}")
@@ -380,9 +378,7 @@ def test_stack_runs_triton_for_kwok_pod_and_prometheus_sees_its_revision(stack_n
     assert series[0]["metric"]["modelship_dev_role"] == "canary"
     assert series[0]["metric"]["modelship_dev_deployment"] == "fraud-scorer"
     core.delete_namespaced_pod("triton-a", ns, grace_period_seconds=0)
-    eventually(
-        lambda: f"{ns}/triton-a" not in podrunner_status(stack.stack_dir)["pods"], 30, "pod runner stop"
-    )
+    eventually(lambda: f"{ns}/triton-a" not in podrunner_status(stack.stack_dir)["pods"], 30, "pod runner stop")
     assert not Path(f"/proc/{pod['pid']}").exists()
     assert not http_ok(f"http://{endpoint}/v2/health/ready", timeout=0.5)
 
@@ -395,9 +391,7 @@ def test_traffic_follows_httproute_weights_to_real_pods(stack_ns: tuple[Any, str
     api = stack.api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     core.create_namespaced_pod(ns, _pod_manifest("stable-0", "rev2", 2, "stable"))
-    core.create_namespaced_pod(
-        ns, _pod_manifest("canary-0", "rev3", 3, "canary", MODELSHIP_FAULT_ERROR_RATE="1")
-    )
+    core.create_namespaced_pod(ns, _pod_manifest("canary-0", "rev3", 3, "canary", MODELSHIP_FAULT_ERROR_RATE="1"))
     for role, rev in (("stable", "rev2"), ("canary", "rev3")):
         core.create_namespaced_service(ns, {
             "metadata": {"name": f"fraud-scorer-{role}", "labels": {
@@ -424,7 +418,7 @@ def test_traffic_follows_httproute_weights_to_real_pods(stack_ns: tuple[Any, str
     }
     summary = TrafficGenerator(reader=reader, rps=50, count=150, duration=30).start().wait(60)
     b = summary["backends"]
-    assert b["fraud-scorer-stable"]["ok"] == b["fraud-scorer-stable"]["sent"] > 70
+    assert b["fraud-scorer-stable"]["ok"] == b["fraud-scorer-stable"]["sent"] > 70, summary
     assert b["fraud-scorer-canary"]["error"] == b["fraud-scorer-canary"]["sent"] > 15
     assert b["fraud-scorer-canary"]["role"] == "canary"
     prom = prometheus(stack.stack_dir)

@@ -170,6 +170,7 @@ def up(ctx: StackContext) -> None:
         )  # fmt: skip
     pid_file.write_text(str(proc.pid))
 
+    (d / "podrunner").mkdir(exist_ok=True)
     prom = prometheus(ctx.stack_dir)
     k8s_sd = supports_kubernetes_sd(find_binary())
     file_sd = None if k8s_sd else d / "podrunner" / "targets.json"

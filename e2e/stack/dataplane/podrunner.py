@@ -131,9 +131,7 @@ class PodRunner:
         pod_dir.mkdir(parents=True, exist_ok=True)
         try:
             source = resolve_repository(pod.repository_uri, self.repos_dir, self.repo_table)
-            models = pod.models or tuple(
-                sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file())
-            )
+            models = pod.models or tuple(sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file()))
             repo = materialize_repository(source, pod_dir / "repo", dict.fromkeys(models, pod.version))
             self.network.add_ip(pod.ip)
         except (OSError, RuntimeError, ValueError) as exc:
