@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from e2e.stack.controlplane import StackError
 from e2e.stack.orchestrator import ENV_FILE, down, status, up
 
 
@@ -26,7 +25,7 @@ def main(argv: list[str]) -> int:
         else:
             print("usage: python -m e2e.stack up|down|status|env", file=sys.stderr)
             return 2
-    except StackError as exc:
+    except RuntimeError as exc:  # StackError, or a kubectl or hook failure: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -203,6 +203,8 @@ def up() -> tuple[dict[str, Any], bool]:
         }
         if built:
             timings["built_this_run"] = built
+        if state.get("dataplane", {}).get("timings"):
+            timings["dataplane"] = state["dataplane"]["timings"]
         timings.update(warm_start_seconds=warm, rss_mib=_rss(state), measured_at=time.strftime("%FT%T%z"))
         TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
         print(
