@@ -21,6 +21,16 @@ from modelship.domain.revision import desired_revision
 from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Revision
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def req(action: str, id_: str = "r1", by: str = "alice") -> ManualRequest:
+    return ManualRequest.model_validate({"id": id_, "action": action, "by": by})
+
+
+def cond(status: ModelDeploymentStatus, kind: str) -> tuple[str, str]:
+    c = next(c for c in status.conditions if c.type == kind)
+    return c.status, c.reason
 
 
 def make_spec(version: str = "1", **rollout: Any) -> ModelDeploymentSpec:
