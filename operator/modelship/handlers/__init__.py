@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from modelship.controller.requests import parse_request
 from modelship.controller.settings import Settings
 from modelship.controller.wiring import build_reconciler
 from modelship.domain.api import GROUP, PLURAL, VERSION
@@ -57,9 +58,14 @@ async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
 async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile when status says something is due (step end, next SLO check, deadline, scale-down)."""
-    due = (body.get("status") or {}).get("nextReconcileAt")
-    if due and datetime.fromisoformat(str(due).replace("Z", "+00:00")) > datetime.now(UTC):
+    """Reconcile when status says something is due (step end, next SLO check, deadline, scale-down), or when
+    a manual request is pending: kopf leaves annotations under its own storage prefix (modelship.dev/) out of
+    its diff, so on.update never fires for `modelship.dev/request`; this tick picks it up instead."""
+    status = body.get("status") or {}
+    request = parse_request(body.get("metadata", {}).get("annotations"))
+    pending = request is not None and request.id != status.get("lastRequestId")
+    due = status.get("nextReconcileAt")
+    if not pending and due and datetime.fromisoformat(str(due).replace("Z", "+00:00")) > datetime.now(UTC):
         return
     await _reconcile(body, patch, memo)
 
