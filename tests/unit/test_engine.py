@@ -53,8 +53,10 @@ def test_given_first_revision_never_available_when_deadline_passes_then_failed_b
     sim = Sim(spec, unschedulable={rev(spec).hash: "0/3 nodes: Insufficient nvidia.com/gpu"})
     sim.decide()
     d = sim.decide(after=timedelta(minutes=16))
-    assert d.status.phase == Phase.FAILED and cond(d.status, "Degraded")[0] == "True"
+    assert d.status.phase == Phase.FAILED and cond(d.status, "Degraded") == ("True", "DeployFailed")
     assert ensures(d) and "Insufficient" in d.status.message
+    d = sim.decide(after=MIN)
+    assert d.status.phase == Phase.FAILED and not events(d)
     sim.unschedulable.clear()
     assert sim.decide(after=MIN).status.phase == Phase.HEALTHY
 

@@ -146,14 +146,16 @@ class PassTracker:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(knobs=rollouts(), script=st.lists(ops, min_size=8, max_size=60))
+@given(knobs=rollouts(), script=st.lists(ops, min_size=8, max_size=60), fresh=st.booleans())
 def test_engine_invariants_hold_over_any_observation_sequence(
-    knobs: dict[str, Any], script: list[Any]
+    knobs: dict[str, Any], script: list[Any], fresh: bool
 ) -> None:
     version = 1
-    sim = Sim(make_spec(str(version), **dict(knobs))).healthy()
-    version += 1
-    sim.change(make_spec(str(version), **dict(knobs)))
+    sim = Sim(make_spec(str(version), **dict(knobs)))
+    if not fresh:  # fresh: the first revision itself is deployed under the script
+        sim.healthy()
+        version += 1
+        sim.change(make_spec(str(version), **dict(knobs)))
     tracker = PassTracker()
     request_n = 0
     pending_request: ManualRequest | None = None
@@ -174,9 +176,9 @@ def test_engine_invariants_hold_over_any_observation_sequence(
             version += 1
             sim.change(make_spec(str(version), **dict(knobs)))
         elif kind == "unschedulable":
-            canary = sim.status.canary_revision
-            if op[1] and canary is not None:
-                sim.unschedulable[canary.hash] = "Insufficient nvidia.com/gpu"
+            target = sim.status.canary_revision or sim.status.stable_revision
+            if op[1] and target is not None:
+                sim.unschedulable[target.hash] = "Insufficient nvidia.com/gpu"
             else:
                 sim.unschedulable.clear()
         elif kind == "invalid":

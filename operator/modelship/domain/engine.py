@@ -125,11 +125,13 @@ def _reconcile_target(ctx: Ctx, desired: Revision) -> None:
     """Compare the spec's revision with stable and canary: bootstrap, start, supersede or abandon."""
     st = ctx.st
     stable, canary = st.stable_revision, st.canary_revision
-    if stable is None or (canary is None and st.stage == Stage.VALIDATING and not _same(stable, desired)):
+    bootstrapping = canary is None and st.stage == Stage.VALIDATING
+    if stable is None or (bootstrapping and not _same(stable, desired)):
         start_bootstrap(ctx, desired)
     elif _same(stable, desired):
         abandon(ctx)
-        st.failed_revision = None
+        if not bootstrapping:  # there failedRevision marks the first revision as Failed
+            st.failed_revision = None
     elif not _same(canary, desired) and not (canary is None and _same(st.failed_revision, desired)):
         start_rollout(ctx, desired)
 
