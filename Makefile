@@ -36,6 +36,7 @@ imports: venv
 generate: venv
 	$(VENV)/bin/modelship crds > crds/modeldeployments.yaml
 	$(VENV)/bin/modelship docs > docs/api-reference.md
+	cp crds/modeldeployments.yaml charts/modelship/crds/modeldeployments.yaml
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

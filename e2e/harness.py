@@ -51,7 +51,7 @@ class Kubectl:
 
     def run(self, *args: str, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.stack.kubectl), f"--kubeconfig={self.stack.kubeconfig}", *args]
-        result = subprocess.run(cmd, input=input_text, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(cmd, input=input_text, capture_output=True, text=True, timeout=60, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result

@@ -23,7 +23,7 @@ from modelship.domain.crd import crd_yaml
 from modelship.domain.reference import reference_markdown
 from modelship.domain.validation import check_manifest
 
-DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -103,9 +103,7 @@ class Reconciler:
         if not isinstance(parsed, ModelDeploymentSpec):
             new_status = mark_invalid(status, [str(p) for p in parsed], owner.generation, now)
             if new_status.phase != status.phase:
-                await self.cluster.emit_event(
-                    owner, EventType.WARNING, "Invalid", "; ".join(str(p) for p in parsed)[:1000]
-                )
+                await self._emit(owner, EmitEvent(EventType.WARNING, "Invalid", "; ".join(map(str, parsed))[:1000]))
             return self._result(owner, raw_status, new_status, self.idle_resync_seconds)
 
         spec = parsed
@@ -167,7 +165,14 @@ class Reconciler:
             else:
                 events.append(action)
         for event in events:
+            await self._emit(owner, event)
+
+    async def _emit(self, owner: Owner, event: EmitEvent) -> None:
+        """Events are the story, not the state: a refused Event (e.g. namespace terminating) is logged only."""
+        try:
             await self.cluster.emit_event(owner, event.type, event.reason, event.message)
+        except Exception as exc:
+            log.warning("event %s on %s/%s not recorded: %s", event.reason, owner.namespace, owner.name, exc)
 
     def _requeue(self, decision: Decision) -> float:
         if decision.requeue_after is None:

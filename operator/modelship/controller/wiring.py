@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
@@ -26,11 +27,22 @@ log = logging.getLogger("modelship.wiring")
 class PrometheusMetrics:
     """Metrics port: per-namespace Prometheus (namespace annotation override), one query round per check."""
 
-    def __init__(self, sources: MetricsSources, kube: Kube) -> None:
+    def __init__(self, sources: MetricsSources, kube: Kube, cache_seconds: float = 60.0) -> None:
         self.sources = sources
         self.kube = kube
+        self.cache_seconds = cache_seconds
+        self._annotations: dict[str, tuple[float, Mapping[str, str]]] = {}
 
     async def _namespace_annotations(self, namespace: str) -> Mapping[str, str]:
+        """Cached for a minute: one Namespace read per namespace, not one per analysis round."""
+        cached = self._annotations.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        annotations = await self._read_annotations(namespace)
+        self._annotations[namespace] = (time.monotonic(), annotations)
+        return annotations
+
+    async def _read_annotations(self, namespace: str) -> Mapping[str, str]:
         try:
             ns = await self.kube._call("GET", f"/api/v1/namespaces/{namespace}")
         except KubeError as exc:  # no right to read namespaces: use the operator-wide Prometheus

@@ -1,0 +1,132 @@
+"""Fixtures for end-to-end scenarios: a namespace per scenario, an operator process scoped to it,
+traffic that follows the real route, and live fault injection into the real Triton pods.
+
+Each scenario runs its own operator watching only its own namespace, so a scenario that SIGKILLs the
+operator or stops Prometheus cannot disturb another one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from e2e.harness import Kubectl, OperatorProcess
+from e2e.stack import REPO, StackContext, dataplane
+from e2e.stack.traffic import TrafficGenerator, from_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def kubectl(stack: StackContext) -> Kubectl:
+    """kubectl against the real API server, with the project CRD installed from crds/."""
+    k = Kubectl(stack)
+    k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "modeldeployments.yaml"))
+    k.run("wait", "--for=condition=Established", "crd/modeldeployments.modelship.dev", "--timeout=30s")
+    return k
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per scenario, deleted afterwards (garbage collection removes the rest)."""
+    prefix = "e2e-" + request.node.name.removeprefix("test_")[:20].replace("_", "-").strip("-")
+    ns = kubectl.create_namespace(prefix)
+    yield ns
+    kubectl.delete_namespace(ns)
+
+
+class OperatorFactory:
+    """Starts `modelship run --namespace NS` processes and stops them at the end of the scenario."""
+
+    def __init__(self, stack: StackContext) -> None:
+        self.stack = stack
+        self.started: list[OperatorProcess] = []
+
+    def __call__(self, namespace: str, **env: str) -> OperatorProcess:
+        op = ScopedOperator(self.stack, extra_env=dict(env), namespace=namespace)
+        op.start()
+        self.started.append(op)
+        return op
+
+    def stop_all(self) -> None:
+        for op in self.started:
+            op.kill(signal.SIGTERM)
+
+
+class ScopedOperator(OperatorProcess):
+    """An operator process that watches one namespace only."""
+
+    def __init__(self, stack: StackContext, extra_env: dict[str, str], namespace: str) -> None:
+        super().__init__(stack, extra_env=extra_env)
+        self.namespace = namespace
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "modelship", "run", "--namespace", self.namespace]
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                     start_new_session=True)
+
+
+@pytest.fixture
+def operator(stack: StackContext, request: pytest.FixtureRequest) -> Iterator[OperatorFactory]:
+    """`operator(namespace)` starts a scoped operator; its log tail is printed if the scenario fails."""
+    factory = OperatorFactory(stack)
+    yield factory
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for op in factory.started:
+            print(f"--- operator log {op.log_path} ---\n{op.tail(60)}")
+    factory.stop_all()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def traffic(stack: StackContext) -> Iterator[Callable[..., TrafficGenerator]]:
+    """`traffic(namespace, name, rps=...)` sends steady requests along the live route until the test ends."""
+    running: list[TrafficGenerator] = []
+
+    def start(namespace: str, name: str, rps: float = 25.0, duration: float = 600.0) -> TrafficGenerator:
+        gen = from_kubeconfig(stack.kubeconfig, namespace, name, rps=rps, duration=duration).start()
+        running.append(gen)
+        return gen
+
+    yield start
+    for gen in running:
+        gen.stop()
+
+
+@pytest.fixture
+def faults(stack: StackContext) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """`faults([{"match": {"namespace": ns, "version": "3"}, "latency_ms": 300}])` flips live Triton faults."""
+    applied = False
+
+    def set_rules(rules: list[dict[str, Any]]) -> None:
+        nonlocal applied
+        applied = True
+        dataplane.set_faults(stack.stack_dir, rules)
+
+    yield set_rules
+    if applied:
+        dataplane.set_faults(stack.stack_dir, [])
+
+
+@contextmanager
+def printed_figures(title: str) -> Iterator[dict[str, Any]]:
+    """Collect the figures a scenario measured and print them (pytest -s or the junit log shows them)."""
+    figures: dict[str, Any] = {}
+    yield figures
+    print(f"\n[{title}] " + json.dumps(figures, default=str))
