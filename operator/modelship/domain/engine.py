@@ -14,6 +14,12 @@ phase/conditions/message. Semantics worth knowing:
 - `promote` passes an approval gate only. `promote-full` is remembered and promotes at the next passing
   check (never on a failing or missing one), skipping remaining steps and gates.
 - After a rollback the revision is not retried until the desired revision changes or `retry` arrives.
+  Phase RolledBack means a stable still serves; Failed is kept for a first revision that never came up.
+- Retired revisions (old stable, rolled-back or superseded canary) are deleted (DeleteRevision) once
+  scaleDownDelay has passed; an owned Deployment that status no longer knows (a crash between the status
+  patch and the delete) is deleted as an orphan.
+- A spec change that keeps the revision hash (SLOs, steps, policies, replicas) does not restart a rollout;
+  steps are re-read and the current index is clamped, never skipped forward.
 - While the spec is Invalid nothing is applied or advanced and requests wait; leaving Invalid restarts the
   progress deadline.
 """
