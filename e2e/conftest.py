@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,12 +65,8 @@ class ScopedOperator(OperatorProcess):
         super().__init__(stack, extra_env=extra_env)
         self.namespace = namespace
 
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "modelship", "run", "--namespace", self.namespace]
-        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                     start_new_session=True)
+    def scope(self) -> list[str]:
+        return ["--namespace", self.namespace]
 
 
 @pytest.fixture

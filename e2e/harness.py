@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from e2e.stack import REPO, STACK_DIR, StackContext
+from e2e.stack import REPO, STACK_DIR, StackContext, free_port
 
 T = TypeVar("T")
 LOGS = STACK_DIR / "logs"
@@ -107,10 +107,19 @@ class OperatorProcess:
         env.update(self.extra_env)
         return env
 
+    liveness_port: int = field(default_factory=free_port)
+
+    def scope(self) -> list[str]:
+        return ["--all-namespaces"]
+
+    def command(self) -> list[str]:
+        liveness = f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz"
+        return [sys.executable, "-m", "modelship", "run", *self.scope(), liveness]
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "modelship", "run", "--all-namespaces"]
+        cmd = self.command()
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                      start_new_session=True)
 
