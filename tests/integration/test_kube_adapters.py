@@ -82,10 +82,14 @@ def _create_owner(
 ) -> Owner:
     if not crd_installed:
         pytest.skip("the ModelDeployment CRD cannot be installed on the stack; owners would not resolve")
+    spec = _spec(traffic).model_dump(mode="json", by_alias=True, exclude_none=True)
+    # A running operator must leave this owner alone: a custom query with a selector lacking the namespace
+    # guard passes the CRD's CEL rule but is semantically invalid, so the operator freezes it, touches nothing.
+    spec["slo"] = {"custom": [{"name": "freeze", "max": 1,
+                               "query": 'avg(a{namespace="{{namespace}}"}) + avg(unguarded)'}]}
     manifest = {
         "apiVersion": "modelship.dev/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": _spec(traffic).model_dump(mode="json", by_alias=True, exclude_none=True),
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec,
     }
     stack.run_kubectl("create", "-f", "-", stdin=json.dumps(manifest))
     uid = stack.run_kubectl("get", "modeldeployment", name, "-n", namespace, "-o", "jsonpath={.metadata.uid}")
