@@ -56,7 +56,7 @@ __all__ = ["POLL_SECONDS", "Decision", "analysis_due", "decide", "validation_due
 
 MIN_REQUEUE_SECONDS = 1.0
 """Floor for requeue_after: something overdue is retried promptly, never in a tight loop."""
-POLL_SECONDS = 10.0
+POLL_SECONDS = 2.0
 """Re-check cadence while waiting on pods or Triton validation (Deployment watches also wake us)."""
 
 
