@@ -7,6 +7,7 @@ operator or stops Prometheus cannot disturb another one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
 from collections.abc import Callable, Iterator
@@ -103,19 +104,49 @@ def traffic(stack: StackContext) -> Iterator[Callable[..., TrafficGenerator]]:
         gen.stop()
 
 
+@contextmanager
+def _fault_file_lock(stack: StackContext) -> Iterator[None]:
+    """Serialise read-modify-write of the shared live fault file between concurrent scenarios."""
+    lock = dataplane.fault_file(stack.stack_dir).with_suffix(".lock")
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _replace_own_rules(stack: StackContext, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    """Swap this scenario's rules in the shared fault file, leaving other scenarios' rules in place."""
+    with _fault_file_lock(stack):
+        try:
+            current = json.loads(dataplane.fault_file(stack.stack_dir).read_text() or "{}")
+        except (OSError, ValueError):
+            current = {}
+        rules = current.get("rules") if isinstance(current, dict) else None
+        others = [r for r in (rules or []) if r not in old]
+        dataplane.set_faults(stack.stack_dir, others + new)
+
+
 @pytest.fixture
 def faults(stack: StackContext) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
-    """`faults([{"match": {"namespace": ns, "version": "3"}, "latency_ms": 300}])` flips live Triton faults."""
-    applied = False
+    """`faults([{"match": {"namespace": ns, "version": "3"}, "latency_ms": 300}])` flips live Triton faults.
+
+    The fault file is shared by every scenario running on the stack: each call replaces only the rules this
+    scenario set before (others' rules stay), and the scenario's rules are removed when it ends. Scope rules
+    with `match.namespace`, since a rule without it applies to every scenario's pods.
+    """
+    mine: list[dict[str, Any]] = []
 
     def set_rules(rules: list[dict[str, Any]]) -> None:
-        nonlocal applied
-        applied = True
-        dataplane.set_faults(stack.stack_dir, rules)
+        nonlocal mine
+        new = [dict(r) for r in rules]
+        _replace_own_rules(stack, mine, new)
+        mine = new
 
     yield set_rules
-    if applied:
-        dataplane.set_faults(stack.stack_dir, [])
+    if mine:
+        _replace_own_rules(stack, mine, [])
 
 
 @contextmanager
