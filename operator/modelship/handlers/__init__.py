@@ -19,6 +19,7 @@ from modelship.controller.settings import Settings
 from modelship.controller.wiring import build_reconciler
 from modelship.domain.api import GROUP, PLURAL, VERSION
 
+KOPF_PREFIX = "kopf.modelship.dev"
 TICK_SECONDS = float(os.environ.get("MODELSHIP_TICK_SECONDS", "2"))
 log = logging.getLogger("modelship.handlers")
 
@@ -27,9 +28,11 @@ log = logging.getLogger("modelship.handlers")
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Operator-wide settings: our own annotation prefix and finalizer, bounded watches, adapters."""
     settings.persistence.finalizer = "modelship.dev/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelship.dev")
+    # kopf ignores annotations under its own storage prefix when diffing; keeping its bookkeeping under
+    # kopf.modelship.dev lets a `modelship.dev/request` annotation (kubectl modelship) trigger on.update.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="modelship.dev", key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
@@ -59,8 +62,8 @@ async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
 async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile when status says something is due (step end, next SLO check, deadline, scale-down), or when
-    a manual request is pending: kopf leaves annotations under its own storage prefix (modelship.dev/) out of
-    its diff, so on.update never fires for `modelship.dev/request`; this tick picks it up instead."""
+    a manual request is still unhandled (on.update normally handles it at once; this is the safety net when
+    that handler is retrying after an error)."""
     status = body.get("status") or {}
     request = parse_request(body.get("metadata", {}).get("annotations"))
     pending = request is not None and request.id != status.get("lastRequestId")
