@@ -96,9 +96,7 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def https_ok(
-    url: str, ca: Path | None = None, cert: tuple[Path, Path] | None = None, token: str | None = None
-) -> bool:
+def https_ok(url: str, ca: Path | None = None, cert: tuple[Path, Path] | None = None, token: str | None = None) -> bool:
     """GET ``url`` and report whether it answered 200 (CA-verified when ``ca`` is given)."""
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
     if cert:

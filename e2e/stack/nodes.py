@@ -74,9 +74,7 @@ def ensure_nodes(ctx: StackContext, timeout: float = 60.0) -> list[str]:
     wanted = [node_manifest(i, gpus) for i in range(count)]
     new = [n for n in wanted if n["metadata"]["name"] not in have]
     if new:
-        ctx.run_kubectl(
-            "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": new})
-        )
+        ctx.run_kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": new}))
     names = [n["metadata"]["name"] for n in wanted]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,14 +82,9 @@ def ensure_nodes(ctx: StackContext, timeout: float = 60.0) -> list[str]:
         ready = {
             n["metadata"]["name"]
             for n in items
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
         }
         if set(names) <= ready:
             return names
         time.sleep(0.5)
-    raise StackError(
-        f"fake nodes {names} not Ready after {timeout:.0f}s (is kwok running? see .stack/logs/kwok.log)"
-    )
+    raise StackError(f"fake nodes {names} not Ready after {timeout:.0f}s (is kwok running? see .stack/logs/kwok.log)")

@@ -112,10 +112,7 @@ def test_gpu_deployment_runs_with_pod_ips_from_node_cidr(stack: StackContext, na
     for pod in pods:
         assert ipaddress.ip_address(pod.status.pod_ip) in cidrs[pod.spec.node_name]
     wait_until(
-        lambda: (
-            client.AppsV1Api(api).read_namespaced_deployment("gpu-demo", namespace).status.available_replicas
-            == 2
-        ),
+        lambda: client.AppsV1Api(api).read_namespaced_deployment("gpu-demo", namespace).status.available_replicas == 2,
         30,
         "Deployment available",
     )
@@ -163,9 +160,7 @@ def test_pod_needing_too_many_gpus_stays_pending(stack: StackContext, namespace:
 
 def test_garbage_collector_deletes_owned_objects(stack: StackContext, namespace: str) -> None:
     core = client.CoreV1Api(stack.api_client())
-    owner = core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
-    )
+    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
     ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
     core.create_namespaced_config_map(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[ref]))
