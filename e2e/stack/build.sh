@@ -55,6 +55,7 @@ build_one() {
   mkdir -p "$dir"; tmp="$(mktemp "$dir/.$name.XXXXXX")"
   start="$(date +%s)"
   echo "building $name $version (this takes minutes the first time) ..."
+  trap 'rm -rf "$tmp" "$dir"/.gobin.*; echo "build.sh: building $name failed (Go module proxy $proxy reachable?)" >&2' ERR
   case "$name" in
     etcd)
       (cd "$HERE/gomod/etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp" go.etcd.io/etcd/server/v3) ;;
@@ -65,6 +66,7 @@ build_one() {
     *)
       (cd "$HERE/gomod/kubernetes" && go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$tmp" "k8s.io/kubernetes/cmd/$name") ;;
   esac
+  trap - ERR
   chmod 0755 "$tmp"; mv -f "$tmp" "$out"
   echo "$(( $(date +%s) - start ))" > "$dir/build-seconds"
   echo "built $out in $(cat "$dir/build-seconds") s"
