@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,13 +135,40 @@ def _stop_podrunner(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def _owner_file(network: PodNetwork) -> Path:
+    return Path("/run/modelship") / f"{network.name}.owner"
+
+
+def _owner(network: PodNetwork) -> str | None:
+    """Stack dir whose data plane holds the pod network now (None: free, or its runner is dead)."""
+    try:
+        owner = Path(_owner_file(network).read_text().strip())
+    except OSError:
+        return None
+    return str(owner) if _pid_alive(dataplane_dir(owner) / "podrunner.pid") is not None else None
+
+
+def _claim(network: PodNetwork, stack_dir: Path) -> None:
+    """One data plane per host: the pod CIDR (10.77.0.0/16) and kwok's pod IPs cannot be shared."""
+    owner = _owner(network)
+    if owner is not None and owner != str(stack_dir):
+        raise RuntimeError(
+            f"the pod network {network.cidr} (netns {network.name}) is in use by the stack at {owner}; "
+            "bring that stack down first (python -m e2e.stack down with its MODELSHIP_STACK_DIR)"
+        )
+    _owner_file(network).parent.mkdir(parents=True, exist_ok=True)
+    _owner_file(network).write_text(f"{stack_dir}\n")
+
+
 def up(ctx: StackContext) -> None:
     """Start netns, pod runner and Prometheus; export PROMETHEUS_URL and friends through ``ctx.env``."""
     d = dataplane_dir(ctx.stack_dir)
     d.mkdir(parents=True, exist_ok=True)
     ctx.logs_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    network = PodNetwork(os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS), DEFAULT_CIDR).up()
+    network = PodNetwork(os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS), DEFAULT_CIDR)
+    _claim(network, ctx.stack_dir)
+    network.up()
     if not fault_file(ctx.stack_dir).exists():
         set_faults(ctx.stack_dir, {})
     try:
@@ -172,6 +200,8 @@ def up(ctx: StackContext) -> None:
 
     (d / "podrunner").mkdir(exist_ok=True)
     prom = prometheus(ctx.stack_dir)
+    prom.stop()  # a new control plane means new pods: start from an empty TSDB (stop/start keeps it)
+    shutil.rmtree(prom.workdir / "data", ignore_errors=True)
     k8s_sd = supports_kubernetes_sd(find_binary())
     file_sd = None if k8s_sd else d / "podrunner" / "targets.json"
     prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd))
@@ -195,7 +225,11 @@ def down(ctx: StackContext) -> None:
     """Stop the pod runner (it stops its Tritons), Prometheus, and remove the namespace."""
     _stop_podrunner(dataplane_dir(ctx.stack_dir) / "podrunner.pid")
     prometheus(ctx.stack_dir).stop()
-    PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS)))).down()
+    network = PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS))))
+    owner = _owner(network)
+    if owner is None or owner == str(ctx.stack_dir):  # never tear down another stack's pod network
+        network.down()
+        _owner_file(network).unlink(missing_ok=True)
 
 
 def healthy(ctx: StackContext) -> bool:

@@ -238,6 +238,7 @@ class PodRunner:
         selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
         while not stop.is_set():
             try:
+                self.network.up()  # self-heal: idempotent, restores a veth or route someone removed
                 listing = core.list_pod_for_all_namespaces(label_selector=selector)
                 cache = {p.metadata.uid: p for p in listing.items}
                 self.reconcile(cache.values())
