@@ -139,6 +139,7 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
         rec.until("v1 Healthy", lambda s: s.get("phase") == "Healthy")
         figures["v1_healthy_s"] = round(time.monotonic() - t0, 1)
         gen = traffic(namespace, name, rps=20)
+        warmed_up(gen)
 
         v2 = model_deployment(name, namespace, "2", steps=steps)
         gitops_apply(kubectl, v2)
@@ -205,8 +206,7 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
         figures["spec_owners"] = owners
         figures["managers"] = sorted({e["manager"] for e in again["metadata"]["managedFields"]})
 
-        summary = gen.stop() if hasattr(gen, "stop") else None
-        figures["traffic"] = _traffic_totals(summary)
+        figures["traffic"] = _traffic_totals(gen.stop())
 
     # Argo CD health on the real objects captured above
     mapped: dict[str, set[str]] = {}
@@ -223,10 +223,18 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
     assert final["status"] == "Degraded" and "RolledBack" in final["message"], final
 
 
-def _traffic_totals(summary: Any) -> Any:
-    if not isinstance(summary, dict):
-        return summary
-    return {k: summary[k] for k in ("sent", "ok", "error", "failed") if k in summary} or summary
+def _traffic_totals(summary: dict[str, Any]) -> dict[str, int]:
+    """Requests summed over the traffic generator's backends: sent, ok, error (model), failed (transport)."""
+    totals = {"sent": 0, "ok": 0, "error": 0, "failed": 0}
+    for backend in (summary.get("backends") or {}).values():
+        for key in totals:
+            totals[key] += int(backend.get(key, 0))
+    return totals
+
+
+def warmed_up(gen: Any, ok: int = 20) -> dict[str, int]:
+    """Wait until the live route serves (kwok marks pods Ready before their Triton listens); the baseline."""
+    return wait_for("traffic served", lambda: (t := _traffic_totals(gen.summary()))["ok"] >= ok and t, timeout=60)
 
 
 # --- scenario 13 -------------------------------------------------------------------------------------------
@@ -386,7 +394,7 @@ def test_bad_manifests_are_refused_and_the_running_model_keeps_serving(
     gitops_apply(kubectl, good)
     wait_for("steady Healthy", lambda: kubectl.status(name, namespace).get("phase") == "Healthy", timeout=120)
     gen = traffic(namespace, name, rps=20)
-    time.sleep(3)
+    baseline = warmed_up(gen)
     serving = children(kubectl, namespace, name)
     stable = kubectl.status(name, namespace)["stableRevision"]
     assert any(k.startswith("httproutes") for k in serving) and any(k.startswith("deployments") for k in serving)
@@ -455,6 +463,105 @@ def test_bad_manifests_are_refused_and_the_running_model_keeps_serving(
         st = kubectl.status(name, namespace)
         assert st["stableRevision"] == stable and not st.get("canaryRevision")
         assert children(kubectl, namespace, name) == serving
-        summary = gen.stop()
-        figures["traffic"] = _traffic_totals(summary)
-    assert summary["sent"] > 0 and summary.get("error", 0) == 0 and summary.get("failed", 0) == 0, summary
+        totals = _traffic_totals(gen.stop())
+        during = {k: totals[k] - baseline[k] for k in totals}
+        figures["traffic_during_bad_applies"] = during
+    assert during["sent"] > 100 and during["error"] == 0 and during["failed"] == 0, during
+
+
+# --- scenario 14 -------------------------------------------------------------------------------------------
+
+ROUTE_KINDS = ("httproutes.gateway.networking.k8s.io",)
+OWNED_KINDS = ("deployments", "replicasets", "services", "endpointslices", "pods", *ROUTE_KINDS)
+
+
+class DanglingRouteWatch:
+    """Polls Services, then routes, and records every route backendRef naming a Service that does not exist.
+
+    Services are listed first: a Service missing at t1 and still referenced by a route seen at t2 > t1 was
+    missing while the route pointed at it (nothing is created during deletion), so no false alarms.
+    """
+
+    def __init__(self, stack: StackContext, namespace: str) -> None:
+        from kubernetes import client  # noqa: PLC0415
+
+        api = stack.api_client()
+        self.core, self.custom, self.namespace = client.CoreV1Api(api), client.CustomObjectsApi(api), namespace
+        self.dangling: list[tuple[float, str, str]] = []
+        self.polls = 0
+        self._stop = False
+
+    def poll(self) -> int:
+        services = {s.metadata.name for s in self.core.list_namespaced_service(self.namespace).items}
+        routes = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
+                                                           "httproutes")["items"]
+        for route in routes:
+            for rule in route["spec"].get("rules") or []:
+                refs = [r["name"] for r in rule.get("backendRefs") or []]
+                refs += [f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or []
+                         if f.get("type") == "RequestMirror"]
+                self.dangling += [(time.time(), route["metadata"]["name"], r) for r in refs if r not in services]
+        self.polls += 1
+        return len(routes)
+
+    def run(self) -> None:
+        while not self._stop:
+            self.poll()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def leftovers(kubectl: Kubectl, namespace: str, name: str) -> dict[str, list[str]]:
+    out = {}
+    for kind in OWNED_KINDS:
+        listed = kubectl.run("get", kind, "-n", namespace, "-l", f"modelship.dev/deployment={name}", "-o", "name")
+        if listed.stdout.strip():
+            out[kind] = listed.stdout.split()
+    return out
+
+
+def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
+    kubectl: Kubectl, namespace: str, operator: Any, traffic: Any, stack: StackContext
+) -> None:
+    """Given a ModelDeployment in the middle of a canary step (stable v1 and canary v2 both serving, the
+    HTTPRoute splitting traffic between their Services),
+    when the ModelDeployment is deleted (kubectl delete, background propagation as GitOps prune does),
+    then the real garbage collector removes every Deployment, ReplicaSet, Service, EndpointSlice, HTTPRoute
+    and pod carrying its labels, and at no moment during the deletion does an HTTPRoute name a Service
+    that does not exist.
+    """
+    import threading  # noqa: PLC0415
+
+    name = "doomed"
+    operator(namespace)
+    steps = [{"weight": 30, "duration": "60s"}, {"weight": 60, "duration": "60s"}]
+    gitops_apply(kubectl, model_deployment(name, namespace, "1", steps=steps, progress_deadline="120s"))
+    wait_for("v1 Healthy", lambda: kubectl.status(name, namespace).get("phase") == "Healthy", timeout=120)
+    gen = traffic(namespace, name, rps=20)
+    gitops_apply(kubectl, model_deployment(name, namespace, "2", steps=steps, progress_deadline="120s"))
+    wait_for("canary at 30%", lambda: kubectl.status(name, namespace).get("canaryWeight") == 30, timeout=120)
+    before = leftovers(kubectl, namespace, name)
+    assert len(before.get("deployments", [])) == 2 and before.get(ROUTE_KINDS[0]), before
+
+    watch = DanglingRouteWatch(stack, namespace)
+    assert watch.poll() == 1 and not watch.dangling, watch.dangling
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    with printed_figures("scenario-14 delete mid-canary") as figures:
+        figures["children_before"] = {k: len(v) for k, v in before.items()}
+        t0 = time.monotonic()
+        kubectl.run("delete", "modeldeployment", name, "-n", namespace, "--wait=true", "--timeout=60s")
+        figures["mdep_gone_s"] = round(time.monotonic() - t0, 2)
+        wait_for("every child garbage-collected", lambda: leftovers(kubectl, namespace, name) == {},
+                 timeout=90, interval=0.25)
+        figures["children_gone_s"] = round(time.monotonic() - t0, 2)
+        time.sleep(1)
+        watch.stop()
+        thread.join(timeout=10)
+        figures["route_polls"] = watch.polls
+        figures["dangling"] = watch.dangling[:5]
+        gen.stop()
+    assert watch.polls > 5
+    assert not watch.dangling, f"an HTTPRoute pointed at a missing Service: {watch.dangling[:5]}"
