@@ -162,7 +162,7 @@ class RouteReader:
                 if ep not in seen:
                     seen.add(ep)
                     role = (svc.metadata.labels or {}).get("modelship.dev/role", "")
-                    backends.append(Backend(svc.metadata.name, 1.0, [ep], role))
+                    backends.append(Backend(f"{svc.metadata.name}/{ep}", 1.0, [ep], role))  # split per pod
         return Plan("replicas", backends)
 
 

@@ -236,6 +236,10 @@ def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: 
         status = lambda: json.loads((tmp_path / "status.json").read_text())["pods"]  # noqa: E731
         eventually(lambda: all(p["ready_after_s"] for p in status().values()), 60, "both pods ready")
         assert set(status()) == {"ml/a", "ml/b"}, "a pod outside the CIDR must be skipped"
+        targets = json.loads((tmp_path / "targets.json").read_text())  # file_sd for Debian's Prometheus
+        assert [t["targets"] for t in targets] == [["10.79.1.2:8002"], ["10.79.1.3:8002"]]
+        assert targets[0]["labels"] == {"app_kubernetes_io_managed_by": "modelship", "modelship_dev_revision": "rev3",
+                                        "namespace": "ml", "pod": "a", "node": "gpu-node-0"}  # fmt: skip
         index = th.InferenceServerClient("10.79.1.3:8000").get_model_repository_index()
         assert index == [{"name": "fraud_scorer", "version": "6", "state": "READY"}]
         assert infer("10.79.1.2:8000").get_response()["model_version"] == "3"
