@@ -155,3 +155,75 @@ def printed_figures(title: str) -> Iterator[dict[str, Any]]:
     figures: dict[str, Any] = {}
     yield figures
     print(f"\n[{title}] " + json.dumps(figures, default=str))
+
+
+class GpuPool:
+    """Fake GPU nodes reserved for one scenario: tainted and labelled with its namespace, so GPU arithmetic
+    (who fits where, what stays Pending) is not disturbed by other scenarios sharing the stack's nodes."""
+
+    def __init__(self, kubectl: Kubectl, namespace: str) -> None:
+        self.kubectl, self.namespace = kubectl, namespace
+        self.nodes: list[str] = []
+
+    @property
+    def placement(self) -> dict[str, Any]:
+        """`serving` fields that put a revision's pods on this pool only."""
+        return {
+            "nodeSelector": {POOL_LABEL: self.namespace},
+            "tolerations": [{"key": POOL_LABEL, "operator": "Equal", "value": self.namespace,
+                             "effect": "NoSchedule"}],
+        }
+
+    def create(self, count: int, gpus: int) -> GpuPool:
+        nodes = json.loads(self.kubectl.run("get", "nodes", "-o", "json").stdout)["items"]
+        used = {int(c.split(".")[2]) for n in nodes for c in (n.get("spec") or {}).get("podCIDRs") or []}
+        free = [i for i in range(100, 240) if i not in used]
+        start = (hash(self.namespace) % len(free)) if free else 0
+        octets = (free[start:] + free[:start])[:count]
+        assert len(octets) == count, "no free pod CIDR left for a scenario GPU pool"
+        items = []
+        for k, octet in enumerate(octets):
+            name = f"{self.namespace}-gpu-{k}"
+            cidr = f"10.77.{octet}.0/24"
+            capacity = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
+            items.append({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                               "kubernetes.io/arch": "amd64", POOL_LABEL: self.namespace},
+                },
+                "spec": {"podCIDR": cidr, "podCIDRs": [cidr],
+                         "taints": [{"key": POOL_LABEL, "value": self.namespace, "effect": "NoSchedule"}]},
+                "status": {"capacity": capacity, "allocatable": capacity,
+                           "addresses": [{"type": "InternalIP", "address": f"10.77.251.{octet}"},
+                                         {"type": "Hostname", "address": name}]},
+            })
+            self.nodes.append(name)
+        self.kubectl.run("create", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                     "items": items}))
+        self.kubectl.run("wait", "--for=condition=Ready", *[f"node/{n}" for n in self.nodes], "--timeout=60s")
+        return self
+
+    def delete(self) -> None:
+        if self.nodes:
+            self.kubectl.run("delete", "node", *self.nodes, "--wait=false", check=False)
+
+
+POOL_LABEL = "modelship.dev/e2e-pool"
+
+
+@pytest.fixture
+def gpu_pool(kubectl: Kubectl) -> Iterator[Callable[[str, int, int], GpuPool]]:
+    """`gpu_pool(namespace, nodes, gpus_per_node)`: dedicated tainted kwok nodes, deleted after the scenario."""
+    pools: list[GpuPool] = []
+
+    def create(namespace: str, count: int = 2, gpus: int = 4) -> GpuPool:
+        pool = GpuPool(kubectl, namespace).create(count, gpus)
+        pools.append(pool)
+        return pool
+
+    yield create
+    for pool in pools:
+        pool.delete()

@@ -1,0 +1,160 @@
+"""Watching a rollout from the outside while a scenario drives it: status, route and role Services sampled
+together in one `kubectl get` every few hundred milliseconds, so a scenario can assert on the whole sequence
+(no skipped or repeated step, the route never on a superseded revision, stable never below a floor).
+
+Only what `kubectl` shows is read; nothing reaches into the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from e2e.harness import Kubectl
+
+LABEL_REVISION = "modelship.dev/revision"
+LABEL_ROLE = "modelship.dev/role"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One coherent look at the rollout (a single `kubectl get` call)."""
+
+    t: float
+    phase: str | None
+    stage: str | None
+    step: int | None
+    weight: int
+    canary: str | None
+    """status.canaryRevision.hash"""
+    stable: str | None
+    awaiting: bool
+    history: int
+    route_canary_weight: int | None
+    """Weight of the canary backend in the HTTPRoute (None: no route or no canary backend)."""
+    canary_service_revision: str | None
+    """Revision the `<name>-canary` Service selects (None: no such Service)."""
+    replicas: dict[str, int] = field(default_factory=dict)
+    """spec.replicas of each owned Deployment, by revision hash."""
+
+    @property
+    def position(self) -> tuple[Any, ...]:
+        """Where the rollout is: what must never go backwards or repeat within one rollout."""
+        return (self.canary, self.stage, self.step, self.awaiting)
+
+
+def _route_canary_weight(routes: list[dict[str, Any]], canary_service: str) -> int | None:
+    for route in routes:
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                if ref.get("name") == canary_service:
+                    return int(ref.get("weight", 1))
+    return None
+
+
+def sample(kubectl: Kubectl, namespace: str, name: str, t0: float = 0.0) -> Sample | None:
+    """Status, HTTPRoute, Services and Deployments of `name`, read in one API round trip."""
+    result = kubectl.run("get", "modeldeployments,httproutes,services,deployments", "-n", namespace,
+                         "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    items = json.loads(result.stdout).get("items") or []
+    mdep = next((i for i in items if i["kind"] == "ModelDeployment" and i["metadata"]["name"] == name), None)
+    if mdep is None:
+        return None
+    st = mdep.get("status") or {}
+    owned = [i for i in items if (i["metadata"].get("labels") or {}).get("modelship.dev/deployment") == name]
+    routes = [i for i in owned if i["kind"] == "HTTPRoute"]
+    canary_svc = next((i for i in owned if i["kind"] == "Service" and i["metadata"]["name"] == f"{name}-canary"),
+                      None)
+    replicas = {
+        (d["metadata"].get("labels") or {}).get(LABEL_REVISION, "?"): int((d.get("spec") or {}).get("replicas", 1))
+        for d in owned if d["kind"] == "Deployment"
+    }
+    return Sample(
+        t=time.monotonic() - t0,
+        phase=st.get("phase"),
+        stage=st.get("stage"),
+        step=st.get("step"),
+        weight=int(st.get("canaryWeight") or 0),
+        canary=(st.get("canaryRevision") or {}).get("hash"),
+        stable=(st.get("stableRevision") or {}).get("hash"),
+        awaiting=bool(st.get("awaitingApproval")),
+        history=len(st.get("history") or []),
+        route_canary_weight=_route_canary_weight(routes, f"{name}-canary"),
+        canary_service_revision=None if canary_svc is None else
+        ((canary_svc.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION),
+        replicas=replicas,
+    )
+
+
+class RolloutWatcher:
+    """Samples a ModelDeployment in a background thread until stopped; `positions()` is the deduplicated path."""
+
+    def __init__(self, kubectl: Kubectl, namespace: str, name: str, period: float = 0.3) -> None:
+        self.kubectl, self.namespace, self.name, self.period = kubectl, namespace, name, period
+        self.samples: list[Sample] = []
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    def __enter__(self) -> RolloutWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            s = sample(self.kubectl, self.namespace, self.name, self.t0)
+            if s is not None:
+                self.samples.append(s)
+            self._stop.wait(self.period)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def positions(self) -> list[tuple[Any, ...]]:
+        """Distinct consecutive positions (canary, stage, step, awaiting) in the order they were seen."""
+        out: list[tuple[Any, ...]] = []
+        for s in self.samples:
+            if not out or out[-1] != s.position:
+                out.append(s.position)
+        return out
+
+    def first(self, pred: Any, after: float = 0.0) -> Sample | None:
+        return next((s for s in self.samples if s.t >= after and pred(s)), None)
+
+
+def assert_monotone_path(positions: list[tuple[Any, ...]], steps: int) -> None:
+    """Within each rollout (one canary hash), stages and steps only move forward, one step at a time,
+    and no position is entered twice (a resumed operator must not re-run or skip a step)."""
+    order = {"Validating": 0, "Shadow": 1, "Canary": 2, "Promoting": 3}
+    seen: set[tuple[Any, ...]] = set()
+    prev: tuple[Any, ...] | None = None
+    for pos in positions:
+        canary, stage, step, _awaiting = pos
+        if canary is None:
+            prev = None
+            continue
+        assert pos not in seen or pos == prev, f"position {pos} entered twice in {positions}"
+        seen.add(pos)
+        if prev is not None and prev[0] == canary:
+            _, pstage, pstep, _ = prev
+            assert order.get(stage, 9) >= order.get(pstage, 9), f"stage went back {prev} -> {pos} in {positions}"
+            if stage == pstage == "Canary" and step is not None and pstep is not None:
+                assert step - pstep in (0, 1), f"step skipped or went back {prev} -> {pos} in {positions}"
+            if stage == "Canary" and pstage != "Canary":
+                assert step == 0, f"canary did not start at step 0: {prev} -> {pos}"
+            if stage == "Promoting" and pstage == "Canary":
+                assert pstep == steps - 1, f"promoted from step {pstep} of {steps}: {positions}"
+        prev = pos
