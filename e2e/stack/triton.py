@@ -80,9 +80,7 @@ def prepare_backend_dir(dest: Path, dist: TritonDist | None = None) -> Path:
     return dest
 
 
-def triton_env(
-    extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def triton_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for tritonserver: interpreter libdir BEFORE the wheel's libs, venv bin first on PATH.
 
     Otherwise the stub picks up Debian's libpython and dies with ``_thread.RLock ... _recursion_count``.
