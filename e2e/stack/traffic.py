@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 MANAGED = "app.kubernetes.io/managed-by=modelship"
+GATEWAY = "gateway"
 ALLOWED = [ipaddress.ip_network(os.environ.get("MODELSHIP_POD_CIDR", "10.77.0.0/16")),
            ipaddress.ip_network("127.0.0.0/8")]  # fmt: skip
 
@@ -277,7 +278,9 @@ class TrafficGenerator:
             try:
                 inp = httpclient.InferInput("x", [1, 4], "FP32")
                 inp.set_data_from_numpy(np.random.rand(1, 4).astype(np.float32))
-                self._client(endpoint).infer(self.model, [inp])
+                result = self._client(endpoint).infer(self.model, [inp])
+                if backend.name == GATEWAY:  # the gateway split for us: the pinned version tells where it went
+                    key = f"{GATEWAY}:v{result.get_response().get('model_version', '?')}"
             except Exception as exc:
                 text = str(exc)
                 outcome = "error" if "fault injection" in text or "500" in text else "failed"
@@ -318,6 +321,12 @@ def from_kubeconfig(kubeconfig: str | Path, namespace: str, name: str, **kw: Any
     return TrafficGenerator(reader=reader, **kw)
 
 
+def via_gateway(address: str, **kw: Any) -> TrafficGenerator:
+    """A generator that sends everything to a real gateway (``host:port`` on loopback), which does the split;
+    successes are counted per served model version (``gateway:v7``), since each revision pins one."""
+    return TrafficGenerator(static=Plan("gateway", [Backend(GATEWAY, 1.0, [address])]), **kw)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Send steady Triton traffic along a ModelDeployment's route.")
     ap.add_argument("--namespace", required=True)
@@ -326,13 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds (0: until --count or Ctrl-C)")
     ap.add_argument("--count", type=int)
     ap.add_argument("--model", help="default: spec.model.name of the ModelDeployment")
+    ap.add_argument("--gateway", help="send to this gateway host:port (e.g. $MODELSHIP_GATEWAY_URL) instead")
     default_kc = os.environ.get("KUBECONFIG", str(Path(__file__).resolve().parents[2] / ".stack" / "kubeconfig"))
     ap.add_argument("--kubeconfig", default=default_kc)
     args = ap.parse_args(argv)
     kw: dict[str, Any] = {"rps": args.rps, "duration": args.duration or None, "count": args.count}
     if args.model:
         kw["model"] = args.model
-    gen = from_kubeconfig(args.kubeconfig, args.namespace, args.name, **kw).start()
+    if args.gateway:
+        gen = via_gateway(args.gateway, **kw).start()
+    else:
+        gen = from_kubeconfig(args.kubeconfig, args.namespace, args.name, **kw).start()
     try:
         while gen._thread is not None and gen._thread.is_alive():
             gen._thread.join(5.0)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from e2e.stack.dataplane import gateway
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
 from e2e.stack.prometheus import Prometheus, find_binary, scrape_config, supports_kubernetes_sd
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelship.dataplane")
 SA_NAMESPACE = "modelship-stack"
-ROLE = "modelship-stack:pod-reader"
+ROLE_PREFIX = "modelship-stack:"
+POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 
 
 def dataplane_dir(stack_dir: Path) -> Path:
@@ -64,8 +66,8 @@ def podrunner_status(stack_dir: Path) -> dict[str, Any]:
         return {"pods": {}}
 
 
-def _mint_tokens(ctx: StackContext, names: list[str], out: Path) -> dict[str, Path]:
-    """ServiceAccounts + a read-only pod ClusterRole, and a TokenRequest token file per account."""
+def _mint_tokens(ctx: StackContext, roles: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Path]:
+    """Per account: a ServiceAccount, a ClusterRole with exactly ``roles[name]``, and a TokenRequest token file."""
     from kubernetes import client, config  # noqa: PLC0415
     from kubernetes.client.rest import ApiException  # noqa: PLC0415
 
@@ -80,16 +82,14 @@ def _mint_tokens(ctx: StackContext, names: list[str], out: Path) -> dict[str, Pa
                 raise
 
     ensure(core.create_namespace, {"metadata": {"name": SA_NAMESPACE}})
-    ensure(rbac.create_cluster_role, {
-        "metadata": {"name": ROLE},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-    })  # fmt: skip
     files: dict[str, Path] = {}
-    for name in names:
+    for name, rules in roles.items():
+        role = f"{ROLE_PREFIX}{name}"
+        ensure(rbac.create_cluster_role, {"metadata": {"name": role}, "rules": rules})
         ensure(core.create_namespaced_service_account, SA_NAMESPACE, {"metadata": {"name": name}})
         ensure(rbac.create_cluster_role_binding, {
-            "metadata": {"name": f"{ROLE}:{name}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": SA_NAMESPACE}],
         })  # fmt: skip
         req = {"spec": {"audiences": [], "expirationSeconds": 7 * 24 * 3600}}
@@ -122,8 +122,8 @@ def _pid_alive(pid_file: Path) -> int | None:
     return None if state == "Z" else pid
 
 
-def _stop_podrunner(pid_file: Path) -> None:
-    """SIGTERM the runner (it stops its Tritons), SIGKILL its group after 30 s."""
+def _stop_pid(pid_file: Path) -> None:
+    """SIGTERM a detached process (the runner stops its Tritons first), SIGKILL its group after 30 s."""
     pid = _pid_alive(pid_file)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -172,18 +172,22 @@ def up(ctx: StackContext) -> None:
     if not fault_file(ctx.stack_dir).exists():
         set_faults(ctx.stack_dir, {})
     try:
-        tokens = _mint_tokens(ctx, ["prometheus", "podrunner"], d)
+        roles = {"prometheus": POD_READER, "podrunner": POD_READER}
+        if gateway.enabled():
+            roles["traefik"] = gateway.RBAC_RULES
+        tokens = _mint_tokens(ctx, roles, d)
         auth = "serviceaccount"
     except Exception as exc:  # an API server without token signing: admin token, loudly
         log.warning("TokenRequest failed (%s); data plane falls back to the admin token", exc)
         admin = d / "admin.token"
         admin.write_text(ctx.admin_token)
         admin.chmod(0o600)
-        tokens, auth = {"prometheus": admin, "podrunner": admin}, "admin"
+        tokens, auth = {"prometheus": admin, "podrunner": admin, "traefik": admin}, "admin"
     kubeconfig = _kubeconfig(d / "podrunner.kubeconfig", ctx.server, ctx.ca_file, tokens["podrunner"])
 
     pid_file = d / "podrunner.pid"
-    _stop_podrunner(pid_file)  # a runner from an earlier stack holds stale credentials: start afresh
+    _stop_pid(pid_file)  # a runner from an earlier stack holds stale credentials: start afresh
+    _stop_pid(d / "traefik" / "traefik.pid")
     cmd = [
         sys.executable, "-m", "e2e.stack.dataplane.podrunner", f"--kubeconfig={kubeconfig}",
         f"--workdir={d / 'podrunner'}", f"--netns={network.name}", f"--cidr={network.cidr}",
@@ -207,6 +211,11 @@ def up(ctx: StackContext) -> None:
     prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd))
     timings["prometheus_start_s"] = round(prom.start(), 3)
 
+    if gateway.enabled():
+        gw = gateway.start(d / "traefik", ctx.server, ctx.ca_file, tokens["traefik"], ctx.logs_dir / "traefik.log")
+        gateway.ensure_gateway(ctx.api_client(), gw["gateway_port"])
+        ctx.state.update(gw)
+        ctx.env["MODELSHIP_GATEWAY_URL"] = f"127.0.0.1:{gw['gateway_port']}"
     ctx.env.update(
         PROMETHEUS_URL=prom.url,
         MODELSHIP_FAULT_FILE=str(fault_file(ctx.stack_dir)),
@@ -223,7 +232,8 @@ def up(ctx: StackContext) -> None:
 
 def down(ctx: StackContext) -> None:
     """Stop the pod runner (it stops its Tritons), Prometheus, and remove the namespace."""
-    _stop_podrunner(dataplane_dir(ctx.stack_dir) / "podrunner.pid")
+    _stop_pid(dataplane_dir(ctx.stack_dir) / "podrunner.pid")
+    _stop_pid(dataplane_dir(ctx.stack_dir) / "traefik" / "traefik.pid")
     prometheus(ctx.stack_dir).stop()
     network = PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS))))
     owner = _owner(network)

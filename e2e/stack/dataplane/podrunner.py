@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     if orphaned:  # nobody will call down() for a stack that was removed without its data plane
         if args.prometheus_dir is not None:
             Prometheus(args.prometheus_dir).stop()
+        traefik_pid = args.workdir.parent / "traefik" / "traefik.pid"  # the optional gateway, if any
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int(traefik_pid.read_text()), signal.SIGTERM)
         network.down()
     log.info("pod runner stopped")
     return 0
