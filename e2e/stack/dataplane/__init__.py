@@ -150,14 +150,14 @@ def _owner(network: PodNetwork) -> str | None:
 
 def _claim(network: PodNetwork, stack_dir: Path) -> None:
     """One data plane per host: the pod CIDR (10.77.0.0/16) and kwok's pod IPs cannot be shared."""
-    owner = _owner(network)
-    if owner is not None and owner != str(stack_dir):
+    owner, me = _owner(network), str(stack_dir.resolve())
+    if owner is not None and owner != me:
         raise RuntimeError(
             f"the pod network {network.cidr} (netns {network.name}) is in use by the stack at {owner}; "
             "bring that stack down first (python -m e2e.stack down with its MODELSHIP_STACK_DIR)"
         )
     _owner_file(network).parent.mkdir(parents=True, exist_ok=True)
-    _owner_file(network).write_text(f"{stack_dir}\n")
+    _owner_file(network).write_text(f"{me}\n")
 
 
 def up(ctx: StackContext) -> None:
@@ -237,7 +237,7 @@ def down(ctx: StackContext) -> None:
     prometheus(ctx.stack_dir).stop()
     network = PodNetwork(str(ctx.state.get("netns", os.environ.get("MODELSHIP_PODS_NETNS", DEFAULT_NETNS))))
     owner = _owner(network)
-    if owner is None or owner == str(ctx.stack_dir):  # never tear down another stack's pod network
+    if owner is None or owner == str(ctx.stack_dir.resolve()):  # never tear down another stack's pod network
         network.down()
         _owner_file(network).unlink(missing_ok=True)
 
