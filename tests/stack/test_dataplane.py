@@ -429,3 +429,22 @@ def test_traffic_follows_httproute_weights_to_real_pods(stack_ns: tuple[Any, str
     q = f'sum(nv_inference_request_failure{{namespace="{ns}",modelship_dev_revision="rev3"}})'
     want = str(b["fraud-scorer-canary"]["sent"])
     eventually(lambda: [s for s in prom.query(q) if s["value"][1] == want], 30, f"{want} canary failures")
+
+
+def test_one_data_plane_per_host(tmp_path: Path) -> None:
+    from e2e.stack.dataplane import _claim, _owner, _owner_file  # noqa: PLC0415
+
+    net = PodNetwork(f"modelship-claim-{os.getpid()}", "10.79.0.0/16")
+    a, b = tmp_path / "a", tmp_path / "b"
+    (b / "dataplane").mkdir(parents=True)
+    (b / "dataplane" / "podrunner.pid").write_text(str(os.getpid()))  # b's runner is "alive"
+    try:
+        _claim(net, b)
+        assert _owner(net) == str(b.resolve())
+        with pytest.raises(RuntimeError, match="in use by the stack at"):
+            _claim(net, a)
+        (b / "dataplane" / "podrunner.pid").write_text("999999999")  # b's runner died: the claim lapses
+        _claim(net, a)
+        assert _owner_file(net).read_text().strip() == str(a.resolve())
+    finally:
+        _owner_file(net).unlink(missing_ok=True)
