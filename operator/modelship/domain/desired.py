@@ -41,7 +41,8 @@ def replica_plan(ctx: Ctx) -> tuple[int, int]:
     `none` router splits by ready replicas, so both sizes follow the weight. Under gpuSurge ScaleDownStable
     (GPUs are scarce) the canary is sized to its upcoming traffic share, and when it cannot be scheduled
     stable shrinks by the missing pods, never below `stable_floor` of that share; the shrink is kept in
-    status.stableReplicas (monotone: a replayed decision cannot shrink twice) until the canary leaves.
+    status.stableReplicas (monotone: a replayed decision cannot shrink twice; a further shrink waits until
+    stable has settled at the lent size) until the canary leaves.
     """
     st, spec = ctx.st, ctx.spec
     replicas = spec.serving.replicas
@@ -67,7 +68,13 @@ def replica_plan(ctx: Ctx) -> tuple[int, int]:
     cs = ctx.state(canary)
     if cs is not None and cs.unschedulable and not cs.available:
         missing = max(0, canary_n - cs.ready_replicas)
-        cap = min(cap, stable_n - missing)
+        lent, ss = st.stable_replicas, ctx.state(st.stable_revision)
+        if lent is None:
+            cap = min(cap, stable_n - missing)
+        elif ss is not None and ss.desired_replicas <= lent and ss.ready_replicas <= lent:
+            # Stable already runs at its lent size and the canary still lacks pods (e.g. it grows for the
+            # next step or promotion): lend more. Counting `missing` from the full size would stop here.
+            cap = min(cap, lent - missing)
     cap = max(cap, min(stable_floor(replicas, upcoming), stable_n))
     st.stable_replicas = cap if cap < stable_n else None
     return cap, canary_n
