@@ -100,6 +100,7 @@ def test_given_contract_mismatch_when_validating_then_rollback_immediately() -> 
     assert d.status.phase == Phase.ROLLED_BACK and d.status.canary_weight == 0
     assert isinstance(d.actions[0], SetTraffic) and d.actions[0].canary_weight == 0
     assert "ContractMismatch" in d.status.history[-1].reason
+    assert d.status.history[-1].stage == Stage.VALIDATING  # where it failed, not the Stable it fell back to
     warning = [e for e in events(d) if e.type == EventType.WARNING]
     assert warning and "FP16" in warning[0].message
 
@@ -152,6 +153,7 @@ def test_given_failures_reaching_failure_limit_when_checked_then_rollback_with_e
     assert warning.type == EventType.WARNING
     assert "errorRate=0.2" in warning.message and "max 0.01" in warning.message
     assert st.history[-1].outcome == "RolledBack" and cond(st, "Degraded") == ("True", "AnalysisFailed")
+    assert st.history[-1].stage == Stage.CANARY and st.stage == Stage.STABLE
 
 
 def test_given_pass_between_failures_when_checked_then_consecutive_count_resets() -> None:

@@ -53,14 +53,14 @@ class Ctx:
 
     def record(
         self, event: str, reason: str, message: str, *, outcome: str | None = None, by: str | None = None,
-        revision: Revision | None = None, warning: bool = False,
+        revision: Revision | None = None, warning: bool = False, stage: Stage | None = None,
     ) -> None:
-        """Append a bounded history entry and emit the matching Event."""
+        """Append a bounded history entry (at `stage`, default the current one) and emit the matching Event."""
         st = self.st
         rev = revision or st.canary_revision or st.stable_revision
         if rev is not None:
             st.history.append(HistoryEntry(
-                revision=rev.hash, version=rev.version, event=event, stage=st.stage, outcome=outcome,
+                revision=rev.hash, version=rev.version, event=event, stage=stage or st.stage, outcome=outcome,
                 reason=message, by=by or OPERATOR, time=self.now,
             ))
             del st.history[: max(0, len(st.history) - HISTORY_LIMIT)]
@@ -227,6 +227,7 @@ def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> Non
     canary = st.canary_revision
     if canary is None:
         return
+    failed_in = st.stage  # history says where the rollout failed, not the Stable it falls back to
     ctx.traffic_first = True
     ctx.cause = cause
     retire(ctx, canary)
@@ -240,7 +241,7 @@ def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> Non
     if st.last_analysis is not None and st.last_analysis.verdict in bad:
         detail = f"{reason}; evidence: {evidence(st.last_analysis)}"
     ctx.record("RolledBack", "RolledBack", f"rolled back version {canary.version} ({canary.hash}): {detail}",
-               outcome="RolledBack", by=by, revision=canary, warning=True)
+               outcome="RolledBack", by=by, revision=canary, warning=True, stage=failed_in)
 
 
 def abandon(ctx: Ctx) -> None:
