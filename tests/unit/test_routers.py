@@ -222,3 +222,24 @@ async def test_replica_router_reports_effective_weight(ready: tuple[int, int], e
     assert (await router.observe(OWNER, spec)).canary_weight == expected
     assert "/api/v1/namespaces/ml/services/fraud-scorer" in t.objects
     await router.cleanup(OWNER)
+
+
+@pytest.mark.parametrize(
+    ("weight", "canary", "selects_only_stable"),
+    [(0, True, True), (0, False, True), (25, True, False)],
+    ids=["validating-or-shadow", "no-canary", "live-canary-step"],
+)
+async def test_entry_service_keeps_a_canary_without_live_weight_out(
+    weight: int, canary: bool, selects_only_stable: bool
+) -> None:
+    """Given a replica-ratio deployment, when the canary has no live weight (validating, shadow, rolled back),
+    then the shared Service selects only stable pods; once a canary step starts it selects both revisions."""
+    kube, t = fake_kube()
+    t.lists["/apis/apps/v1/namespaces/ml/deployments"] = []
+    spec = make_spec(traffic={"none": {}})
+    await router_for(spec.traffic, kube).apply(OWNER, spec, _action(weight, canary=canary))
+    selector = t.objects["/api/v1/namespaces/ml/services/fraud-scorer"]["spec"]["selector"]
+    if selects_only_stable:
+        assert selector == {"modelship.dev/deployment": "fraud-scorer", "modelship.dev/revision": STABLE.hash}
+    else:
+        assert selector == {"modelship.dev/deployment": "fraud-scorer"}

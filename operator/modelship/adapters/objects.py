@@ -271,6 +271,11 @@ def role_service(owner: OwnerLike, revision: Revision, role: Role) -> dict[str, 
     )
 
 
-def entry_service(owner: OwnerLike) -> dict[str, Any]:
-    """`<name>`: ready pods of every revision (replica-ratio mode serves through it; Istio uses its host)."""
-    return _service(owner, owner.name, owned_selector(owner.name), {LABEL_DEPLOYMENT: owner.name})
+def entry_service(owner: OwnerLike, only: Revision | None = None) -> dict[str, Any]:
+    """`<name>`: the pods that take live traffic (replica-ratio mode serves through it; Istio uses its host).
+
+    With `only`, it selects that one revision: a canary that has no live weight yet (validating, shadow) or
+    has just been rolled back must not sit behind the shared Service, whatever its pods' readiness says.
+    """
+    selector = selector_labels(owner.name, only.hash) if only is not None else {LABEL_DEPLOYMENT: owner.name}
+    return _service(owner, owner.name, owned_selector(owner.name), selector)

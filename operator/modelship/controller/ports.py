@@ -6,6 +6,7 @@ dependency arrow pointing from the controller to interfaces, not to client libra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,10 +39,12 @@ class Cluster(Protocol):
 
 class Router(Protocol):
     async def apply(self, owner: Owner, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState: ...
+    async def cleanup(self, owner: Owner) -> None: ...
 
 
 class RouterFactory(Protocol):
     def __call__(self, spec: ModelDeploymentSpec) -> Router: ...
+    def stale(self, spec: ModelDeploymentSpec) -> Sequence[Router]: ...
 
 
 class Metrics(Protocol):

@@ -110,6 +110,8 @@ class Reconciler:
         observations = await self._observe(owner, body, spec, status)
         decision = decide(spec, status, observations, now)
         await self._execute(owner, spec, decision.actions)
+        if status.observed_generation != owner.generation:
+            await self._remove_stale_routes(owner, spec)
         return self._result(owner, raw_status, decision.status, self._requeue(decision))
 
     async def _observe(
@@ -173,6 +175,12 @@ class Reconciler:
             await self.cluster.emit_event(owner, event.type, event.reason, event.message)
         except Exception as exc:
             log.warning("event %s on %s/%s not recorded: %s", event.reason, owner.namespace, owner.name, exc)
+
+    async def _remove_stale_routes(self, owner: Owner, spec: ModelDeploymentSpec) -> None:
+        """After a spec change, delete routes of routers no longer selected (e.g. Istio -> Gateway API),
+        only once the new route is in place, so traffic never meets a missing route."""
+        for router in self.routers.stale(spec):
+            await router.cleanup(owner)
 
     def _requeue(self, decision: Decision) -> float:
         if decision.requeue_after is None:

@@ -102,7 +102,8 @@ async def ensure_backends(kube: Kube, owner: OwnerLike, action: SetTraffic, *, r
     which revision is stable and which is the canary at this moment. Without a canary the canary Service
     keeps its last selector: no route references it then.
     """
-    await kube.apply(objects.entry_service(owner))
+    live_canary = action.canary is not None and action.canary_weight > 0
+    await kube.apply(objects.entry_service(owner, only=None if live_canary else action.stable))
     if not roles:
         return
     await kube.apply(objects.role_service(owner, action.stable, Role.STABLE))

@@ -40,3 +40,7 @@ class RouterFactory:
 
     def __call__(self, spec: ModelDeploymentSpec) -> TrafficRouter:
         return router_for(spec.traffic, self.kube)
+
+    def stale(self, spec: ModelDeploymentSpec) -> list[TrafficRouter]:
+        """Routers the spec no longer selects, whose routes must go after a router switch."""
+        return stale_routers(spec.traffic, self.kube)
