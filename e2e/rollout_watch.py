@@ -105,8 +105,14 @@ class RolloutWatcher:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:  # the scenario failed: show what the rollout did meanwhile
+            print(f"--- {self.namespace}/{self.name} path: {self.positions()}")
+            if self.samples:
+                print(f"--- last sample: {self.samples[-1]}")
+            last = self.kubectl.status(self.name, self.namespace) if self.samples else {}
+            print(f"--- message: {last.get('message')}")
 
     def stop(self) -> None:
         self._stop.set()
