@@ -487,24 +487,30 @@ def test_latency_ratio_to_stable_rolls_back(
     kubectl: Kubectl, namespace: str, operator: Any, traffic: Any, faults: Any, stack: StackContext
 ) -> None:
     """Given v1 stable (a few ms p99) with live traffic,
-    when v2 answers 40 ms slower (live fault) under latencyP99Ms {max: 500, maxRatioToStable: 1.5},
+    when v2 answers 150 ms slower (live fault) under latencyP99Ms {max: 5000, maxRatioToStable: 1.5},
     then the absolute bound holds but the ratio to stable fails: rolled back, and status.lastAnalysis shows the
     canary value, the stable value and the ratio bound.
+
+    The figures are wider than "stable 5 ms, +40 ms, max 500 ms" because the shared 2-core test machine puts
+    p99 spikes of 100 ms-1 s on every Triton under load; +150 ms keeps the ratio clearly above 1.5 and the
+    generous absolute bound keeps it from firing first. The canary gets ~2 req/s, well under the one model
+    instance's capacity at 150 ms, so the injected latency does not turn into an unbounded queue.
     """
     ns = namespace
     operator(ns)
     with printed_figures("scenario 4: baseline-relative latency") as fig:
         bring_up_stable(kubectl, ns)
         # The fault is keyed on version 2 in this namespace: v1 (stable) stays fast.
-        faults([{"match": {"namespace": ns, "version": "2"}, "latency_ms": 40}])
-        gen = traffic(ns, NAME, rps=25)
+        faults([{"match": {"namespace": ns, "version": "2"}, "latency_ms": 150}])
+        gen = traffic(ns, NAME, rps=10)
         wait_traffic_ok(gen, f"{NAME}-stable")
         obs = Observer(stack, kubectl, ns).start()
 
         # When: v2 rolls out with an absolute and a relative p99 bound.
         kubectl.apply(model_deployment(
-            NAME, ns, "2", steps=[{"weight": 20, "duration": "10s"}, {"weight": 50, "duration": "10s"}],
-            slo={"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": 500, "maxRatioToStable": 1.5}},
+            NAME, ns, "2", steps=[{"weight": 20, "duration": "12s"}, {"weight": 50, "duration": "12s"}],
+            analysis={"interval": "4s", "failureLimit": 1, "minRequests": 3},
+            slo={"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": 5000, "maxRatioToStable": 1.5}},
             progress_deadline="60s"))
         st = wait_for("phase RolledBack", rolled_back(kubectl, ns), timeout=70)
         obs.stop()
@@ -512,13 +518,13 @@ def test_latency_ratio_to_stable_rolls_back(
         # Then: the ratio failed, not the absolute bound.
         p99 = next(m for m in st["lastAnalysis"]["metrics"] if m["name"] == "latencyP99Ms")
         assert p99["verdict"] == "Fail", p99
-        assert p99["value"] < p99["max"] == 500, p99
+        assert p99["value"] < p99["max"] == 5000, p99
         assert p99["maxRatioToStable"] == 1.5 and p99["stableValue"] is not None, p99
         ratio = p99["value"] / p99["stableValue"]
         assert ratio > 1.5, p99
         assert "x stable" in p99["message"], p99["message"]
         assert st["stableRevision"]["version"] == "1" and st["canaryWeight"] == 0
-        assert obs.max_route_canary() <= 20, "must not advance past the first step"
+        assert all(s.stage != "Promoting" and s.stable != "2" for s in obs.samples), obs.stages()
         rb = next(h for h in reversed(st["history"]) if h["event"] == "RolledBack")
         assert "maxRatioToStable 1.5" in rb["reason"], rb["reason"]
         summary = gen.summary()["backends"]
