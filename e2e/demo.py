@@ -84,7 +84,7 @@ class Cluster:
             self.kubeconfig, self.kubectl, self.env = ctx.kubeconfig, str(ctx.kubectl), dict(ctx.env)
         from kubernetes import client, config  # noqa: PLC0415
 
-        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -99,8 +99,8 @@ class Cluster:
 
     def mdep(self) -> dict[str, Any] | None:
         try:
-            obj = self.custom.get_namespaced_custom_object("modelship.dev", "v1alpha1", NAMESPACE,
-                                                           "modeldeployments", NAME)
+            obj: Any = self.custom.get_namespaced_custom_object("modelship.dev", "v1alpha1", NAMESPACE,
+                                                                "modeldeployments", NAME)
         except Exception:
             return None
         return dict(obj)
@@ -389,7 +389,7 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
         apply_version(cluster, "91", "a faulty version: Triton answers 300 ms slower")
         obj = watch(cluster, live, traffic_obj, lambda s: s.get("phase") == "RolledBack", timeout=180)
         st = obj["status"]
-        degraded = next((c for c in st.get("conditions") or [] if c["type"] == "Degraded"), {})
+        degraded: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "Degraded"), {})
         say(f"{RED}v91 rolled back automatically after {time.monotonic() - t:.0f}s{RESET}: "
             f"{degraded.get('reason', '')}")
         print(f"  reason: {degraded.get('message') or st.get('message')}")

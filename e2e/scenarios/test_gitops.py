@@ -135,7 +135,7 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
     shipped Argo CD health check maps the real objects to Progressing, Suspended, Healthy and Degraded.
     """
     name = "gitops"
-    steps = [{"weight": 20, "duration": "8s"}, {"approval": {}}, {"weight": 50, "duration": "8s"}]
+    steps: list[dict[str, Any]] = [{"weight": 20, "duration": "8s"}, {"approval": {}}, {"weight": 50, "duration": "8s"}]
     operator(namespace)
     # no sample inference: v90 fails half its requests, so a sample would catch it before any traffic
     # (ValidationFailed); this scenario wants the analysis verdict in status
@@ -244,7 +244,18 @@ def _traffic_totals(summary: dict[str, Any]) -> dict[str, int]:
 
 def warmed_up(gen: Any, ok: int = 20) -> dict[str, int]:
     """Wait until the live route serves (kwok marks pods Ready before their Triton listens); the baseline."""
-    return wait_for("traffic served", lambda: (t := _traffic_totals(gen.summary()))["ok"] >= ok and t, timeout=60)
+    seen: list[Any] = []
+
+    def served() -> dict[str, int] | None:
+        summary = gen.summary()
+        seen[:] = [summary]
+        totals = _traffic_totals(summary)
+        return totals if totals["ok"] >= ok else None
+
+    try:
+        return wait_for("traffic served", served, timeout=120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; traffic: {seen}") from None
 
 
 # --- scenario 13 -------------------------------------------------------------------------------------------
@@ -425,8 +436,11 @@ def test_bad_manifests_are_refused_and_the_running_model_keeps_serving(
                 accepted.append((case, field, fix))
         t0 = time.monotonic()
         for case, field, fix in accepted:
-            cond = wait_for(f"bad-{case} Invalid",
-                            lambda c=case: invalid_condition(kubectl.mdep(f"bad-{c}", namespace)), timeout=60)
+
+            def marked_new(c: str = case) -> dict[str, Any] | None:
+                return invalid_condition(kubectl.mdep(f"bad-{c}", namespace))
+
+            cond = wait_for(f"bad-{case} Invalid", marked_new, timeout=60)
             assert field in cond["message"] and fix in cond["message"], f"{case}: {cond['message']}"
             assert children(kubectl, namespace, f"bad-{case}") == {}, f"{case}: an Invalid object got children"
         figures["new_objects"] = {"rejected": rejected, "invalid": len(accepted),
@@ -502,9 +516,10 @@ class DanglingRouteWatch:
         self._stop = False
 
     def poll(self) -> int:
-        services = {s.metadata.name for s in self.core.list_namespaced_service(self.namespace).items}
-        routes = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
-                                                           "httproutes")["items"]
+        services = {s.metadata.name for s in self.core.list_namespaced_service(self.namespace).items if s.metadata}
+        listed: Any = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
+                                                                "httproutes")
+        routes: list[dict[str, Any]] = listed["items"]
         for route in routes:
             for rule in route["spec"].get("rules") or []:
                 refs = [r["name"] for r in rule.get("backendRefs") or []]
@@ -546,7 +561,7 @@ def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
 
     name = "doomed"
     operator(namespace)
-    steps = [{"weight": 30, "duration": "60s"}, {"weight": 60, "duration": "60s"}]
+    steps: list[dict[str, Any]] = [{"weight": 30, "duration": "60s"}, {"weight": 60, "duration": "60s"}]
     gitops_apply(kubectl, model_deployment(name, namespace, "1", steps=steps, progress_deadline="120s"))
     wait_for("v1 Healthy", lambda: kubectl.status(name, namespace).get("phase") == "Healthy", timeout=120)
     gen = traffic(namespace, name, rps=20)

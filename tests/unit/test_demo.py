@@ -1,0 +1,52 @@
+"""`make demo` without a cluster: its manifests are valid and its live table shows what drove each decision."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from modelship.domain.validation import check_manifest
+
+from e2e import demo
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@pytest.mark.parametrize("version", ["1", "2", "91"])
+def test_demo_manifests_are_valid(version: str) -> None:
+    doc = demo.manifest(version, existing=False)
+    assert check_manifest(doc) == []
+    assert doc["metadata"] == {"name": "fraud-scorer", "namespace": "demo",
+                               "labels": {"app.kubernetes.io/part-of": "modelship-demo"}}
+    assert doc["spec"]["rollout"]["shadow"]["mirrorPercent"] == 100
+    assert [s["weight"] for s in doc["spec"]["rollout"]["canary"]["steps"]] == [20, 50]
+
+
+def test_existing_cluster_manifest_uses_the_users_repository_and_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSHIP_DEMO_REPOSITORY", "s3://bucket/models")
+    doc = demo.manifest("2", existing=True)
+    assert doc["spec"]["model"]["repository"] == "s3://bucket/models"
+    assert doc["spec"]["serving"]["resources"]["gpus"] == 0
+    assert check_manifest(doc) == []
+
+
+def test_render_shows_weights_and_each_slo_against_its_bound() -> None:
+    obj = demo.manifest("91", existing=False)
+    obj["status"] = {
+        "phase": "Progressing", "stage": "Canary", "step": 1, "canaryWeight": 50, "mirrorPercent": 0,
+        "stableRevision": {"version": "2", "hash": "abc"}, "message": "step 2/2: 50% for 8s",
+        "lastAnalysis": {"time": "2026-01-01T10:00:04Z", "verdict": "Fail", "requests": 48, "metrics": [
+            {"name": "errorRate", "value": 0.0, "max": 0.02, "verdict": "Pass"},
+            {"name": "latencyP99Ms", "value": 312.5, "stableValue": 8.1, "max": 250, "maxRatioToStable": 3,
+             "verdict": "Fail"},
+        ]},
+    }
+    lines = [ANSI.sub("", line) for line in demo.render(obj, {"fraud-scorer-canary": {"ok": 60, "error": 0,
+                                                                                        "failed": 2}})]
+    assert lines[1].split() == ["fraud-scorer", "fraud_scorer", "91", "2", "Canary", "2/2", "50%", "0%",
+                                "Progressing"]
+    text = "\n".join(lines)
+    assert "last analysis 10:00:04: Fail (48 canary requests in the window)" in text
+    assert re.search(r"latencyP99Ms\s+312.5\s+<= 250, <= 3x stable\s+Fail\s+stable 8.1", text)
+    assert re.search(r"errorRate\s+0\s+<= 0.02\s+Pass", text)
+    assert "fraud-scorer-canary 60 ok 2 failed" in text
