@@ -102,11 +102,12 @@ def varied_spec(i: int, version: str, rng: random.Random) -> dict[str, Any]:
     if i % 5 == 0:
         slo["custom"] = [{"name": "confidence", "min": 0.5,
                           "query": 'avg(model_confidence{namespace="{{namespace}}",revision="{{revision}}"})'}]
-    traffic: dict[str, Any] = {
+    routes: dict[str, dict[str, Any]] = {
         "gatewayAPI": {"gatewayAPI": {"parentRefs": [{"name": "inference-gw"}]}},
         "istio": {"istio": {"hosts": [f"m{i}.bench.svc.cluster.local"]}},
         "none": {"none": {}},
-    }[router]
+    }
+    traffic = routes[router]
     return {
         "model": {"name": f"model_{i % 50}", "version": version, "repository": "s3://models/triton"},
         "serving": {"replicas": 1 + i % 4, "resources": {"gpus": i % 2, "cpu": "1", "memory": "2Gi"}},
