@@ -242,7 +242,8 @@ def test_new_version_mid_canary_supersedes_cleanly(
                  and s.canary_service_revision == v2]
         assert not on_v2, on_v2[:3]
         assert all(s.canary != v2 for s in watch.samples if s.t >= t_sup)
-        assert deployments(kubectl, ns) == {v3: 1}, deployments(kubectl, ns)
+        wait_for("only v3's Deployment left (v1 retired after scaleDownDelay)",
+                 lambda: deployments(kubectl, ns) == {v3: 1}, timeout=30)
         assert v1 != v3
         positions = [p for p in watch.positions() if p[0] == v3]
         assert_monotone_path(positions, steps=len(steps))
