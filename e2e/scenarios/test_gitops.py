@@ -221,11 +221,12 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
     # Argo CD health on the real objects captured above
     mapped: dict[str, set[str]] = {}
     for (phase, _stage, _step, awaiting), obj in rec.seen.items():
-        label = "AwaitingApproval" if awaiting and phase == "Progressing" else str(phase)
+        label = "AwaitingApproval" if awaiting else str(phase)  # phase None: no status written yet
         mapped.setdefault(label, set()).add(argocd_health(obj)["status"])
     print(f"[scenario-12 argocd health] {mapped}")
     expected = {"Progressing": {"Progressing"}, "AwaitingApproval": {"Suspended"}, "Healthy": {"Healthy"},
                 "RolledBack": {"Degraded"}}
+    assert mapped.get("None", {"Progressing"}) == {"Progressing"}, mapped
     for label, health in expected.items():
         assert label in mapped, f"no real {label} object was captured: {sorted(mapped)}"
         assert mapped[label] == health, f"{label} objects mapped to {mapped[label]}, expected {health}"
