@@ -10,11 +10,13 @@ and headers are never logged: they may carry credentials.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -29,6 +31,8 @@ FIELD_MANAGER = "modelship"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REPORTING_CONTROLLER = "modelship.dev/operator"
 EVENT_MESSAGE_LIMIT = 1024
+API_CONCURRENCY = 32
+"""Concurrent API requests (threads and pooled HTTP connections) one operator process makes."""
 
 Obj = dict[str, Any]
 Query = list[tuple[str, str]]
@@ -73,6 +77,7 @@ class ApiClientTransport:
         client: Any = importlib.import_module("kubernetes.client")
         config: Any = importlib.import_module("kubernetes.config")
         configuration = client.Configuration()
+        configuration.connection_pool_maxsize = API_CONCURRENCY
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)
         else:
@@ -132,11 +137,15 @@ def label_selector(labels: Mapping[str, str]) -> str:
 class Kube:
     """Async verbs over a Transport. Writes are server-side applies owned by field manager `modelship`."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, max_concurrency: int = API_CONCURRENCY) -> None:
         self._t = transport
+        # Own pool, sized to the HTTP connection pool: asyncio's default pool (cpu+4 threads) made every
+        # reconcile of a 1,000-object backlog queue behind a handful of blocking API calls.
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="kube-api")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._t.request, method, path, **kwargs)
+        call = functools.partial(self._t.request, method, path, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
         """Server-side apply with force: the desired state wins over hand edits of the fields we own."""

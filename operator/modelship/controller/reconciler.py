@@ -110,7 +110,7 @@ class Reconciler:
         observations = await self._observe(owner, body, spec, status)
         decision = decide(spec, status, observations, now)
         await self._execute(owner, spec, decision.actions)
-        if status.observed_generation != owner.generation:
+        if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
         return self._result(owner, raw_status, decision.status, self._requeue(decision))
 
