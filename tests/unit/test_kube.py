@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,6 +16,8 @@ from modelship.adapters import kube as kube_mod
 from modelship.adapters import objects
 from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
 from modelship.domain.actions import EventType, Role
+from modelship.domain.revision import revision_hash
+from modelship.domain.status import Revision
 
 
 async def test_apply_is_forced_server_side_apply_by_modelship() -> None:
@@ -97,6 +100,30 @@ async def test_ready_pod_ips_are_only_ready_pods_of_that_revision() -> None:
     assert await KubeCluster(kube, instance="test").ready_pod_ips(OWNER, CANARY.hash) == ["10.0.0.2"]
     (label_selector,) = dict(t.calls[0].query).values()
     assert f"modelship.dev/revision={CANARY.hash}" in label_selector
+
+
+async def test_a_revision_the_spec_no_longer_describes_keeps_its_pod_template() -> None:
+    """Rolling out a new repository must not roll the stable pods onto it: only replicas change for them."""
+    kube, t = fake_kube()
+    cluster = KubeCluster(kube, instance="test")
+    old_spec = make_spec(model={"name": "fraud_scorer", "version": "6", "repository": "s3://models/triton"})
+    stable = Revision(version="6", hash=revision_hash(old_spec))
+    await cluster.apply_revision(OWNER, old_spec, stable, Role.STABLE, 2)
+    path = f"/apis/apps/v1/namespaces/ml/deployments/fraud-scorer-{stable.hash}"
+    created = copy.deepcopy(t.objects[path]["spec"]["template"])
+    t.objects[path]["spec"]["template"]["metadata"]["creationTimestamp"] = None  # as the API server returns it
+    new_spec = make_spec(model={"name": "fraud_scorer", "version": "7", "repository": "s3://models/renamed"})
+    await cluster.apply_revision(OWNER, new_spec, stable, Role.STABLE, 3)
+    applied = t.objects[path]
+    assert applied["spec"]["replicas"] == 3
+    assert applied["spec"]["template"] == created
+    assert "--model-repository=s3://models/triton" in applied["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The revision the spec asks for is rendered from the spec.
+    canary = Revision(version="7", hash=revision_hash(new_spec))
+    await cluster.apply_revision(OWNER, new_spec, canary, Role.CANARY, 1)
+    args = t.objects[f"/apis/apps/v1/namespaces/ml/deployments/fraud-scorer-{canary.hash}"]["spec"]["template"][
+        "spec"]["containers"][0]["args"]
+    assert "--model-repository=s3://models/renamed" in args
 
 
 async def test_apply_and_delete_revision() -> None:

@@ -25,6 +25,7 @@ from modelship.adapters.owner import OwnerLike
 from modelship.domain.actions import EventType, Role
 from modelship.domain.api import API_VERSION, KIND, ModelDeploymentSpec
 from modelship.domain.observations import RevisionState
+from modelship.domain.revision import revision_hash
 from modelship.domain.status import Revision
 
 FIELD_MANAGER = "modelship"
@@ -297,7 +298,26 @@ class KubeCluster:
     async def apply_revision(
         self, owner: OwnerLike, spec: ModelDeploymentSpec, revision: Revision, role: Role, replicas: int
     ) -> None:
-        await self.kube.apply(objects.deployment(owner, spec, revision, role, replicas))
+        """Apply a revision's Deployment at `replicas`.
+
+        The spec describes only the revision it asks for. Any other revision (the stable one while a new version
+        rolls out or after a rollback, a retired one) keeps the pod template it was created with: only replicas
+        and labels change. Rendering it from the current spec would roll the stable pods onto the new model
+        repository, image or env -- the very change the rollout is judging. Only when that Deployment is gone
+        (deleted by hand) is it rebuilt from the current spec, pinned to its model version.
+        """
+        desired = objects.deployment(owner, spec, revision, role, replicas)
+        if revision.hash != revision_hash(spec):
+            name = desired["metadata"]["name"]
+            found = await self.kube.get("apps/v1", "Deployment", owner.namespace, name)
+            template = ((found or {}).get("spec") or {}).get("template")
+            if template:
+                template = dict(template)
+                template["metadata"] = {
+                    k: v for k, v in (template.get("metadata") or {}).items() if k != "creationTimestamp"
+                }
+                desired["spec"]["template"] = template
+        await self.kube.apply(desired)
 
     async def delete_revision(self, owner: OwnerLike, revision_hash: str) -> None:
         name = objects.deployment_name(owner.name, revision_hash)
