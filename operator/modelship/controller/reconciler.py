@@ -25,7 +25,7 @@ from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
 from modelship.domain.invalid import mark_invalid
-from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, ValidationReport
+from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import ModelDeploymentStatus, Phase
 from modelship.domain.validation import parse_spec, semantic_problems
 
@@ -50,6 +50,19 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
         generation=int(meta.get("generation") or 0),
         resource_version=meta.get("resourceVersion"),
     )
+
+
+def route_was_edited(route: RouteState, action: SetTraffic, before: ModelDeploymentStatus) -> bool:
+    """A route that differs from what the previous decision wrote (someone changed it): worth a RouteRestored.
+
+    A route that differs only because this decision moves traffic (next step, shadow, promotion, rollback)
+    still holds the previous weights: that is the rollout, not drift, and says nothing.
+    """
+    if route.in_sync or not route.exists:
+        return False
+    previous = (before.canary_weight, before.mirror_percent)
+    moving = (action.canary_weight, action.mirror_percent) != previous
+    return not moving or (route.canary_weight, route.mirror_percent) != previous
 
 
 class Reconciler:
@@ -109,7 +122,7 @@ class Reconciler:
         spec = parsed
         observations = await self._observe(owner, body, spec, status)
         decision = decide(spec, status, observations, now)
-        await self._execute(owner, spec, decision.actions)
+        await self._execute(owner, spec, decision.actions, status)
         if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
         return self._result(owner, raw_status, decision.status, self._requeue(decision))
@@ -149,7 +162,9 @@ class Reconciler:
             stable_ip = stable_ips[0] if stable_ips else None
         return await self.checker.validate(spec, canary_ips, stable_ip)
 
-    async def _execute(self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action]) -> None:
+    async def _execute(
+        self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action], before: ModelDeploymentStatus
+    ) -> None:
         """Apply in the engine's order; Events go last so a failed apply never reports what did not happen."""
         events: list[EmitEvent] = []
         for action in actions:
@@ -157,7 +172,7 @@ class Reconciler:
                 await self.cluster.apply_revision(owner, spec, action.revision, action.role, action.replicas)
             elif isinstance(action, SetTraffic):
                 route = await self.routers(spec).apply(owner, spec, action)
-                if not route.in_sync and route.exists:
+                if route_was_edited(route, action, before):
                     events.append(
                         EmitEvent(EventType.WARNING, "RouteRestored", "route differed from the rollout state "
                                   f"and was restored to canary weight {action.canary_weight}%")
