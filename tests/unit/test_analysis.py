@@ -95,6 +95,17 @@ def test_given_too_few_requests_when_all_metrics_pass_then_inconclusive() -> Non
         Verdict.INCONCLUSIVE)
 
 
+def test_given_a_counted_trickle_when_a_rate_is_empty_then_inconclusive_not_no_data() -> None:
+    """0 canary requests in the window leave the error ratio empty: that is too little traffic (minRequests)."""
+    empty = {"errorRate": MetricValue(None)}
+    record = run({"errorRate": {"max": 0.01}}, empty, requests=0)
+    assert record.verdict == Verdict.INCONCLUSIVE and "fewer than minRequests 10" in record.message
+    assert by_name(record, "errorRate") == Verdict.NO_DATA
+    assert run({"errorRate": {"max": 0.01}}, empty, requests=None).verdict == Verdict.NO_DATA
+    assert run({"errorRate": {"max": 0.01}}, empty, requests=500).verdict == Verdict.NO_DATA
+    assert run({"errorRate": {"max": 0.01}}, empty, requests=0, min_requests=0).verdict == Verdict.NO_DATA
+
+
 def test_given_too_few_requests_when_a_metric_fails_then_fail_wins() -> None:
     record = run({"errorRate": {"max": 0.01}}, {"errorRate": MetricValue(0.5)}, requests=3)
     assert record.verdict == Verdict.FAIL

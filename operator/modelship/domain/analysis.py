@@ -1,7 +1,9 @@
 """SLO assessment: turn one metrics snapshot into per-metric verdicts and one overall verdict.
 
 Missing evidence is never a pass: an unreachable provider is Error, an empty result is NoData and a window
-with fewer canary requests than `analysis.minRequests` is Inconclusive.
+with fewer canary requests than `analysis.minRequests` is Inconclusive. A window whose request count is known
+and below minRequests is Inconclusive even when a rate or quantile came back empty (0 requests give no error
+ratio): too little traffic is not missing metrics, so `onNoData: Fail` does not roll back a quiet canary.
 
 Rules worth knowing:
 - With no SLO configured at all, `DEFAULT_SLO` (errorRate max 0.01) applies, so a rollout is never judged
@@ -114,12 +116,16 @@ def _overall(
         return Verdict.ERROR, f"metrics provider unavailable: {snapshot.error or 'unreachable'}"
     if Verdict.ERROR in verdicts:
         return Verdict.ERROR, "; ".join(m.message for m in metrics if m.verdict == Verdict.ERROR)
+    requests = snapshot.canary_requests
+    seen = "unknown" if requests is None else _fmt(requests)
+    too_few = f"{seen} canary requests, fewer than minRequests {min_requests}"
+    if min_requests > 0 and requests is not None and requests < min_requests:
+        # A counted trickle (often 0) leaves rates and quantiles empty: that is too little traffic, not missing data.
+        return Verdict.INCONCLUSIVE, too_few
     if Verdict.NO_DATA in verdicts:
         return Verdict.NO_DATA, "; ".join(m.message for m in metrics if m.verdict == Verdict.NO_DATA)
-    requests = snapshot.canary_requests
-    if min_requests > 0 and (requests is None or requests < min_requests):
-        seen = "unknown" if requests is None else _fmt(requests)
-        return Verdict.INCONCLUSIVE, f"{seen} canary requests, fewer than minRequests {min_requests}"
+    if min_requests > 0 and requests is None:
+        return Verdict.INCONCLUSIVE, too_few
     return Verdict.PASS, f"{len(metrics)} SLOs met" + (f" over {_fmt(requests)} requests" if requests else "")
 
 
