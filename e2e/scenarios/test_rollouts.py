@@ -54,6 +54,7 @@ class Sample:
     canary: str | None
     route_canary: int | None  # percent of backendRef weight on the canary Service; None: no route
     route_mirror: int  # RequestMirror percent on the route (0: none)
+    check: tuple[str, str] | None = None  # (time, verdict) of status.lastAnalysis
 
     def key(self) -> tuple[Any, ...]:
         return (self.phase, self.stage, self.step, self.weight, self.mirror, self.stable, self.route_canary,
@@ -127,7 +128,8 @@ class Observer:
             rc, rm = route_split(route)
             s = Sample(t, st.get("phase"), st.get("stage"), st.get("step"), int(st.get("canaryWeight") or 0),
                        int(st.get("mirrorPercent") or 0), (st.get("stableRevision") or {}).get("version"),
-                       (st.get("canaryRevision") or {}).get("version"), rc, rm)
+                       (st.get("canaryRevision") or {}).get("version"), rc, rm,
+                       (la["time"], la["verdict"]) if (la := st.get("lastAnalysis")) else None)
             changed = not self.samples or self.samples[-1].key()[:5] != s.key()[:5]
             self.samples.append(s)
             if changed:
@@ -150,6 +152,10 @@ class Observer:
             if not out or out[-1] != k:
                 out.append(k)
         return out
+
+    def checks(self) -> dict[str, str]:
+        """Every SLO check seen in status: time -> verdict."""
+        return {s.check[0]: s.check[1] for s in list(self.samples) if s.check}
 
     def max_route_canary(self, since: float = 0.0) -> int:
         return max((s.route_canary or 0 for s in list(self.samples) if s.t >= since), default=0)
@@ -636,11 +642,14 @@ def test_too_little_traffic_is_inconclusive_and_rolls_back_at_deadline(
         rb = next(h for h in reversed(st["history"]) if h["event"] == "RolledBack")
         assert "progressDeadline" in rb["reason"] and "minRequests" in rb["reason"], rb["reason"]
         assert st["lastAnalysis"]["verdict"] == "Inconclusive"
+        verdicts = obs.checks()
+        assert len(verdicts) >= 3 and set(verdicts.values()) == {"Inconclusive"}, verdicts
         held_s = back.t - step.t
         assert deadline_s - 1 <= held_s <= deadline_s + 8, held_s
 
         fig["inconclusive_message"] = inconclusive["message"]
         fig["canary_requests_in_window"] = inconclusive.get("requests")
+        fig["checks_seen"] = len(verdicts)
         fig["step_start_to_rollback_s"] = round(held_s, 2)
         fig["progress_deadline_s"] = deadline_s
         fig["reason"] = rb["reason"]
