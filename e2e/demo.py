@@ -251,6 +251,7 @@ class Live:
         self.tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
         self.shown = 0
         self.last_key: Any = None
+        self.story: Any = None  # (phase, stage, step) last logged, across versions
 
     def show(self, lines: list[str], key: Any) -> None:
         if self.tty:
@@ -304,6 +305,14 @@ class Traffic:
                 out[name] = delta
         return out
 
+    def served(self, timeout: float) -> None:
+        """Wait until Triton answers along the route (kwok marks pods Ready before their server listens)."""
+        deadline = time.monotonic() + timeout
+        while self.gen is not None and time.monotonic() < deadline:
+            if sum(c["ok"] for c in self.totals().values()) >= 20:
+                return
+            time.sleep(0.5)
+
     def stop(self) -> None:
         if self.gen is not None:
             self.gen.stop()
@@ -312,17 +321,17 @@ class Traffic:
 def watch(cluster: Cluster, live: Live, traffic: Traffic, done: Callable[[dict[str, Any]], bool],
           timeout: float) -> dict[str, Any]:
     """Refresh the table until `done(status)`; log every stage or phase change as it happens."""
-    deadline, last_story, obj = time.monotonic() + timeout, None, None
+    deadline, obj = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         obj = cluster.mdep()
         if obj is not None:
             st = obj.get("status") or {}
             story = (st.get("phase"), st.get("stage"), st.get("step"))
-            if story != last_story and st.get("phase"):
+            if story != live.story and st.get("phase"):
                 step = f" step {st['step'] + 1}" if st.get("stage") == "Canary" and st.get("step") is not None else ""
                 live.log(f"phase {st.get('phase')}, stage {st.get('stage')}{step}: weight {st.get('canaryWeight', 0)}%,"
                          f" mirror {st.get('mirrorPercent', 0)}%")
-                last_story = story
+                live.story = story
             key = (story, (st.get("lastAnalysis") or {}).get("time"), st.get("canaryWeight"))
             live.show(render(obj, traffic.recent()), key)
             if done(st) and obj["metadata"].get("generation") == st.get("observedGeneration"):
@@ -376,6 +385,7 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
         traffic_obj = Traffic(cluster)
         traffic = traffic_obj
         watch(cluster, live, traffic_obj, lambda s: s.get("phase") == "Healthy", timeout=120)
+        traffic_obj.served(timeout=60)
         say(f"{GREEN}v1 is serving{RESET}\n")
 
         t = time.monotonic()
@@ -400,8 +410,8 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
                           - before.get(k, {}).get("failed", 0) for k, c in after.items() if not k.startswith("mirror:"))
         if traffic_obj.gen is not None:
             print(f"  user requests that failed while v91 was rolled out and back: {live_failed}")
-        events = cluster.run("get", "events", "-n", NAMESPACE, "--field-selector",
-                             f"involvedObject.name={NAME},type=Warning", "-o",
+        events = cluster.run("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", "--field-selector",
+                             f"involvedObject.uid={obj['metadata']['uid']},type=Warning", "-o",
                              "custom-columns=REASON:.reason,MESSAGE:.message", check=False)
         if events.strip():
             print("  Warning events:\n" + "\n".join("    " + line[:200] for line in events.strip().splitlines()))
