@@ -252,6 +252,7 @@ class Live:
         self.shown = 0
         self.last_key: Any = None
         self.story: Any = None  # (phase, stage, step) last logged, across versions
+        self.stages: list[str] = []  # every stage logged, in order
 
     def show(self, lines: list[str], key: Any) -> None:
         if self.tty:
@@ -332,6 +333,7 @@ def watch(cluster: Cluster, live: Live, traffic: Traffic, done: Callable[[dict[s
                 live.log(f"phase {st.get('phase')}, stage {st.get('stage')}{step}: weight {st.get('canaryWeight', 0)}%,"
                          f" mirror {st.get('mirrorPercent', 0)}%")
                 live.story = story
+                live.stages.append(str(st.get("stage")))
             key = (story, (st.get("lastAnalysis") or {}).get("time"), st.get("canaryWeight"))
             live.show(render(obj, traffic.recent()), key)
             if done(st) and obj["metadata"].get("generation") == st.get("observedGeneration"):
@@ -397,10 +399,13 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
         t = time.monotonic()
         before = traffic_obj.totals()
         apply_version(cluster, "91", "a faulty version: Triton answers 300 ms slower")
+        caught_from = len(live.stages)
         obj = watch(cluster, live, traffic_obj, lambda s: s.get("phase") == "RolledBack", timeout=180)
         st = obj["status"]
+        judged = [s for s in live.stages[caught_from:] if s in ("Shadow", "Canary")]
         degraded: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "Degraded"), {})
-        say(f"{RED}v91 rolled back automatically after {time.monotonic() - t:.0f}s{RESET}: "
+        where = f" in the {judged[-1]} stage" if judged else ""
+        say(f"{RED}v91 rolled back automatically after {time.monotonic() - t:.0f}s{RESET}{where}: "
             f"{degraded.get('reason', '')}")
         print(f"  reason: {degraded.get('message') or st.get('message')}")
         print(f"  spec still says version {obj['spec']['model']['version']} (GitOps owns spec); "
