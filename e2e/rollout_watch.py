@@ -39,6 +39,8 @@ class Sample:
     """Revision the `<name>-canary` Service selects (None: no such Service)."""
     replicas: dict[str, int] = field(default_factory=dict)
     """spec.replicas of each owned Deployment, by revision hash."""
+    failed: dict[str, int] = field(default_factory=dict)
+    """Transport failures so far per traffic backend (when the watcher follows a traffic generator)."""
 
     @property
     def position(self) -> tuple[Any, ...]:
@@ -94,8 +96,10 @@ def sample(kubectl: Kubectl, namespace: str, name: str, t0: float = 0.0) -> Samp
 class RolloutWatcher:
     """Samples a ModelDeployment in a background thread until stopped; `positions()` is the deduplicated path."""
 
-    def __init__(self, kubectl: Kubectl, namespace: str, name: str, period: float = 0.3) -> None:
+    def __init__(self, kubectl: Kubectl, namespace: str, name: str, period: float = 0.3,
+                 traffic: Any = None) -> None:
         self.kubectl, self.namespace, self.name, self.period = kubectl, namespace, name, period
+        self.traffic = traffic
         self.samples: list[Sample] = []
         self.t0 = time.monotonic()
         self._stop = threading.Event()
@@ -123,6 +127,9 @@ class RolloutWatcher:
         while not self._stop.is_set():
             s = sample(self.kubectl, self.namespace, self.name, self.t0)
             if s is not None:
+                if self.traffic is not None:
+                    backends = self.traffic.summary()["backends"]
+                    s.failed.update({k: int(v.get("failed", 0)) for k, v in backends.items() if v.get("failed")})
                 self.samples.append(s)
             self._stop.wait(self.period)
 
@@ -135,6 +142,16 @@ class RolloutWatcher:
         for s in self.samples:
             if not out or out[-1] != s.position:
                 out.append(s.position)
+        return out
+
+    def failures(self) -> list[tuple[float, tuple[Any, ...], dict[str, int]]]:
+        """(time, position, failures so far) whenever the transport failure count grew."""
+        out, last = [], 0
+        for s in self.samples:
+            total = sum(s.failed.values())
+            if total > last:
+                out.append((round(s.t, 1), s.position, dict(s.failed)))
+                last = total
         return out
 
     def first(self, pred: Any, after: float = 0.0) -> Sample | None:
@@ -164,3 +181,30 @@ def assert_monotone_path(positions: list[tuple[Any, ...]], steps: int) -> None:
             if stage == "Promoting" and pstage == "Canary":
                 assert pstep == steps - 1, f"promoted from step {pstep} of {steps}: {positions}"
         prev = pos
+
+
+def triton_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60.0) -> list[str]:
+    """Wait until every Running pod of `name` answers /v2/health/ready, and return their IPs.
+
+    kwok marks pods Ready at once (no kubelet runs readiness probes), so a first revision is Healthy before its
+    Triton listens; scenarios start live traffic only after this, as a real readiness probe would ensure."""
+    import urllib.request  # noqa: PLC0415
+
+    from e2e.harness import wait_for  # noqa: PLC0415
+
+    def probe() -> list[str] | None:
+        out = kubectl.run("get", "pods", "-n", namespace, "-l", f"modelship.dev/deployment={name}", "-o", "json")
+        ips = [p["status"].get("podIP") for p in json.loads(out.stdout)["items"]
+               if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        if not ips or None in ips:
+            return None
+        for ip in ips:
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8000/v2/health/ready", timeout=2) as resp:
+                    if resp.status != 200:
+                        return None
+            except OSError:
+                return None
+        return [str(ip) for ip in ips]
+
+    return wait_for(f"Triton ready on every pod of {namespace}/{name}", probe, timeout=timeout)

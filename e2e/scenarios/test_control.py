@@ -23,7 +23,7 @@ import pytest
 from e2e.conftest import OperatorFactory, printed_figures
 from e2e.harness import Kubectl, wait_for
 from e2e.manifests import model_deployment
-from e2e.rollout_watch import RolloutWatcher, assert_monotone_path
+from e2e.rollout_watch import RolloutWatcher, assert_monotone_path, triton_ready
 from e2e.stack import REPO, StackContext
 from e2e.stack.traffic import TrafficGenerator
 
@@ -108,6 +108,7 @@ def test_approval_gate_promote_then_abort_and_retry(
         fig["identity"] = me
         kubectl.apply(model_deployment(NAME, ns, "1", steps=STEPS))
         healthy(kubectl, ns, "1")
+        triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
 
         def at_gate(version: str) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def test_approval_gate_promote_then_abort_and_retry(
                 s.get("awaitingApproval")) and (s.get("canaryRevision") or {}).get("version") == version,
                 timeout=60)
 
-        with RolloutWatcher(kubectl, ns, NAME) as watch:
+        with RolloutWatcher(kubectl, ns, NAME, traffic=gen) as watch:
             # When: v2 reaches the gate.
             kubectl.apply(model_deployment(NAME, ns, "2", steps=STEPS))
             t_apply = watch.now()
@@ -145,8 +146,9 @@ def test_approval_gate_promote_then_abort_and_retry(
         assert len(approved) == 1 and approved[0]["by"] == me, approved
         assert_monotone_path(watch.positions(), steps=len(STEPS))
 
+        fig["failures_first_rollout"] = watch.failures()
         # Second rollout: aborted at the gate.
-        with RolloutWatcher(kubectl, ns, NAME) as watch:
+        with RolloutWatcher(kubectl, ns, NAME, traffic=gen) as watch:
             kubectl.apply(model_deployment(NAME, ns, "3", steps=STEPS))
             v3 = at_gate("3")["canaryRevision"]["hash"]
             t = watch.now()
@@ -154,8 +156,8 @@ def test_approval_gate_promote_then_abort_and_retry(
             assert out.returncode == 0, out.stdout + out.stderr
             rolled = status_when(kubectl, ns, "RolledBack after abort", lambda s: s.get("phase") == "RolledBack")
             fig["abort_to_rolled_back_s"] = round(watch.now() - t, 1)
-            back = watch.first(lambda s: s.t >= t and (s.route_canary_weight or 0) == 0)
-            assert back is not None
+            back = wait_for("route back to 100% stable", lambda: watch.first(
+                lambda s: s.t >= t and (s.route_canary_weight or 0) == 0), timeout=10)
             fig["abort_to_route_100pct_stable_s"] = round(back.t - t, 1)
             assert rolled["stableRevision"]["version"] == "2" and rolled["canaryWeight"] == 0
             assert condition(rolled, "Degraded").get("reason") == "Aborted", rolled["conditions"]
@@ -178,6 +180,7 @@ def test_approval_gate_promote_then_abort_and_retry(
             assert out.returncode == 0, out.stdout + out.stderr
             final = healthy(kubectl, ns, "3", timeout=60)
             fig["retry_to_promoted_s"] = round(watch.now() - t, 1)
+        fig["failures_second_rollout"] = watch.failures()
         events = [(h["event"], h["version"], h["by"]) for h in final["history"]]
         fig["history"] = events
         assert ("Retried", "3", me) in events and ("Promoted", "3", "modelship") in events
@@ -185,7 +188,8 @@ def test_approval_gate_promote_then_abort_and_retry(
         assert final["phase"] == "Healthy" and condition(final, "Degraded").get("status") == "False"
         summary = gen.summary()["backends"]
         fig["traffic"] = {k: {f: v.get(f, 0) for f in ("sent", "ok", "error", "failed")} for k, v in summary.items()}
-        assert all(v.get("failed", 0) == 0 for v in summary.values()), summary
+        assert all(v.get("failed", 0) == 0 for v in summary.values()), (
+            summary, fig["failures_first_rollout"], fig["failures_second_rollout"])
 
 
 # --- 11. a new version mid-canary ----------------------------------------------------------------------------
@@ -204,6 +208,7 @@ def test_new_version_mid_canary_supersedes_cleanly(
     with printed_figures("11 new version mid-canary") as fig:
         kubectl.apply(model_deployment(NAME, ns, "1", steps=steps))
         v1 = healthy(kubectl, ns, "1")["stableRevision"]["hash"]
+        triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
         with RolloutWatcher(kubectl, ns, NAME, period=0.25) as watch:
             kubectl.apply(model_deployment(NAME, ns, "2", steps=steps))

@@ -24,7 +24,7 @@ import pytest
 from e2e.conftest import GpuPool, OperatorFactory, printed_figures
 from e2e.harness import Kubectl, wait_for
 from e2e.manifests import model_deployment
-from e2e.rollout_watch import RolloutWatcher, assert_monotone_path
+from e2e.rollout_watch import RolloutWatcher, assert_monotone_path, triton_ready
 from e2e.stack import REPO, StackContext, dataplane
 from e2e.stack.traffic import TrafficGenerator
 
@@ -122,6 +122,7 @@ def test_unschedulable_canary_with_gpu_surge_allow_rolls_back_at_deadline(
         kw: dict[str, Any] = {"replicas": 4, "gpus": 2, "gpu_surge": "Allow", "progress_deadline": "30s"}
         kubectl.apply(with_serving(model_deployment(NAME, ns, "1", **kw), **pool.placement))
         healthy(kubectl, ns, "1")
+        triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
         # When: v2 is applied.
         with RolloutWatcher(kubectl, ns, NAME) as watch:
@@ -182,6 +183,7 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
                               "progress_deadline": "45s", "steps": [{"weight": 50, "duration": "8s"}]}
         kubectl.apply(with_serving(model_deployment(NAME, ns, "1", **kw), **pool.placement))
         v1 = healthy(kubectl, ns, "1")["stableRevision"]["hash"]
+        triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
         with RolloutWatcher(kubectl, ns, NAME) as watch:
             kubectl.apply(with_serving(model_deployment(NAME, ns, "2", **kw), **pool.placement))
@@ -230,6 +232,7 @@ def _prometheus_scenario(kubectl: Kubectl, ns: str, stack: StackContext, traffic
     kw: dict[str, Any] = {"progress_deadline": deadline,
                           "steps": [{"weight": 20, "duration": "8s"}, {"weight": 50, "duration": "8s"}]}
     deploy_v1(kubectl, ns, **kw)
+    triton_ready(kubectl, ns, NAME)
     gen = traffic(ns, NAME)
     prom = dataplane.prometheus(stack.stack_dir)
     with RolloutWatcher(kubectl, ns, NAME) as watch:
@@ -324,6 +327,7 @@ def test_operator_killed_at_every_stage_resumes_without_double_advance(
                           "progress_deadline": "60s"}
     with printed_figures("9 operator killed at every stage") as fig:
         deploy_v1(kubectl, ns, **kw)
+        triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
         kills: list[dict[str, Any]] = []
         histories: list[list[tuple[str, str]]] = []
