@@ -440,17 +440,20 @@ def explore(cluster: Cluster, keep_operator: bool, pid: int) -> str:
     stop = (f"the operator keeps running (pid {pid}, log {_rel(OPERATOR_LOG)}): stop it with "
             "`python -m e2e.demo --stop-operator`") if keep_operator else (
         "the operator and traffic were stopped; `python -m e2e.demo --keep-operator` leaves the operator running")
-    stack = "" if cluster.existing else "\n  make cluster-down                       # stop the local stack when done"
-    return f"""
-{BOLD}Explore:{RESET}
-  {env}
-  kubectl get mdep -n {NAMESPACE}
-  kubectl describe mdep {NAME} -n {NAMESPACE}        # Events carry the metric values behind each decision
-  kubectl modelship status {NAME} -n {NAMESPACE}
-  kubectl modelship history {NAME} -n {NAMESPACE}
-  kubectl get httproute,deploy,svc,pods -n {NAMESPACE} -l modelship.dev/deployment={NAME}
-  ls {_rel(MANIFEST_DIR)}/                            # the three manifests applied{stack}
-{DIM}{stop}{RESET}"""
+    lines = [
+        (env, ""),
+        (f"kubectl get mdep -n {NAMESPACE}", ""),
+        (f"kubectl describe mdep {NAME} -n {NAMESPACE}", "Events carry the metric values behind each decision"),
+        (f"kubectl modelship status {NAME} -n {NAMESPACE}", ""),
+        (f"kubectl modelship history {NAME} -n {NAMESPACE}", "every rollout, step, check and rollback"),
+        (f"kubectl get httproute,deploy,svc,pods -n {NAMESPACE} -l modelship.dev/deployment={NAME}", ""),
+        (f"ls {_rel(MANIFEST_DIR)}/", "the three manifests applied"),
+    ]
+    if not cluster.existing:
+        lines.append(("make cluster-down", "stop the local stack when done"))
+    width = max(len(cmd) for cmd, why in lines if why) + 2
+    body = "\n".join(f"  {cmd:{width}}# {why}" if why else f"  {cmd}" for cmd, why in lines)
+    return f"\n{BOLD}Explore:{RESET}\n{body}\n{DIM}{stop}{RESET}"
 
 
 def main(argv: list[str] | None = None) -> int:
