@@ -212,6 +212,7 @@ def up(ctx: StackContext) -> None:
     timings["prometheus_start_s"] = round(prom.start(), 3)
 
     if gateway.enabled():
+        gateway.ensure_crds(ctx.api_client())
         gw = gateway.start(d / "traefik", ctx.server, ctx.ca_file, tokens["traefik"], ctx.logs_dir / "traefik.log")
         gateway.ensure_gateway(ctx.api_client(), gw["gateway_port"])
         ctx.state.update(gw)

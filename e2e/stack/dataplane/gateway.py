@@ -10,7 +10,9 @@ single HTTP listener is Traefik's loopback entry point, accepting routes from al
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ def enabled() -> bool:
     return os.environ.get("MODELSHIP_STACK_GATEWAY", "") == "traefik" and binary().exists()
 
 
-def ensure_gateway(api_client: Any, port: int) -> None:
+def ensure_gateway(api_client: Any, port: int, namespace: str = GATEWAY_NAMESPACE, name: str = GATEWAY_NAME) -> None:
     """GatewayClass + Gateway whose listener port is Traefik's entry point port (that is how Traefik maps them)."""
     from kubernetes import client  # noqa: PLC0415
     from kubernetes.client.rest import ApiException  # noqa: PLC0415
@@ -53,7 +55,7 @@ def ensure_gateway(api_client: Any, port: int) -> None:
     core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
     group, version = "gateway.networking.k8s.io", "v1"
     try:
-        core.create_namespace({"metadata": {"name": GATEWAY_NAMESPACE}})
+        core.create_namespace({"metadata": {"name": namespace}})
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -61,11 +63,11 @@ def ensure_gateway(api_client: Any, port: int) -> None:
            "spec": {"controllerName": CONTROLLER}}  # fmt: skip
     gw = {
         "apiVersion": f"{group}/{version}", "kind": "Gateway",
-        "metadata": {"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [{
             "name": "web", "protocol": "HTTP", "port": port, "allowedRoutes": {"namespaces": {"from": "All"}}}]},
     }  # fmt: skip
-    for body, plural, ns in ((gwc, "gatewayclasses", None), (gw, "gateways", GATEWAY_NAMESPACE)):
+    for body, plural, ns in ((gwc, "gatewayclasses", None), (gw, "gateways", namespace)):
         name = body["metadata"]["name"]
         if ns is None:
             custom.patch_cluster_custom_object(group, version, plural, name, body, field_manager="modelship-stack",
@@ -76,29 +78,57 @@ def ensure_gateway(api_client: Any, port: int) -> None:
                                                   _content_type="application/apply-patch+yaml", force=True)  # fmt: skip
 
 
+def ensure_crds(api_client: Any) -> None:
+    """Traefik 3.6 watches BackendTLSPolicy (standard channel since Gateway API v1.4); install its CRD if missing."""
+    import yaml  # noqa: PLC0415
+    from kubernetes import client  # noqa: PLC0415
+    from kubernetes.client.rest import ApiException  # noqa: PLC0415
+
+    from e2e.stack import load_versions  # noqa: PLC0415
+
+    version = load_versions()["GATEWAY_API_VERSION"]
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    out = subprocess.run([go, "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{version}"],
+                         capture_output=True, text=True, check=True, cwd="/")  # fmt: skip
+    standard = Path(json.loads(out.stdout)["Dir"]) / "config" / "crd" / "standard"
+    crd_file = standard / "gateway.networking.k8s.io_backendtlspolicies.yaml"
+    ext = client.ApiextensionsV1Api(api_client)
+    try:
+        ext.create_custom_resource_definition(yaml.safe_load(crd_file.read_text()))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition("backendtlspolicies.gateway.networking.k8s.io")
+        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("BackendTLSPolicy CRD not established")
+
+
 def start(workdir: Path, server: str, ca_file: Path, token_file: Path, log_file: Path) -> dict[str, Any]:
     """Start Traefik detached on a free loopback port; return pid, port and seconds to /ping."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, ping_port = free_port(), free_port()
-    cmd = [
-        str(binary()),
-        f"--entryPoints.web.address=127.0.0.1:{port}",
-        f"--entryPoints.traefik.address=127.0.0.1:{ping_port}",
-        "--ping=true",
-        "--providers.kubernetesgateway=true",
-        f"--providers.kubernetesgateway.endpoint={server}",
-        f"--providers.kubernetesgateway.certauthfilepath={ca_file}",
-        "--providers.kubernetesgateway.throttleduration=1s",
-        "--log.level=INFO",
-        "--global.checknewversion=false",
-        "--global.sendanonymoususage=false",
-    ]
-    # the token goes through the environment, not argv: ps must not show credentials
-    env = dict(os.environ, TRAEFIK_PROVIDERS_KUBERNETESGATEWAY_TOKEN=token_file.read_text().strip())
+    # Traefik reads static config from ONE source (file, flags or env): a 0600 file keeps the token out of ps
+    config = {
+        "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}, "traefik": {"address": f"127.0.0.1:{ping_port}"}},
+        "ping": {},
+        "providers": {"kubernetesGateway": {
+            "endpoint": server, "token": token_file.read_text().strip(), "certAuthFilePath": str(ca_file),
+            "throttleDuration": "1s"}},
+        "log": {"level": "INFO"},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+    }  # fmt: skip
+    config_file = workdir / "traefik.yml"
+    config_file.touch(mode=0o600)
+    config_file.write_text(json.dumps(config))
+    cmd = [str(binary()), f"--configFile={config_file}"]
     t0 = time.monotonic()
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=workdir, start_new_session=True, env=env)  # fmt: skip
+                                cwd=workdir, start_new_session=True)  # fmt: skip
     (workdir / "traefik.pid").write_text(str(proc.pid))
     deadline = t0 + 60
     while time.monotonic() < deadline:
