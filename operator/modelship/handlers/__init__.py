@@ -59,6 +59,10 @@ async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
     await _reconcile(body, patch, memo)
 
 
+# kopf puts its finalizer (modelship.dev/finalizer) on every object because of this timer. Keep it: it is what
+# stops the timer when the object is deleted. Without it kopf keeps ticking on the last body it saw after the
+# object is gone, and those ticks re-apply the deleted object's children (tried and measured in e2e scenario 14).
+# The price: delete ModelDeployments while an operator watches them (or remove the finalizer by hand).
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
 async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile when status says something is due (step end, next SLO check, deadline, scale-down), or when
@@ -77,33 +81,3 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any)
 async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Children go with owner references (garbage collection); only forget the object's metrics."""
     memo.reconciler.forget(body)
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Without a finalizer the object can vanish with no deletion handler run: forget it when it is gone."""
-    if event.get("type") == "DELETED":
-        memo.reconciler.forget(body)
-
-
-def release_timers_from_finalizer(registry: kopf.OperatorRegistry | None = None) -> int:
-    """Stop kopf from putting a finalizer on every ModelDeployment; return how many timers were changed.
-
-    kopf blocks deletion of any object a timer runs on, so it can stop the timer first. Ours only reconciles,
-    and everything the object owns goes with owner references, so the finalizer buys nothing and costs a lot:
-    deleting a ModelDeployment -- or its namespace, or a GitOps prune -- hangs for as long as no operator
-    watches it (uninstalled, scaled to zero, scoped to other namespaces). kopf stops the timer on the
-    DELETED event instead, and removes the finalizer it added earlier from objects it still sees.
-    """
-    import dataclasses  # noqa: PLC0415
-
-    spawning = (registry or kopf.get_default_registry())._spawning
-    changed = 0
-    for i, handler in enumerate(spawning._handlers):
-        if handler.fn is on_tick and handler.requires_finalizer:
-            spawning._handlers[i] = dataclasses.replace(handler, requires_finalizer=False)
-            changed += 1
-    return changed
-
-
-release_timers_from_finalizer()
