@@ -39,6 +39,17 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     ns = kubectl.create_namespace(prefix)
     yield ns
     kubectl.delete_namespace(ns)
+    release_finalizers(kubectl, ns)
+
+
+def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
+    """Let a finished scenario's namespace go: its operator stopped first (fixtures tear down in reverse), so
+    nothing would remove kopf's finalizer from its ModelDeployments and the namespace, with its Triton pods,
+    would stay Terminating for good. Owner references then garbage-collect the rest."""
+    listed = kubectl.run("get", "modeldeployments", "-n", namespace, "-o", "name", check=False)
+    for name in listed.stdout.split():
+        kubectl.run("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                    check=False)
 
 
 class OperatorFactory:
