@@ -24,6 +24,7 @@ import pytest
 from e2e.conftest import GpuPool, OperatorFactory, printed_figures
 from e2e.harness import Kubectl, wait_for
 from e2e.manifests import model_deployment
+from e2e.outage import Link
 from e2e.rollout_watch import RolloutWatcher, assert_monotone_path, triton_ready
 from e2e.stack import REPO, StackContext, dataplane
 from e2e.stack.traffic import TrafficGenerator
@@ -225,22 +226,30 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
 # --- 7. Prometheus down mid-analysis -----------------------------------------------------------------------
 
 
-def _prometheus_scenario(kubectl: Kubectl, ns: str, stack: StackContext, traffic: Callable[..., TrafficGenerator],
-                         deadline: str, outage_s: float | None, fig: dict[str, Any]) -> dict[str, Any]:
+def _prometheus_scenario(kubectl: Kubectl, ns: str, stack: StackContext, operator: OperatorFactory,
+                         traffic: Callable[..., TrafficGenerator], deadline: str, outage_s: float | None,
+                         fig: dict[str, Any]) -> dict[str, Any]:
     """v1 Healthy, traffic on, v2 applied; Prometheus stopped as soon as the canary's first step starts.
-    `outage_s` None: it stays down until the rollout finishes (restarted in any case)."""
+    `outage_s` None: it stays down until the rollout finishes (restarted in any case).
+
+    Prometheus is shared with other scenarios, and `e2e.stack up` (which they run) restarts a stopped one; so
+    this scenario's operator reaches Prometheus through a link the scenario cuts together with stopping
+    Prometheus, and the outage holds for it even if someone restarts Prometheus meanwhile."""
+    prom = dataplane.prometheus(stack.stack_dir)
+    link = Link(prom.url)
+    operator(ns, MODELSHIP_PROMETHEUS_URL=link.url)
     kw: dict[str, Any] = {"progress_deadline": deadline,
                           "steps": [{"weight": 20, "duration": "8s"}, {"weight": 50, "duration": "8s"}]}
     deploy_v1(kubectl, ns, **kw)
     triton_ready(kubectl, ns, NAME)
     gen = traffic(ns, NAME)
-    prom = dataplane.prometheus(stack.stack_dir)
-    with RolloutWatcher(kubectl, ns, NAME) as watch:
+    with RolloutWatcher(kubectl, ns, NAME, traffic=gen) as watch:
         kubectl.apply(model_deployment(NAME, ns, "2", **kw))
         wait_for("canary step 1", lambda: watch.first(lambda s: s.stage == "Canary" and s.step == 0), timeout=40)
         # When: Prometheus goes down at the start of the first canary step.
         try:
             prom.stop()
+            link.cut()
             down_at = watch.now()
             fig["stopped_at_s"] = round(down_at, 1)
             held = status_when(kubectl, ns, "holding for metrics", lambda s: (s.get("lastAnalysis") or {}).get(
@@ -263,7 +272,10 @@ def _prometheus_scenario(kubectl: Kubectl, ns: str, stack: StackContext, traffic
                 assert all(s.stage != "Promoting" and (s.step or 0) == 0 for s in during), watch.positions()
                 return rolled
         finally:
-            prom.start()
+            fig["prometheus_restarted_by_others"] = prom.running()
+            link.restore()
+            if not prom.running():
+                prom.start()
         fig["prometheus_restarted_at_s"] = round(watch.now(), 1)
         # Then: the rollout continues and promotes.
         done = healthy(kubectl, ns, "2", timeout=90)
@@ -272,6 +284,7 @@ def _prometheus_scenario(kubectl: Kubectl, ns: str, stack: StackContext, traffic
     promoted = next(h for h in reversed(done["history"]) if h["event"] == "Promoted")
     assert "Pass" in promoted["reason"] or "pass" in promoted["reason"], promoted
     fig.update(traffic_totals(gen))
+    fig["transport_failures"] = watch.failures()
     return done
 
 
@@ -283,9 +296,8 @@ def test_prometheus_outage_holds_then_rollout_continues_and_promotes(
     when Prometheus stops for ~16 s (two step durations),
     then the step never completes and nothing is promoted, status says it holds because metrics are unavailable;
     when Prometheus is back, analysis passes again and v2 is promoted."""
-    operator(namespace)
     with printed_figures("7a Prometheus outage then recovery") as fig:
-        _prometheus_scenario(kubectl, namespace, stack, traffic, "60s", 16.0, fig)
+        _prometheus_scenario(kubectl, namespace, stack, operator, traffic, "60s", 16.0, fig)
 
 
 def test_prometheus_down_past_progress_deadline_rolls_back(
@@ -297,9 +309,8 @@ def test_prometheus_down_past_progress_deadline_rolls_back(
     then no check passes, nothing advances, and the rollout rolls back at the deadline (Degraded
     ProgressDeadline, naming the metrics outage); traffic returns to v1."""
     ns = namespace
-    operator(ns)
     with printed_figures("7b Prometheus down past progressDeadline") as fig:
-        rolled = _prometheus_scenario(kubectl, ns, stack, traffic, "20s", None, fig)
+        rolled = _prometheus_scenario(kubectl, ns, stack, operator, traffic, "20s", None, fig)
         degraded = condition(rolled, "Degraded")
         fig["degraded"] = f"{degraded.get('reason')}: {degraded.get('message')}"
         assert degraded.get("reason") == "ProgressDeadline", degraded
