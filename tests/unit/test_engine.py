@@ -83,6 +83,9 @@ def test_given_validation_passed_when_no_shadow_then_first_canary_step_gets_its_
     d = sim.decide()
     assert (d.status.stage, d.status.step, d.status.canary_weight) == (Stage.CANARY, 0, 10)
     assert traffic(d)[-1].canary_weight == 10 and traffic(d)[-1].stable_weight == 90
+    validated = next(h for h in d.status.history if h.event == "Validated")
+    assert validated.stage == Stage.VALIDATING and "validation passed" in validated.reason
+    assert any(e.reason == "Validated" and e.type == EventType.NORMAL for e in events(d))
 
 
 def test_given_validation_not_ready_when_deadline_passes_then_rollback_without_traffic() -> None:

@@ -112,6 +112,8 @@ def validating(ctx: Ctx) -> None:
         ctx.hold = ctx.hold or "paused before leaving validation"
         return
     if cs is not None and cs.available and report is not None and report.passed:
+        # What passed (READY pods, contract, samples) is the evidence for letting traffic near the canary.
+        ctx.record("Validated", "Validated", f"validation passed: {report.message}")
         shadow = ctx.spec.rollout.shadow
         if shadow is not None:
             enter_shadow(ctx, shadow.mirror_percent)
