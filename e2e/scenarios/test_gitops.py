@@ -539,6 +539,91 @@ class DanglingRouteWatch:
         self._stop = True
 
 
+def route_refs(route: dict[str, Any]) -> set[str]:
+    """Every Service an HTTPRoute sends to: backendRefs and RequestMirror targets of all rules."""
+    refs: set[str] = set()
+    for rule in route.get("spec", {}).get("rules") or []:
+        refs |= {r["name"] for r in rule.get("backendRefs") or []}
+        refs |= {f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or []
+                 if f.get("type") == "RequestMirror"}
+    return refs
+
+
+class EventLog:
+    """Watches Services and HTTPRoutes from a listed state and replays every change in etcd order.
+
+    One etcd orders every write by its revision (resourceVersion), across kinds, so the replay shows each
+    state the API server actually went through -- not just the ones a poller happened to sample.
+    """
+
+    def __init__(self, stack: StackContext, namespace: str) -> None:
+        from kubernetes import client  # noqa: PLC0415
+
+        self.api = stack.api_client()
+        self.core, self.custom, self.namespace = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api), \
+            namespace
+        services: Any = self.core.list_namespaced_service(namespace)
+        routes: Any = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace,
+                                                                "httproutes")
+        self.services = {s.metadata.name for s in services.items if s.metadata}
+        self.routes = {r["metadata"]["name"]: route_refs(r) for r in routes["items"]}
+        self.starts = (services.metadata.resource_version, routes["metadata"]["resourceVersion"])
+        self.events: list[tuple[int, str, str, str, set[str]]] = []  # (rv, kind, type, name, refs)
+        self._threads: list[Any] = []
+
+    def start(self) -> None:
+        import threading  # noqa: PLC0415
+
+        from kubernetes import watch  # noqa: PLC0415
+
+        def follow(kind: str, fn: Any, *args: Any, rv: str) -> None:
+            watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
+            for ev in watcher.stream(fn, *args, resource_version=rv, timeout_seconds=30):
+                obj = ev["object"]
+                if isinstance(obj, dict):  # custom objects come as dicts, Services as V1Service
+                    version, name, refs = obj["metadata"]["resourceVersion"], obj["metadata"]["name"], route_refs(obj)
+                else:
+                    version, name, refs = obj.metadata.resource_version, obj.metadata.name, set()
+                self.events.append((int(version), kind, ev["type"], name, refs))
+                if kind == "route" and ev["type"] == "DELETED" and not self._live_routes():
+                    return
+
+        self._threads = [
+            threading.Thread(target=follow, args=("service", self.core.list_namespaced_service, self.namespace),
+                             kwargs={"rv": self.starts[0]}, daemon=True),
+            threading.Thread(target=follow, args=("route", self.custom.list_namespaced_custom_object,
+                                                  "gateway.networking.k8s.io", "v1", self.namespace, "httproutes"),
+                             kwargs={"rv": self.starts[1]}, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _live_routes(self) -> set[str]:
+        alive = set(self.routes)
+        for _, kind, typ, name, _ in sorted(self.events, key=lambda e: e[0]):
+            if kind == "route":
+                (alive.discard if typ == "DELETED" else alive.add)(name)
+        return alive
+
+    def join(self, timeout: float) -> None:
+        for t in self._threads:
+            t.join(timeout=timeout)
+
+    def dangling(self) -> list[str]:
+        """States (in etcd order) in which a live route named a Service that did not exist."""
+        services, routes, bad = set(self.services), dict(self.routes), []
+        for rv, kind, typ, name, refs in sorted(self.events, key=lambda e: e[0]):
+            if kind == "service":
+                (services.discard if typ == "DELETED" else services.add)(name)
+            elif typ == "DELETED":
+                routes.pop(name, None)
+            else:
+                routes[name] = refs
+            bad += [f"rv {rv}: route {r} -> missing Service {ref}" for r, rs in routes.items()
+                    for ref in sorted(rs - services)]
+        return bad
+
+
 def leftovers(kubectl: Kubectl, namespace: str, name: str) -> dict[str, list[str]]:
     out = {}
     for kind in OWNED_KINDS:
@@ -575,6 +660,9 @@ def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
     assert watch.poll() == 1 and not watch.dangling, watch.dangling
     thread = threading.Thread(target=watch.run, daemon=True)
     thread.start()
+    log = EventLog(stack, namespace)
+    assert log.routes and not log.dangling()
+    log.start()
     with printed_figures("scenario-14 delete mid-canary") as figures:
         figures["children_before"] = {k: len(v) for k, v in before.items()}
         t0 = time.monotonic()
@@ -586,8 +674,14 @@ def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
         time.sleep(1)
         watch.stop()
         thread.join(timeout=10)
+        log.join(timeout=30)
         figures["route_polls"] = watch.polls
-        figures["dangling"] = watch.dangling[:5]
+        figures["dangling_polled"] = watch.dangling[:5]
+        deletions = [(rv, kind, name) for rv, kind, typ, name, _ in sorted(log.events) if typ == "DELETED"]
+        figures["deletion_order"] = deletions
+        figures["dangling_replayed"] = log.dangling()[:5]
         gen.stop()
     assert watch.polls > 5
     assert not watch.dangling, f"an HTTPRoute pointed at a missing Service: {watch.dangling[:5]}"
+    assert {k for _, k, _ in deletions} == {"route", "service"}, deletions
+    assert not log.dangling(), f"an HTTPRoute named a missing Service: {log.dangling()[:5]}"
