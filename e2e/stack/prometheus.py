@@ -268,8 +268,8 @@ class Prometheus:
         self.pid_file.write_text(str(proc.pid))
         while time.monotonic() - t0 < timeout:
             if proc.poll() is not None:
-                log = self.workdir / "prometheus.log"
-                raise RuntimeError(f"prometheus exited rc={proc.returncode}, see {log}")
+                log_path = self.workdir / "prometheus.log"
+                raise RuntimeError(f"prometheus exited rc={proc.returncode}, see {log_path}")
             if http_ok(f"{self.url}/-/ready"):
                 return time.monotonic() - t0
             time.sleep(0.1)
