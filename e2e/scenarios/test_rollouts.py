@@ -142,7 +142,13 @@ class Observer:
         return next((s for s in list(self.samples) if s.t >= after and pred(s)), None)
 
     def wait(self, what: str, pred: Callable[[Sample], bool], timeout: float = 60.0, after: float = 0.0) -> Sample:
-        return wait_for(what, lambda: self.first(pred, after), timeout=timeout, interval=0.1)
+        try:
+            return wait_for(what, lambda: self.first(pred, after), timeout=timeout, interval=0.1)
+        except AssertionError as exc:
+            last = self.samples[-1] if self.samples else None
+            message = (kubectl_status := self.kubectl.status(NAME, self.namespace)).get("message")
+            raise AssertionError(f"{exc}; stages seen {self.stages()}; last sample {last}; "
+                                 f"phase {kubectl_status.get('phase')}: {message}") from None
 
     def stages(self) -> list[tuple[str | None, int | None, int]]:
         """Distinct (stage, step, weight) in the order seen."""
@@ -299,7 +305,10 @@ def test_healthy_rollout(kubectl: Kubectl, namespace: str, operator: Any, traffi
         assert kubectl.status(NAME, ns)["canaryRevision"]["hash"] == v2
         ready = canary_triton_ready(kubectl, ns, v2, "2")
         assert ready and all(ready.values()), ready
-        validation_msgs = [h["reason"] for h in history(kubectl, ns) if h["revision"] == v2]
+        validated = [h["reason"] for h in history(kubectl, ns) if h["revision"] == v2 and h["event"] == "Validated"]
+        assert validated, history(kubectl, ns)
+        for evidence in ("version 2 READY", "contract Strict matches stable", "1 sample(s) passed"):
+            assert evidence in validated[0], validated[0]
         # Canary step 1: 20/80 on the route; step 2: 50/50.
         step1 = obs.wait("canary step 1 at 20%", lambda s: s.stage == "Canary" and s.step == 0
                          and s.route_canary == 20 and s.route_mirror == 0, timeout=40)
@@ -357,7 +366,7 @@ def test_healthy_rollout(kubectl: Kubectl, namespace: str, operator: Any, traffi
         fig["history_times"] = [(h["event"], h.get("stage"), h["time"]) for h in hist]
         fig["mirrored_requests_ok"] = mirrored_ok
         fig["canary_triton_ready"] = ready
-        fig["validation_history"] = validation_msgs[:2]
+        fig["validation"] = validated[0]
         fig["prometheus_canary_success_during_shadow"] = prom_shadow
         fig["shadow_to_step1_route_s"] = round(step1.t - shadow.t, 2)
         fig["step1_to_step2_route_s"] = round(step2.t - step1.t, 2)
@@ -439,6 +448,9 @@ def test_error_breach_in_shadow_rolls_back_before_any_weight(
     when v2 is version 90 (fails 50% of requests) with a shadow stage mirroring 100%,
     then it is rolled back while still in Shadow: the HTTPRoute never gave the canary any weight, status is
     RolledBack with the reason and the evidence (error rate vs bound) and a Warning Event says so.
+
+    Validation samples are off here: with them, version 90 is refused in Validating half of the time (its
+    sample request fails with probability 0.5), which is right but is scenario 5's path, not the shadow analysis.
     """
     ns = namespace
     operator(ns)
@@ -453,7 +465,7 @@ def test_error_breach_in_shadow_rolls_back_before_any_weight(
         t_apply = time.time()
         kubectl.apply(model_deployment(NAME, ns, "90", shadow={"mirrorPercent": 100, "duration": "40s"},
                                        slo={"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": 500}},
-                                       progress_deadline="60s"))
+                                       progress_deadline="60s", samples=False))
         shadow = obs.wait("Shadow with the mirror on", lambda s: s.stage == "Shadow" and s.route_mirror == 100,
                           timeout=40)
         st = wait_for("phase RolledBack", rolled_back(kubectl, ns), timeout=40)
@@ -486,6 +498,7 @@ def test_error_breach_in_shadow_rolls_back_before_any_weight(
         fig["error_rate"] = err["value"]
         fig["error_rate_max"] = err["max"]
         fig["max_canary_weight_on_route"] = obs.max_route_canary()
+        fig["checks"] = [f"{t[11:19]} {v}" for t, v in sorted(obs.checks().items())]
         fig["mirrored"] = mirrored
         fig["warning_event"] = warnings[0]["message"]
         fig["status_message"] = st["message"]
