@@ -96,9 +96,27 @@ class Reconciler:
         self._locks.pop(owner.uid, None)
         self.telemetry.forget(owner.namespace, owner.name)
 
+    async def delete(self, body: Mapping[str, Any]) -> None:
+        """While kopf's finalizer still holds the object: remove its routes, then forget it.
+
+        Garbage collection deletes an owner's dependents in no particular order, so without this a route can
+        outlive a backend Service it names (measured: e2e scenario 14). With the routes gone first, the
+        Services and Deployments left for the garbage collector serve no route. Takes the object's lock, so an
+        in-flight reconcile finishes first; reconciles of a deleting object do nothing (see `reconcile`).
+        """
+        owner = owner_of(body)
+        async with self.lock_for(owner.uid):
+            parsed = parse_spec(dict(body.get("spec") or {}))
+            if isinstance(parsed, ModelDeploymentSpec):
+                for router in [self.routers(parsed), *self.routers.stale(parsed)]:
+                    await router.cleanup(owner)
+        self.forget(body)
+
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
         owner = owner_of(body)
         async with self.lock_for(owner.uid):
+            if body.get("metadata", {}).get("deletionTimestamp"):  # being deleted: apply nothing, route included
+                return ReconcileResult({}, dict(body.get("status") or {}), self.idle_resync_seconds)
             started = time.perf_counter()
             try:
                 return await self._reconcile(owner, body)

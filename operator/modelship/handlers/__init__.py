@@ -79,5 +79,6 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any)
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Children go with owner references (garbage collection); only forget the object's metrics."""
-    memo.reconciler.forget(body)
+    """Routes go first, before kopf releases its finalizer; the rest goes with owner references (garbage
+    collection), so no route ever names a Service that is already gone."""
+    await memo.reconciler.delete(body)

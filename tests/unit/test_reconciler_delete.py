@@ -1,0 +1,53 @@
+"""Deleting a ModelDeployment: routes go before kopf's finalizer is released; a deleting object is never applied."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.unit.test_reconciler import SPEC, FakeCluster, FakeRouters, body, reconciler
+
+
+async def test_delete_removes_the_selected_and_stale_routes_and_forgets_the_object() -> None:
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    first = await rec.reconcile(body(SPEC))
+    routers.log.clear()
+    rec.lock_for("u-1")
+    await rec.delete(body(SPEC, first.status))
+    assert routers.log == ["cleanup", "cleanup"]  # the selected router and every stale one
+    assert "u-1" not in rec._locks
+
+
+async def test_a_deleting_object_is_not_reconciled() -> None:
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    first = await rec.reconcile(body(SPEC))
+    cluster.calls.clear()
+    routers.log.clear()
+    deleting = body(SPEC, first.status)
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:00Z"
+    result = await rec.reconcile(deleting)
+    assert result.status_patch == {}
+    assert cluster.calls == [] and routers.log == []
+
+
+async def test_delete_waits_for_an_in_flight_reconcile() -> None:
+    """A reconcile that holds the lock finishes (and writes its route) before delete removes the routes."""
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    lock = rec.lock_for("u-1")
+    await lock.acquire()
+    deleting = asyncio.create_task(rec.delete(body(SPEC)))
+    await asyncio.sleep(0.01)
+    assert routers.log == []
+    routers.log.append("route:in-flight")
+    lock.release()
+    await deleting
+    assert routers.log == ["route:in-flight", "cleanup", "cleanup"]
+
+
+async def test_an_unparseable_spec_is_forgotten_without_touching_routes() -> None:
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    await rec.delete(body({"model": "not an object"}))
+    assert routers.log == []
