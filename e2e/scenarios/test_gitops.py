@@ -639,9 +639,10 @@ def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
     """Given a ModelDeployment in the middle of a canary step (stable v1 and canary v2 both serving, the
     HTTPRoute splitting traffic between their Services),
     when the ModelDeployment is deleted (kubectl delete, background propagation as GitOps prune does),
-    then the real garbage collector removes every Deployment, ReplicaSet, Service, EndpointSlice, HTTPRoute
-    and pod carrying its labels, and at no moment during the deletion does an HTTPRoute name a Service
-    that does not exist.
+    then the operator removes the HTTPRoute before releasing its finalizer, the real garbage collector
+    removes every Deployment, ReplicaSet, Service, EndpointSlice and pod carrying its labels, and in no state
+    the API server went through (watch events replayed in resourceVersion order) does an HTTPRoute name a
+    Service that does not exist.
     """
     import threading  # noqa: PLC0415
 
@@ -685,3 +686,5 @@ def test_delete_mid_canary_leaves_nothing_and_no_dangling_route(
     assert not watch.dangling, f"an HTTPRoute pointed at a missing Service: {watch.dangling[:5]}"
     assert {k for _, k, _ in deletions} == {"route", "service"}, deletions
     assert not log.dangling(), f"an HTTPRoute named a missing Service: {log.dangling()[:5]}"
+    route_gone = max(rv for rv, kind, _ in deletions if kind == "route")
+    assert all(rv > route_gone for rv, kind, _ in deletions if kind == "service"), deletions  # routes go first
