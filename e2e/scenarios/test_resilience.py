@@ -186,7 +186,7 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         v1 = healthy(kubectl, ns, "1")["stableRevision"]["hash"]
         triton_ready(kubectl, ns, NAME)
         gen = traffic(ns, NAME)
-        with RolloutWatcher(kubectl, ns, NAME) as watch:
+        with RolloutWatcher(kubectl, ns, NAME, traffic=gen) as watch:
             kubectl.apply(with_serving(model_deployment(NAME, ns, "2", **kw), **pool.placement))
             v2 = canary_hash(kubectl, ns)
             # Then: one canary pod cannot be placed...
@@ -225,7 +225,17 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         totals = traffic_totals(gen)
         fig.update(totals)
         assert totals.get("canary_sent", 0) > 0, totals
-        assert totals.get("stable_failed", 0) + totals.get("canary_failed", 0) <= 2, totals
+        # The stack has no kubelet: a pod removed on scale-down stops serving at once, while the traffic
+        # generator still lists it until EndpointSlices catch up (a real cluster closes that gap with a
+        # preStop delay). So transport failures are allowed only right after stable lost a pod, and few.
+        shrinks = [b.t for a, b in zip(watch.samples, watch.samples[1:], strict=False)
+                   if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
+        fig["stable_shrinks_at_s"] = [round(t, 1) for t in shrinks]
+        fig["transport_failures"] = watch.failures()
+        for t, _pos, _failed in watch.failures():
+            assert any(0 <= t - t0 <= 6 for t0 in shrinks), (t, shrinks, watch.failures())
+        failed = totals.get("stable_failed", 0) + totals.get("canary_failed", 0)
+        assert failed <= 0.02 * (totals.get("stable_sent", 0) + totals.get("canary_sent", 0)), totals
 
 
 # --- 7. Prometheus down mid-analysis -----------------------------------------------------------------------
