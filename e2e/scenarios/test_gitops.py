@@ -147,7 +147,7 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
         rec.until("v1 Healthy", lambda s: s.get("phase") == "Healthy")
         figures["v1_healthy_s"] = round(time.monotonic() - t0, 1)
         gen = traffic(namespace, name, rps=20)
-        warmed_up(gen)
+        baseline = warmed_up(gen)  # requests before v1's Triton listened are not the rollout's
 
         v2 = model_deployment(name, namespace, "2", steps=steps, samples=False)
         gitops_apply(kubectl, v2)
@@ -216,7 +216,8 @@ def test_gitops_reapply_is_a_noop_and_rollback_keeps_spec(
         figures["spec_owners"] = owners
         figures["managers"] = sorted({f"{e['manager']}/{e.get('subresource', '')}" for e in entries})
 
-        figures["traffic"] = _traffic_totals(gen.stop())
+        totals = _traffic_totals(gen.stop())
+        figures["traffic_after_warm_up"] = {k: totals[k] - baseline[k] for k in totals}
 
     # Argo CD health on the real objects captured above
     mapped: dict[str, set[str]] = {}
