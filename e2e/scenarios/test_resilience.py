@@ -342,8 +342,9 @@ def test_operator_killed_at_every_stage_resumes_without_double_advance(
     stack: StackContext,
 ) -> None:
     """Given v1 Healthy and a rollout of v2 with shadow, a 30% step, an approval gate and a 60% step,
-    when the operator is SIGKILLed in Validating, in Shadow, in the first canary step, at the approval gate,
-    in the last step and right after promotion, and restarted each time after a few seconds,
+    when the operator is SIGKILLed in Validating, in Shadow, in the first canary step, at the approval gate
+    (twice: the approval is sent while it is down), in the last step and right after promotion, and restarted
+    each time after a few seconds,
     then the status does not move while it is down, it resumes at the same stage and step, the observed path
     never skips or repeats a step, history only grows (each transition recorded once), and v2 is promoted."""
     ns = namespace
@@ -394,8 +395,19 @@ def test_operator_killed_at_every_stage_resumes_without_double_advance(
             gate = kubectl.status(NAME, ns)
             assert gate.get("awaitingApproval") is True and gate.get("step") == 1, gate
             result = kubectl.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
-            out = plugin(stack, ns, "promote", NAME)
-            assert out.returncode == 0, out.stdout + out.stderr
+            # Killed again, and the approval arrives while no operator runs: it is handled once on restart.
+            op.kill()
+            cmd = [str(REPO / ".venv" / "bin" / "kubectl-modelship"), "--kubeconfig", str(stack.kubeconfig),
+                   "-n", ns, "promote", NAME, "--timeout", "60"]
+            promote = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(3)
+            waiting = kubectl.status(NAME, ns)
+            assert waiting.get("awaitingApproval") is True and waiting.get("step") == 1, waiting
+            t = time.monotonic()
+            op.start()
+            out_text, _ = promote.communicate(timeout=90)
+            assert promote.returncode == 0, out_text
+            fig["approval_while_down_confirmed_after_restart_s"] = round(time.monotonic() - t, 1)
             at(lambda s: s.get("step") == 2, "last step")
             time.sleep(2)
             kill_and_restart("Canary step 3")
@@ -421,5 +433,7 @@ def test_operator_killed_at_every_stage_resumes_without_double_advance(
         assert names.count("Promoted") == 1 and names.count("Approved") == 1 and names.count("Started") == 1
         approved = next(h for h in final["history"] if h["event"] == "Approved")
         assert approved["by"] == result.stdout.strip(), approved
+        promoted = next(h for h in final["history"] if h["event"] == "Promoted")
+        assert "Pass" in promoted["reason"], promoted  # never promoted without a passing check
         assert final["phase"] == "Healthy" and final == {**final, "stableRevision": done["stableRevision"]}
         fig.update(traffic_totals(gen))
