@@ -54,7 +54,7 @@ class Sample:
     canary: str | None
     route_canary: int | None  # percent of backendRef weight on the canary Service; None: no route
     route_mirror: int  # RequestMirror percent on the route (0: none)
-    check: tuple[str, str] | None = None  # (time, verdict) of status.lastAnalysis
+    check: tuple[str, str, str] | None = None  # (time, verdict, message) of status.lastAnalysis
 
     def key(self) -> tuple[Any, ...]:
         return (self.phase, self.stage, self.step, self.weight, self.mirror, self.stable, self.route_canary,
@@ -129,7 +129,7 @@ class Observer:
             s = Sample(t, st.get("phase"), st.get("stage"), st.get("step"), int(st.get("canaryWeight") or 0),
                        int(st.get("mirrorPercent") or 0), (st.get("stableRevision") or {}).get("version"),
                        (st.get("canaryRevision") or {}).get("version"), rc, rm,
-                       (la["time"], la["verdict"]) if (la := st.get("lastAnalysis")) else None)
+                       (la["time"], la["verdict"], la.get("message", "")) if (la := st.get("lastAnalysis")) else None)
             changed = not self.samples or self.samples[-1].key()[:5] != s.key()[:5]
             self.samples.append(s)
             if changed:
@@ -162,6 +162,12 @@ class Observer:
     def checks(self) -> dict[str, str]:
         """Every SLO check seen in status: time -> verdict."""
         return {s.check[0]: s.check[1] for s in list(self.samples) if s.check}
+
+    def check_log(self) -> list[str]:
+        """Every SLO check seen, in order: 'HH:MM:SS verdict' plus the reason when it did not pass."""
+        seen = {s.check[0]: s.check for s in list(self.samples) if s.check}
+        return [f"{t[11:19]} {v}" + ("" if v == "Pass" else f" ({m[:120]})") for t, v, m in
+                (seen[k] for k in sorted(seen))]
 
     def max_route_canary(self, since: float = 0.0) -> int:
         return max((s.route_canary or 0 for s in list(self.samples) if s.t >= since), default=0)
@@ -364,6 +370,7 @@ def test_healthy_rollout(kubectl: Kubectl, namespace: str, operator: Any, traffi
         fig["apply_to_promoted_s"] = round(t_promoted - t_apply, 2)
         fig["promoted_to_v1_scaled_down_s"] = round(t_v1_gone - t_promoted, 2)
         fig["history_times"] = [(h["event"], h.get("stage"), h["time"]) for h in hist]
+        fig["checks"] = obs.check_log()
         fig["mirrored_requests_ok"] = mirrored_ok
         fig["canary_triton_ready"] = ready
         fig["validation"] = validated[0]
@@ -498,7 +505,7 @@ def test_error_breach_in_shadow_rolls_back_before_any_weight(
         fig["error_rate"] = err["value"]
         fig["error_rate_max"] = err["max"]
         fig["max_canary_weight_on_route"] = obs.max_route_canary()
-        fig["checks"] = [f"{t[11:19]} {v}" for t, v in sorted(obs.checks().items())]
+        fig["checks"] = obs.check_log()
         fig["mirrored"] = mirrored
         fig["warning_event"] = warnings[0]["message"]
         fig["status_message"] = st["message"]
