@@ -65,6 +65,18 @@ def route_was_edited(route: RouteState, action: SetTraffic, before: ModelDeploym
     return not moving or (route.canary_weight, route.mirror_percent) != previous
 
 
+STALE_BODY_SECONDS = 10.0
+"""How long a body equal to the input of our last status patch counts as stale (the patch not yet seen);
+after that it is trusted again, so a lost patch cannot stall an object."""
+STALE_RETRY_SECONDS = 1.0
+
+
+def _snapshot(body: Mapping[str, Any]) -> Any:
+    """What a decision depends on: status, generation and annotations (manual requests)."""
+    meta = body.get("metadata") or {}
+    return (dict(body.get("status") or {}), meta.get("generation"), dict(meta.get("annotations") or {}))
+
+
 class Reconciler:
     """Wires adapters to the engine; one instance serves every ModelDeployment."""
 
@@ -86,6 +98,7 @@ class Reconciler:
         self.telemetry = telemetry
         self.idle_resync_seconds = idle_resync_seconds
         self._locks: dict[str, asyncio.Lock] = {}
+        self._patched_from: dict[str, tuple[Any, float]] = {}
 
     def lock_for(self, uid: str) -> asyncio.Lock:
         """Serialise reconciles of one object (timer and change handlers may fire together)."""
@@ -94,6 +107,7 @@ class Reconciler:
     def forget(self, body: Mapping[str, Any]) -> None:
         owner = owner_of(body)
         self._locks.pop(owner.uid, None)
+        self._patched_from.pop(owner.uid, None)
         self.telemetry.forget(owner.namespace, owner.name)
 
     async def delete(self, body: Mapping[str, Any]) -> None:
@@ -117,14 +131,32 @@ class Reconciler:
         async with self.lock_for(owner.uid):
             if body.get("metadata", {}).get("deletionTimestamp"):  # being deleted: apply nothing, route included
                 return ReconcileResult({}, dict(body.get("status") or {}), self.idle_resync_seconds)
+            seen = _snapshot(body)
+            if self._stale(owner.uid, seen):
+                return ReconcileResult({}, dict(body.get("status") or {}), STALE_RETRY_SECONDS)
             started = time.perf_counter()
             try:
-                return await self._reconcile(owner, body)
+                result = await self._reconcile(owner, body)
+                if result.status_patch:
+                    self._patched_from[owner.uid] = (seen, time.monotonic())
+                return result
             except Exception:
                 self.telemetry.reconcile_errors.labels(owner.namespace, owner.name).inc()
                 raise
             finally:
                 self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
+
+    def _stale(self, uid: str, seen: Any) -> bool:
+        """True when `body` is the very object our last status patch was computed from: a second handler (the
+        timer beside on.create/on.update) took it before that patch landed. Deciding again from it would
+        repeat the transition: the Events twice, and a patch that overwrites the newer status."""
+        last = self._patched_from.get(uid)
+        if last is None:
+            return False
+        if last[0] == seen and time.monotonic() - last[1] < STALE_BODY_SECONDS:
+            return True
+        self._patched_from.pop(uid, None)
+        return False
 
     async def _reconcile(self, owner: Owner, body: Mapping[str, Any]) -> ReconcileResult:
         raw_status: dict[str, Any] = dict(body.get("status") or {})
