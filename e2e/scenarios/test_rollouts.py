@@ -388,12 +388,14 @@ def test_latency_breach_at_canary_step_rolls_back(
     kubectl: Kubectl, namespace: str, operator: Any, traffic: Any, faults: Any, stack: StackContext
 ) -> None:
     """Given v1 stable with live traffic and v2 healthy through canary step 1 (20%),
-    when the canary revision turns slow at step 2 (live fault: +400 ms per request, p99 bound 200 ms),
+    when the canary revision turns slow at step 2 (live fault: +400 ms per request, p99 bound 300 ms, a bound
+    the shared machine's own p99 spikes stay under, so nothing but the fault can breach it),
     then the operator rolls back on its own: the HTTPRoute gives 100% to stable within analysis interval +
     scrape interval + 2 s of the first Prometheus scrape that shows the canary p99 above its bound.
     """
     ns = namespace
     interval_s = 3
+    p99_bound_ms = 300
     operator(ns)
     prom = Prometheus(stack)
     with printed_figures("scenario 2: latency breach at a canary step") as fig:
@@ -405,7 +407,7 @@ def test_latency_breach_at_canary_step_rolls_back(
         kubectl.apply(model_deployment(
             NAME, ns, "2", steps=[{"weight": 20, "duration": "6s"}, {"weight": 50, "duration": "40s"}],
             analysis={"interval": f"{interval_s}s", "failureLimit": 1, "minRequests": 5},
-            slo={"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": 200}}, progress_deadline="60s"))
+            slo={"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": p99_bound_ms}}, progress_deadline="60s"))
         obs.wait("canary step 1 at 20%", lambda s: s.stage == "Canary" and s.step == 0 and s.route_canary == 20,
                  timeout=40)
         at_step2 = obs.wait("canary step 2 at 50% (step 1 passed)", lambda s: s.stage == "Canary" and s.step == 1
@@ -424,12 +426,12 @@ def test_latency_breach_at_canary_step_rolls_back(
         time.sleep(SCRAPE_INTERVAL_S)  # let Prometheus hold the scrape that showed the breach
         sel = f'nv_inference_request_summary_us{{namespace="{ns}",modelship_dev_revision="{v2}",quantile="0.99"}}'
         samples = prom.raw(sel, int(time.time() - t_flip) + 10)
-        breach = next((t for t, v in samples if t >= t_flip and v / 1000 > 200), None)
-        assert breach is not None, f"Prometheus never saw the canary p99 above 200 ms: {samples[-10:]}"
+        breach = next((t for t, v in samples if t >= t_flip and v / 1000 > p99_bound_ms), None)
+        assert breach is not None, f"Prometheus never saw the canary p99 above the bound: {samples[-10:]}"
         assert st["stableRevision"]["version"] == "1" and st["canaryWeight"] == 0
         assert st["failedRevision"]["version"] == "2"
         p99 = next(m for m in st["lastAnalysis"]["metrics"] if m["name"] == "latencyP99Ms")
-        assert p99["verdict"] == "Fail" and p99["value"] > 200, p99
+        assert p99["verdict"] == "Fail" and p99["value"] > p99_bound_ms, p99
         assert at_step2.t < t_flip < back.t
         assert obs.max_route_canary(since=t_flip) <= 50  # never advanced past the breaching step
 
@@ -440,8 +442,10 @@ def test_latency_breach_at_canary_step_rolls_back(
         fig["first_breaching_scrape_to_100pct_stable_s"] = round(back.t - breach, 2)
         fig["fault_flip_to_100pct_stable_s"] = round(back.t - t_flip, 2)
         fig["bound_s"] = bar
+        fig["p99_bound_ms"] = p99_bound_ms
         fig["canary_p99_ms_at_rollback"] = p99["value"]
         fig["rollback_reason"] = st["message"]
+        fig["checks"] = obs.check_log()
         assert back.t - breach <= bar, f"breach to 100% stable took {back.t - breach:.1f}s > {bar}s"
 
 
