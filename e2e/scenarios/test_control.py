@@ -16,6 +16,8 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -253,6 +255,17 @@ def test_new_version_mid_canary_supersedes_cleanly(
         positions = [p for p in watch.positions() if p[0] == v3]
         assert_monotone_path(positions, steps=len(steps))
         fig["v3_path"] = [p[1:] for p in positions]
+        # Each transition is announced once (kubectl describe shows the story without repeats): the same
+        # Event twice within 2 s is one transition decided twice (v2's and v3's step 1 read alike, but
+        # seconds apart).
+        out = kubectl.run("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=ModelDeployment",
+                          "-o", "json").stdout
+        told = sorted((e["reason"], e["message"], datetime.fromisoformat(e["firstTimestamp"].replace("Z", "+00:00")))
+                      for e in json.loads(out)["items"])
+        fig["events"] = len(told)
+        repeated = [a[:2] for a, b in pairwise(told)
+                    if a[:2] == b[:2] and (b[2] - a[2]).total_seconds() < 2]
+        assert not repeated, repeated
         summary = gen.summary()["backends"]
         fig["traffic"] = {k: {f: v.get(f, 0) for f in ("sent", "ok", "error", "failed")} for k, v in summary.items()}
         assert all(v.get("failed", 0) == 0 and v.get("error", 0) == 0 for v in summary.values()), summary

@@ -16,6 +16,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from math import ceil
 from typing import Any
 
@@ -228,7 +229,7 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         # The stack has no kubelet: a pod removed on scale-down stops serving at once, while the traffic
         # generator still lists it until EndpointSlices catch up (a real cluster closes that gap with a
         # preStop delay). So transport failures are allowed only right after stable lost a pod, and few.
-        shrinks = [b.t for a, b in zip(watch.samples, watch.samples[1:], strict=False)
+        shrinks = [b.t for a, b in pairwise(watch.samples)
                    if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
         fig["stable_shrinks_at_s"] = [round(t, 1) for t in shrinks]
         fig["transport_failures"] = watch.failures()
