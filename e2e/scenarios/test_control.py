@@ -89,7 +89,7 @@ def deployments(kubectl: Kubectl, ns: str) -> dict[str, int]:
 
 # --- 10. approval gates ------------------------------------------------------------------------------------
 
-STEPS = [{"weight": 25, "duration": "6s"}, {"approval": {}}, {"weight": 60, "duration": "6s"}]
+STEPS: list[dict[str, Any]] = [{"weight": 25, "duration": "6s"}, {"approval": {}}, {"weight": 60, "duration": "6s"}]
 
 
 def test_approval_gate_promote_then_abort_and_retry(
