@@ -176,10 +176,12 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
     when v2 is applied,
     then a canary pod is Pending, stable shrinks to free GPUs but never below ceil(3 x 50%) = 2 pods while it
     carries half the traffic, the canary schedules, passes its step and is promoted (stable shrinks to 1 pod
-    only while promoting, then v2 runs at full size); live traffic never fails."""
+    only while promoting, then v2 runs at full size); live traffic never fails.
+    Promoting lasts here (stable must lend its last GPUs first): the operator is SIGKILLed in it and
+    restarted, and the promotion completes once."""
     ns = namespace
     pool = gpu_pool(ns, 2, 4)
-    operator(ns)
+    op = operator(ns)
     replicas = 3
     with printed_figures("6b unschedulable canary, gpuSurge ScaleDownStable") as fig:
         kw: dict[str, Any] = {"replicas": replicas, "gpus": 2, "gpu_surge": "ScaleDownStable",
@@ -202,6 +204,15 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
             step = wait_for("canary step at 50%", lambda: watch.first(
                 lambda s: s.stage == "Canary" and (s.route_canary_weight or 0) == 50), timeout=45)
             fig["canary_50pct_at_s"] = round(step.t, 1)
+            # Killed while Promoting (waiting for GPUs), restarted after 2 s.
+            seen = status_when(kubectl, ns, "Promoting (or already promoted)", lambda s: s.get("stage") in (
+                "Promoting", "Stable"), timeout=30, interval=0.1)
+            fig["killed_in_promoting"] = seen.get("stage") == "Promoting"
+            if fig["killed_in_promoting"]:
+                op.kill()
+                time.sleep(2)
+                assert kubectl.status(NAME, ns).get("stage") == "Promoting"
+                op.start()
             done = healthy(kubectl, ns, "2", timeout=60)
             fig["promoted_at_s"] = round(watch.now(), 1)
             time.sleep(1)
@@ -224,6 +235,8 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
                                                  if p["status"].get("phase") == "Running"]) == replicas,
                  timeout=30)
         assert condition(done, "Degraded").get("status") == "False"
+        events = [h["event"] for h in done["history"] if h["version"] == "2"]
+        assert events.count("Promoted") == 1 and events.count("Started") == 1, events
         totals = traffic_totals(gen)
         fig.update(totals)
         assert totals.get("canary_sent", 0) > 0, totals
