@@ -27,6 +27,8 @@ class Settings:
     tick_seconds: float = 2.0
     idle_resync_seconds: float = 60.0
     metrics_port: int = 8080
+    min_window_seconds: float = 10.0
+    """Shortest PromQL range: increase() needs at least two scrapes inside it, or it returns nothing."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -43,5 +45,6 @@ class Settings:
             tick_seconds=_float("MODELSHIP_TICK_SECONDS", cls.tick_seconds),
             idle_resync_seconds=_float("MODELSHIP_IDLE_RESYNC_SECONDS", cls.idle_resync_seconds),
             metrics_port=int(os.environ.get("MODELSHIP_METRICS_PORT", cls.metrics_port)),
+            min_window_seconds=_float("MODELSHIP_MIN_WINDOW_SECONDS", cls.min_window_seconds),
             namespaces=namespaces,
         )

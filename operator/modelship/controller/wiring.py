@@ -27,9 +27,12 @@ log = logging.getLogger("modelship.wiring")
 class PrometheusMetrics:
     """Metrics port: per-namespace Prometheus (namespace annotation override), one query round per check."""
 
-    def __init__(self, sources: MetricsSources, kube: Kube, cache_seconds: float = 60.0) -> None:
+    def __init__(
+        self, sources: MetricsSources, kube: Kube, cache_seconds: float = 60.0, min_window_seconds: float = 10.0
+    ) -> None:
         self.sources = sources
         self.kube = kube
+        self.min_window_seconds = min_window_seconds
         self.cache_seconds = cache_seconds
         self._annotations: dict[str, tuple[float, Mapping[str, str]]] = {}
 
@@ -61,7 +64,8 @@ class PrometheusMetrics:
             version=canary.version,
             canary_revision=canary.hash,
             stable_revision=stable.hash if stable else None,
-            window_seconds=int(window_s),
+            # a window shorter than ~4 scrapes makes increase() come back empty at random (NoData)
+            window_seconds=int(max(window_s, self.min_window_seconds)),
             slo=spec.slo,
             stable_version=stable.version if stable else None,
         )
@@ -91,7 +95,9 @@ def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig:
         ca_file=settings.prometheus_ca_file,
         revision_label=settings.revision_label,
     )
-    metrics = PrometheusMetrics(MetricsSources(MetricsSettings(prometheus=prometheus)), kube)
+    metrics = PrometheusMetrics(
+        MetricsSources(MetricsSettings(prometheus=prometheus)), kube, min_window_seconds=settings.min_window_seconds
+    )
     return Reconciler(
         cluster=KubeCluster(kube),
         routers=RouterFactory(kube),
