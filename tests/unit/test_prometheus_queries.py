@@ -102,7 +102,8 @@ def test_selector_scopes_namespace_model_and_revision() -> None:
 def test_requests_query_distinguishes_no_series_from_zero() -> None:
     ok = f"sum(increase(nv_inference_request_success{{{SEL}}}[60s]))"
     bad = f"sum(increase(nv_inference_request_failure{{{SEL}}}[60s]))"
-    assert requests_query(SEL, "60s") == f"({ok} or {bad} * 0) + ({bad} or vector(0))"
+    young = f"count(nv_inference_request_success{{{SEL}}}) * 0"
+    assert requests_query(SEL, "60s") == f"({ok} or {bad} * 0 or {young}) + ({bad} or vector(0))"
 
 
 def test_error_rate_is_failures_over_all() -> None:

@@ -41,11 +41,14 @@ def requests_query(sel: str, window: str) -> str:
     """Requests (success + failure) in the window.
 
     Empty only when the revision has no series at all (NoData); a revision without traffic gives 0. The
-    left side falls back to `failures * 0` so a revision whose every request failed still counts.
+    left side falls back to `failures * 0` so a revision whose every request failed still counts, and then to
+    `count(...) * 0`: a series scraped fewer than twice in the window has no increase() yet, which is a young
+    pod's trickle (too few requests, Inconclusive), not missing data.
     """
     success = _increase("nv_inference_request_success", sel, window)
     failure = _increase("nv_inference_request_failure", sel, window)
-    return f"({success} or {failure} * 0) + {_failures(sel, window)}"
+    young = f"count(nv_inference_request_success{{{sel}}}) * 0"
+    return f"({success} or {failure} * 0 or {young}) + {_failures(sel, window)}"
 
 
 def error_rate_query(sel: str, window: str) -> str:
