@@ -109,3 +109,46 @@ async def ensure_backends(kube: Kube, owner: OwnerLike, action: SetTraffic, *, r
     await kube.apply(objects.role_service(owner, action.stable, Role.STABLE))
     if action.canary is not None:
         await kube.apply(objects.role_service(owner, action.canary, Role.CANARY))
+
+
+class RouteObjectRouter:
+    """A router whose state is one route object named after the ModelDeployment (HTTPRoute, VirtualService).
+
+    Subclasses say which kind and how to build and read it; reading, drift detection, the backends-first
+    apply order and clean-up are the same for every such router.
+    """
+
+    api_version: str
+    kind: str
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def desired(self, owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_state(self, owner: OwnerLike, found: dict[str, Any] | None) -> RouteState:
+        raise NotImplementedError
+
+    async def _found(self, owner: OwnerLike) -> dict[str, Any] | None:
+        return await self.kube.get(self.api_version, self.kind, owner.namespace, owner.name)
+
+    async def observe(self, owner: OwnerLike, spec: ModelDeploymentSpec) -> RouteState:
+        return self.read_state(owner, await self._found(owner))
+
+    async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
+        found = await self._found(owner)
+        desired = self.desired(owner, action)
+        state = self.read_state(owner, found)
+        synced = in_sync(desired, found)
+        if not synced:
+            # Services first: a route in sync (its annotations name the revisions) implies they were applied.
+            await ensure_backends(self.kube, owner, action)
+            await self.kube.apply(desired)
+        return RouteState(
+            exists=state.exists, canary_weight=state.canary_weight, mirror_percent=state.mirror_percent,
+            in_sync=synced,
+        )
+
+    async def cleanup(self, owner: OwnerLike) -> None:
+        await self.kube.delete(self.api_version, self.kind, owner.namespace, owner.name)

@@ -12,14 +12,13 @@ from modelship.adapters import objects
 from modelship.adapters.kube import Kube
 from modelship.adapters.owner import OwnerLike
 from modelship.adapters.routers.base import (
+    RouteObjectRouter,
     checked_mirror,
     checked_weights,
-    ensure_backends,
-    in_sync,
     route_metadata,
 )
 from modelship.domain.actions import Role, SetTraffic
-from modelship.domain.api import IstioRouter, ModelDeploymentSpec
+from modelship.domain.api import IstioRouter
 from modelship.domain.observations import RouteState
 
 API_VERSION = "networking.istio.io/v1"
@@ -71,32 +70,18 @@ def route_state(owner: OwnerLike, found: dict[str, Any] | None) -> RouteState:
     )
 
 
-class IstioRouterAdapter:
+class IstioRouterAdapter(RouteObjectRouter):
     """TrafficRouter over an Istio VirtualService."""
 
+    api_version = API_VERSION
+    kind = KIND
+
     def __init__(self, kube: Kube, config: IstioRouter) -> None:
-        self.kube = kube
+        super().__init__(kube)
         self.config = config
 
-    async def _found(self, owner: OwnerLike) -> dict[str, Any] | None:
-        return await self.kube.get(API_VERSION, KIND, owner.namespace, owner.name)
+    def desired(self, owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:
+        return desired_virtual_service(owner, self.config, action)
 
-    async def observe(self, owner: OwnerLike, spec: ModelDeploymentSpec) -> RouteState:
-        return route_state(owner, await self._found(owner))
-
-    async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
-        found = await self._found(owner)
-        desired = desired_virtual_service(owner, self.config, action)
-        state = route_state(owner, found)
-        synced = in_sync(desired, found)
-        if not synced:
-            # Services first: a route in sync (its annotations name the revisions) implies they were applied.
-            await ensure_backends(self.kube, owner, action)
-            await self.kube.apply(desired)
-        return RouteState(
-            exists=state.exists, canary_weight=state.canary_weight, mirror_percent=state.mirror_percent,
-            in_sync=synced,
-        )
-
-    async def cleanup(self, owner: OwnerLike) -> None:
-        await self.kube.delete(API_VERSION, KIND, owner.namespace, owner.name)
+    def read_state(self, owner: OwnerLike, found: dict[str, Any] | None) -> RouteState:
+        return route_state(owner, found)
