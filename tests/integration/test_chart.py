@@ -326,7 +326,7 @@ def test_namespaced_mode_rbac(
     # kopf's discovery: the only cluster-wide grants.
     assert can_i(stack, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
     assert can_i(stack, sa, "list", "namespaces")
-    assert not can_i(stack, sa, "get", "namespaces")
+    assert can_i(stack, sa, "get", "namespaces"), "the per-namespace Prometheus URL annotation is read with get"
     # The Prometheus token is mounted by the kubelet; the operator cannot read it (or any Secret).
     assert not can_i(stack, sa, "get", "secrets/prom-token", "-n", release_ns)
     for verb, resource, flags in DENIED:

@@ -92,12 +92,14 @@ No Secrets: the Prometheus token is mounted as a file by the kubelet.
   verbs: [create, patch]
 {{- end }}
 
-{{/* What kopf needs cluster-wide even in namespaced mode: resource discovery and namespace scanning. */}}
+{{/* What kopf needs cluster-wide even in namespaced mode: resource discovery and namespace scanning;
+     `get` on namespaces reads the per-namespace Prometheus URL annotation (modelship.dev/prometheus-url),
+     which `list` already exposes. */}}
 {{- define "modelship.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 {{- end }}
