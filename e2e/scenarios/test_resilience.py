@@ -248,8 +248,8 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
                    if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
         fig["stable_shrinks_at_s"] = [round(t, 1) for t in shrinks]
         fig["transport_failures"] = watch.failures()
-        for t, _pos, _failed in watch.failures():
-            assert any(0 <= t - t0 <= 6 for t0 in shrinks), (t, shrinks, watch.failures())
+        for t, _pos, _failed in watch.failures():  # failure times are rounded to 0.1 s: compare alike
+            assert any(0 <= t - round(t0, 1) <= 6 for t0 in shrinks), (t, shrinks, watch.failures())
         failed = totals.get("stable_failed", 0) + totals.get("canary_failed", 0)
         assert failed <= 0.02 * (totals.get("stable_sent", 0) + totals.get("canary_sent", 0)), totals
 
