@@ -42,6 +42,17 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, in
     raise Timeout(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
+def status_when(kubectl: Kubectl, ns: str, what: str, pred: Callable[[dict[str, Any]], bool],
+                timeout: float = 40, interval: float = 0.3, name: str = "fraud") -> dict[str, Any]:
+    """Poll a ModelDeployment's status until `pred` holds; returns that status."""
+
+    def probe() -> dict[str, Any] | None:
+        st = kubectl.status(name, ns)
+        return st if pred(st) else None
+
+    return wait_for(f"{ns}/{name}: {what}", probe, timeout=timeout, interval=interval)
+
+
 @dataclass
 class Kubectl:
     """kubectl against the stack, as a user runs it (server-side apply, field manager of a GitOps tool)."""

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from e2e.conftest import GpuPool, OperatorFactory, printed_figures
-from e2e.harness import Kubectl, wait_for
+from e2e.harness import Kubectl, status_when, wait_for
 from e2e.manifests import model_deployment
 from e2e.outage import Link
 from e2e.rollout_watch import RolloutWatcher, assert_monotone_path, triton_ready
@@ -42,17 +42,6 @@ def healthy(kubectl: Kubectl, ns: str, version: str, timeout: float = 90) -> dic
     """Wait until `version` is the stable revision and the phase is Healthy; returns the status."""
     return status_when(kubectl, ns, f"Healthy on version {version}", lambda s: s.get("phase") == "Healthy"
                        and (s.get("stableRevision") or {}).get("version") == version, timeout=timeout)
-
-
-def status_when(kubectl: Kubectl, ns: str, what: str, pred: Callable[[dict[str, Any]], bool],
-                timeout: float = 40, interval: float = 0.3) -> dict[str, Any]:
-    """Poll the ModelDeployment's status until `pred` holds; returns that status."""
-
-    def probe() -> dict[str, Any] | None:
-        st = kubectl.status(NAME, ns)
-        return st if pred(st) else None
-
-    return wait_for(f"{ns}/{NAME}: {what}", probe, timeout=timeout, interval=interval)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
