@@ -35,6 +35,9 @@ EVENT_MESSAGE_LIMIT = 1024
 API_CONCURRENCY = 32
 """Concurrent API requests (threads and pooled HTTP connections) one operator process makes."""
 
+TRANSIENT_CLIENT_ERRORS = (408, 409, 429)
+"""Request Timeout, Conflict and Too Many Requests: 4xx answers that a later retry may clear."""
+
 Obj = dict[str, Any]
 Query = list[tuple[str, str]]
 
@@ -53,6 +56,13 @@ class KubeError(Exception):
     @property
     def not_found(self) -> bool:
         return self.status == 404
+
+    @property
+    def refused(self) -> bool:
+        """The API server judged the request and said no (invalid, forbidden, denied by a webhook or policy,
+        kind not served): retrying the same request cannot succeed. Timeouts, conflicts, throttling, 5xx and
+        unreachable servers are transient."""
+        return 400 <= self.status < 500 and self.status not in TRANSIENT_CLIENT_ERRORS
 
 
 class Transport(Protocol):

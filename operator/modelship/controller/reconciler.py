@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from modelship.adapters.kube import KubeError
 from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import Clock
 from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RouterFactory
@@ -26,6 +27,7 @@ from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
 from modelship.domain.invalid import mark_invalid
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
+from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
 from modelship.domain.status import ModelDeploymentStatus, Phase
 from modelship.domain.validation import parse_spec, semantic_problems
 
@@ -69,6 +71,21 @@ STALE_BODY_SECONDS = 10.0
 """How long a body equal to the input of our last status patch counts as stale (the patch not yet seen);
 after that it is trusted again, so a lost patch cannot stall an object."""
 STALE_RETRY_SECONDS = 1.0
+REFUSED_RETRY_SECONDS = 10.0
+"""How soon a refused apply is tried again (the object or policy may be fixed; the deadline may pass)."""
+
+
+def describe(action: Action) -> str:
+    """The action in words, for the condition and Event of a refused apply."""
+    if isinstance(action, EnsureRevision):
+        return (f"the {action.role} Deployment of version {action.revision.version} "
+                f"({action.revision.hash}) at {action.replicas} replicas")
+    if isinstance(action, SetTraffic):
+        return (f"the route for canary weight {action.canary_weight}% and mirror {action.mirror_percent}% "
+                f"(stable {action.stable.hash})")
+    if isinstance(action, DeleteRevision):
+        return f"the deletion of revision {action.revision_hash}"
+    return f"the Event {action.reason}"
 
 
 def _snapshot(body: Mapping[str, Any]) -> Any:
@@ -172,10 +189,23 @@ class Reconciler:
         spec = parsed
         observations = await self._observe(owner, body, spec, status)
         decision = decide(spec, status, observations, now)
-        await self._execute(owner, spec, decision.actions, status)
+        refused = await self._execute(owner, spec, decision.actions, status)
+        if refused is not None:
+            return await self._refused(owner, raw_status, status, refused)
         if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
-        return self._result(owner, raw_status, decision.status, self._requeue(decision))
+        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision))
+
+    async def _refused(
+        self, owner: Owner, raw_status: dict[str, Any], before: ModelDeploymentStatus, what: str
+    ) -> ReconcileResult:
+        """Keep the status from before the decision (its transition did not happen), record the refusal
+        there and say it once as a Warning Event; retry soon, the deadline is the engine's to enforce."""
+        new_status = mark_refused(before, what, self.clock.now())
+        if refusal(before) != refusal(new_status):
+            await self._emit(owner, EmitEvent(EventType.WARNING, REFUSED_REASON, f"API server refused {what}"))
+        return self._result(owner, raw_status, new_status, min(REFUSED_RETRY_SECONDS, self.idle_resync_seconds))
+
 
     async def _observe(
         self, owner: Owner, body: Mapping[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
@@ -198,6 +228,7 @@ class Reconciler:
             metrics=metrics,
             request=parse_request(body["metadata"].get("annotations")),
             invalid=tuple(str(p) for p in semantic_problems(spec)),
+            refused=refusal(status),
         )
 
     async def _validate(
@@ -214,25 +245,41 @@ class Reconciler:
 
     async def _execute(
         self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action], before: ModelDeploymentStatus
-    ) -> None:
-        """Apply in the engine's order; Events go last so a failed apply never reports what did not happen."""
+    ) -> str | None:
+        """Apply in the engine's order; Events go last so a failed apply never reports what did not happen.
+
+        Returns what the API server refused (the action and its error) and stops there: the remaining
+        actions depended on it. Transient errors (5xx, timeouts, throttling) raise for kopf to retry.
+        """
         events: list[EmitEvent] = []
         for action in actions:
-            if isinstance(action, EnsureRevision):
-                await self.cluster.apply_revision(owner, spec, action.revision, action.role, action.replicas)
-            elif isinstance(action, SetTraffic):
-                route = await self.routers(spec).apply(owner, spec, action)
-                if route_was_edited(route, action, before):
-                    events.append(
-                        EmitEvent(EventType.WARNING, "RouteRestored", "route differed from the rollout state "
-                                  f"and was restored to canary weight {action.canary_weight}%")
-                    )
-            elif isinstance(action, DeleteRevision):
-                await self.cluster.delete_revision(owner, action.revision_hash)
-            else:
-                events.append(action)
+            try:
+                events.extend(await self._apply(owner, spec, action, before))
+            except KubeError as exc:
+                if not exc.refused:
+                    raise
+                log.warning("%s/%s: %s refused: %s", owner.namespace, owner.name, describe(action), exc)
+                return f"{describe(action)}: {exc}"
         for event in events:
             await self._emit(owner, event)
+        return None
+
+    async def _apply(
+        self, owner: Owner, spec: ModelDeploymentSpec, action: Action, before: ModelDeploymentStatus
+    ) -> list[EmitEvent]:
+        """Carry out one action; the Events it implies are returned, to be sent after every apply succeeded."""
+        if isinstance(action, EnsureRevision):
+            await self.cluster.apply_revision(owner, spec, action.revision, action.role, action.replicas)
+        elif isinstance(action, SetTraffic):
+            route = await self.routers(spec).apply(owner, spec, action)
+            if route_was_edited(route, action, before):
+                return [EmitEvent(EventType.WARNING, "RouteRestored", "route differed from the rollout state "
+                                  f"and was restored to canary weight {action.canary_weight}%")]
+        elif isinstance(action, DeleteRevision):
+            await self.cluster.delete_revision(owner, action.revision_hash)
+        else:
+            return [action]
+        return []
 
     async def _emit(self, owner: Owner, event: EmitEvent) -> None:
         """Events are the story, not the state: a refused Event (e.g. namespace terminating) is logged only."""

@@ -43,6 +43,7 @@ from modelship.domain.stages import (
     approve,
     bootstrap,
     check_deadline,
+    check_refused,
     check_unschedulable,
     next_check_at,
     run_analysis,
@@ -148,6 +149,7 @@ def _progress(ctx: Ctx) -> None:
         if st.stage == Stage.VALIDATING:
             bootstrap(ctx)
         return
+    check_refused(ctx)
     check_unschedulable(ctx)
     if st.canary_revision is not None and st.stage == Stage.VALIDATING:
         validating(ctx)

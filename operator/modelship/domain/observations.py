@@ -93,3 +93,6 @@ class Observations:
     request: ManualRequest | None = None
     invalid: tuple[str, ...] = ()
     """Problems found by semantic validation (what CEL cannot check): each names the field and the fix."""
+    refused: str | None = None
+    """A child apply the API server refused in an earlier reconcile (what and the API error; durable in the
+    Applied condition): the transition that needed it has not happened."""

@@ -220,6 +220,18 @@ def advance(ctx: Ctx) -> None:
         return
 
 
+def check_refused(ctx: Ctx) -> None:
+    """An apply the API server refused earlier (`obs.refused`) kept the status from before the transition
+    that needed it, so progress_at still dates from the last real progress. Past the deadline roll back here,
+    before that transition is decided again (it would restart the deadline); pause and approval are exempt."""
+    st, refused = ctx.st, ctx.obs.refused
+    if refused is None or st.canary_revision is None or st.paused or st.awaiting_approval:
+        return
+    if deadline_passed(ctx):
+        rollback(ctx, f"no progress for {format_duration(deadline(ctx))} (progressDeadline): "
+                 f"the API server refused {refused}", cause="ApplyRefused")
+
+
 def check_deadline(ctx: Ctx) -> None:
     """No progress for progressDeadline rolls back; pause and approval waits are exempt."""
     st = ctx.st
