@@ -53,13 +53,21 @@ async def test_get_and_delete_treat_404_as_absent_and_list_uses_label_selector()
     assert t.calls[-1].query == [("labelSelector", "a=1,b=2")]
 
 
+def _controller(uid: str) -> list[dict[str, Any]]:
+    return [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "n", "uid": uid, "controller": True}]
+
+
 def _dep(rev: str, replicas: int, ready: int, generation: int = 2) -> dict[str, Any]:
     return {
-        "metadata": {"name": f"fraud-scorer-{rev}", "generation": generation,
-                     "labels": {"modelship.dev/revision": rev}},
+        "metadata": {"name": f"fraud-scorer-{rev}", "generation": generation, "uid": f"dep-{rev}",
+                     "labels": {"modelship.dev/revision": rev}, "ownerReferences": _controller(OWNER.uid)},
         "spec": {"replicas": replicas},
         "status": {"observedGeneration": 2, "readyReplicas": ready, "updatedReplicas": replicas},
     }
+
+
+def _rs(rev: str) -> dict[str, Any]:
+    return {"metadata": {"name": f"rs-{rev}", "uid": f"rs-{rev}", "ownerReferences": _controller(f"dep-{rev}")}}
 
 
 def _pod(rev: str, ready: bool, unschedulable: str | None = None, ip: str = "10.0.0.1") -> dict[str, Any]:
@@ -67,7 +75,8 @@ def _pod(rev: str, ready: bool, unschedulable: str | None = None, ip: str = "10.
     if unschedulable:
         conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                            "message": unschedulable})
-    return {"metadata": {"name": f"p-{rev}-{ip}", "labels": {"modelship.dev/revision": rev}},
+    return {"metadata": {"name": f"p-{rev}-{ip}", "labels": {"modelship.dev/revision": rev},
+                         "ownerReferences": _controller(f"rs-{rev}")},
             "status": {"conditions": conditions, "podIP": ip}}
 
 
@@ -76,6 +85,7 @@ async def test_revision_states_read_ready_replicas_and_scheduler_message() -> No
     t.lists["/apis/apps/v1/namespaces/ml/deployments"] = [_dep(STABLE.hash, 4, 4), _dep(CANARY.hash, 2, 1)]
     msg = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     t.lists["/api/v1/namespaces/ml/pods"] = [_pod(CANARY.hash, True), _pod(CANARY.hash, False, msg)]
+    t.lists["/apis/apps/v1/namespaces/ml/replicasets"] = [_rs(CANARY.hash)]
     states = await KubeCluster(kube, instance="test").revision_states(OWNER)
     assert states[STABLE.hash].available and states[STABLE.hash].unschedulable is None
     canary = states[CANARY.hash]
@@ -95,6 +105,8 @@ async def test_revision_states_skip_the_pod_list_when_everything_is_ready() -> N
 
 async def test_ready_pod_ips_are_only_ready_pods_of_that_revision() -> None:
     kube, t = fake_kube()
+    t.lists["/apis/apps/v1/namespaces/ml/deployments"] = [_dep(CANARY.hash, 2, 1)]
+    t.lists["/apis/apps/v1/namespaces/ml/replicasets"] = [_rs(CANARY.hash)]
     t.lists["/api/v1/namespaces/ml/pods"] = [_pod(CANARY.hash, True, ip="10.0.0.2"),
                                              _pod(CANARY.hash, False, ip="10.0.0.3")]
     assert await KubeCluster(kube, instance="test").ready_pod_ips(OWNER, CANARY.hash) == ["10.0.0.2"]

@@ -210,7 +210,8 @@ async def test_replica_router_reports_effective_weight(ready: tuple[int, int], e
     kube, t = fake_kube()
     deps = [
         {"metadata": {"name": f"fraud-scorer-{rev.hash}", "labels": {"modelship.dev/revision": rev.hash,
-                                                                       "modelship.dev/role": role}},
+                                                                       "modelship.dev/role": role},
+                      "ownerReferences": [{"uid": OWNER.uid, "controller": True}]},
          "status": {"readyReplicas": n}}
         for rev, role, n in ((STABLE, "stable", ready[0]), (CANARY, "canary", ready[1]))
     ]

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import importlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ API_CONCURRENCY = 32
 
 TRANSIENT_CLIENT_ERRORS = (408, 409, 429)
 """Request Timeout, Conflict and Too Many Requests: 4xx answers that a later retry may clear."""
+
+log = logging.getLogger("modelship.kube")
 
 Obj = dict[str, Any]
 Query = list[tuple[str, str]]
@@ -192,18 +195,47 @@ class Kube:
         items: list[Obj] = list((result or {}).get("items") or [])
         return items
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete with background propagation; False when it was already gone."""
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
+    ) -> bool:
+        """Delete with background propagation; False when it was already gone (or, with `uid`, replaced by
+        another object of the same name: the precondition makes the API server refuse with 409)."""
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
             await self._call(
                 "DELETE", resource_path(api_version, kind, namespace, name),
-                query=[("propagationPolicy", "Background")],
+                query=[("propagationPolicy", "Background")], body=body,
             )
         except KubeError as exc:
-            if exc.not_found:
+            if exc.not_found or (uid and exc.status == 409):
                 return False
             raise
         return True
+
+    async def delete_owned(self, api_version: str, kind: str, owner: OwnerLike, name: str) -> bool:
+        """Delete `name` only when `owner` controls it: a name we compute may belong to someone else."""
+        found = await self.get(api_version, kind, owner.namespace, name)
+        if found is None:
+            return False
+        if not controlled_by(found, owner.uid):
+            log.warning("%s %s/%s is not controlled by ModelDeployment %s (uid %s): not deleted",
+                        kind, owner.namespace, name, owner.name, owner.uid)
+            return False
+        uid = found.get("metadata", {}).get("uid")
+        return await self.delete(api_version, kind, owner.namespace, name, uid=str(uid) if uid else None)
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controller (the ownerReference with controller=true), if any."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            return str(ref.get("uid") or "") or None
+    return None
+
+
+def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Ours only when our uid is its controller: labels and names can be copied by anyone in the namespace."""
+    return controller_uid(obj) == uid
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -269,6 +301,15 @@ def event_object(owner: OwnerLike, type: EventType, reason: str, message: str, i
     }
 
 
+def not_ours(kind: str, owner: OwnerLike, name: str) -> KubeError:
+    """A refusal (so a condition, an Event and a rollback at the deadline) for a same-named foreign object."""
+    return KubeError(
+        403, "NotOwned",
+        f"{kind} {owner.namespace}/{name} exists and is not controlled by ModelDeployment {owner.name} "
+        f"(uid {owner.uid}); rename or delete that object, Modelship neither takes it over nor deletes it",
+    )
+
+
 class KubeCluster:
     """The controller's `Cluster` port on a real API server."""
 
@@ -276,17 +317,33 @@ class KubeCluster:
         self.kube = kube
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
 
+    async def _deployments(self, owner: OwnerLike, labels: Mapping[str, str]) -> list[Obj]:
+        """Deployments with `labels` that this ModelDeployment controls (a decoy with our labels is not ours)."""
+        found = await self.kube.list("apps/v1", "Deployment", owner.namespace, labels)
+        return [d for d in found if controlled_by(d, owner.uid)]
+
+    async def _pods(self, owner: OwnerLike, deployments: Sequence[Obj], labels: Mapping[str, str]) -> list[Obj]:
+        """Pods with `labels` whose controller chain Pod -> ReplicaSet -> Deployment ends at `deployments`."""
+        deployment_uids = {d.get("metadata", {}).get("uid") for d in deployments} - {None}
+        if not deployment_uids:
+            return []
+        replica_sets = await self.kube.list("apps/v1", "ReplicaSet", owner.namespace, labels)
+        rs_uids = {r.get("metadata", {}).get("uid") for r in replica_sets if controller_uid(r) in deployment_uids}
+        rs_uids.discard(None)
+        pods = await self.kube.list("v1", "Pod", owner.namespace, labels)
+        return [p for p in pods if controller_uid(p) in rs_uids]
+
     async def revision_states(self, owner: OwnerLike) -> dict[str, RevisionState]:
-        """One Deployment list; one pod list only when some revision is short of ready pods."""
+        """One Deployment list; ReplicaSet and pod lists only when some revision is short of ready pods."""
         selector = objects.owned_selector(owner.name)
-        deployments = await self.kube.list("apps/v1", "Deployment", owner.namespace, selector)
+        deployments = await self._deployments(owner, selector)
         pods_by_rev: dict[str, list[Obj]] = {}
         lagging = [
             d for d in deployments
             if int(d.get("status", {}).get("readyReplicas", 0)) < int(d.get("spec", {}).get("replicas") or 0)
         ]
         if lagging:
-            for pod in await self.kube.list("v1", "Pod", owner.namespace, selector):
+            for pod in await self._pods(owner, lagging, selector):
                 pods_by_rev.setdefault(_revision_of(pod), []).append(pod)
         states = {}
         for dep in deployments:
@@ -296,11 +353,10 @@ class KubeCluster:
         return states
 
     async def ready_pod_ips(self, owner: OwnerLike, revision_hash: str) -> list[str]:
-        """IPs of this revision's Ready pods, selected by our labels only: the operator calls no other pod."""
-        pods = await self.kube.list(
-            "v1", "Pod", owner.namespace,
-            {objects.MANAGED_BY: objects.MANAGER, **objects.selector_labels(owner.name, revision_hash)},
-        )
+        """IPs of this revision's Ready pods that the ModelDeployment controls through its Deployment and
+        ReplicaSet: the operator calls no other pod, whatever labels it carries."""
+        labels = {objects.MANAGED_BY: objects.MANAGER, **objects.selector_labels(owner.name, revision_hash)}
+        pods = await self._pods(owner, await self._deployments(owner, labels), labels)
         return sorted(
             str(p["status"]["podIP"]) for p in pods if _pod_ready(p) and p.get("status", {}).get("podIP")
         )
@@ -320,6 +376,8 @@ class KubeCluster:
         if revision.hash != revision_hash(spec):
             name = desired["metadata"]["name"]
             found = await self.kube.get("apps/v1", "Deployment", owner.namespace, name)
+            if found is not None and not controlled_by(found, owner.uid):
+                raise not_ours("Deployment", owner, name)
             template = ((found or {}).get("spec") or {}).get("template")
             if template:
                 template = dict(template)
@@ -331,7 +389,7 @@ class KubeCluster:
 
     async def delete_revision(self, owner: OwnerLike, revision_hash: str) -> None:
         name = objects.deployment_name(owner.name, revision_hash)
-        await self.kube.delete("apps/v1", "Deployment", owner.namespace, name)
+        await self.kube.delete_owned("apps/v1", "Deployment", owner, name)
 
     async def emit_event(self, owner: OwnerLike, type: EventType, reason: str, message: str) -> None:
         await self.kube.create(event_object(owner, type, reason, message, self.instance))

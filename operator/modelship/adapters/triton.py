@@ -1,8 +1,10 @@
 """Triton checks on canary pods before any traffic moves: live, version READY, I/O contract, samples.
 
 Why: a pod can be Running and Ready to Kubernetes while Triton failed to load the pinned version, or
-loaded a version whose signature breaks clients. Only the addresses the controller passes in (IPs of pods
-it owns, found by label) are ever called. Failures come back as a `ValidationReport`, never as exceptions:
+loaded a version whose signature breaks clients. Only the addresses the controller passes in are ever called:
+IPs of pods whose controller chain Pod -> ReplicaSet -> Deployment ends at the ModelDeployment's uid
+(`KubeCluster.ready_pod_ips`; labels alone prove nothing). Failures come back as a `ValidationReport`, never
+as exceptions:
 NotReady (unreachable, not live, version not READY) is transient and retried until the progress deadline;
 ContractMismatch and SampleFailed are final verdicts.
 """

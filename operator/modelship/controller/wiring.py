@@ -73,7 +73,7 @@ class PrometheusMetrics:
 
 
 class TritonChecks:
-    """ModelChecker port over tritonclient: only the pod IPs the controller selected by our own labels."""
+    """ModelChecker port over tritonclient: only pods the ModelDeployment controls (uid chain)."""
 
     def __init__(self, validator: TritonValidator) -> None:
         self.validator = validator

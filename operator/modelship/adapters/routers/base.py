@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from modelship.adapters import objects
-from modelship.adapters.kube import Kube
+from modelship.adapters.kube import Kube, controlled_by, not_ours
 from modelship.adapters.owner import OwnerLike, owner_reference
 from modelship.domain.actions import Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
@@ -138,6 +138,8 @@ class RouteObjectRouter:
 
     async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
         found = await self._found(owner)
+        if found is not None and not controlled_by(found, owner.uid):
+            raise not_ours(self.kind, owner, owner.name)
         desired = self.desired(owner, action)
         state = self.read_state(owner, found)
         synced = in_sync(desired, found)
@@ -151,4 +153,5 @@ class RouteObjectRouter:
         )
 
     async def cleanup(self, owner: OwnerLike) -> None:
-        await self.kube.delete(self.api_version, self.kind, owner.namespace, owner.name)
+        """Delete the route only when this ModelDeployment controls it (another team's route may share the name)."""
+        await self.kube.delete_owned(self.api_version, self.kind, owner, owner.name)
