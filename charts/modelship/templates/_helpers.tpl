@@ -53,53 +53,65 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Rules the operator needs in every namespace it watches. Least privilege, and why:
-- modeldeployments: watch them; patch for kopf's finalizer and progress annotations (metadata only:
-  RBAC cannot tell metadata from spec, the operator never writes spec). No create/update/delete.
-- modeldeployments/status: the operator's only durable state.
-- deployments, services: the Triton revisions and their Services it owns (server-side apply).
-- pods: read-only; pod IPs for model-readiness checks and scheduling for GPU surge decisions.
-- httproutes, virtualservices: traffic weights and mirroring.
-- events (core and events.k8s.io): decision evidence on `kubectl describe`.
-No Secrets: the Prometheus token is mounted as a file by the kubelet.
+- modeldeployments: list/watch them (kopf); patch for kopf's finalizer and progress annotations (metadata
+  only: RBAC cannot tell metadata from spec, the operator never writes spec). No get/create/update/delete.
+- modeldeployments/status: patch; the operator's only durable state.
+- deployments, services: the Triton revisions and their Services it owns. Every write is a server-side
+  apply (PATCH, which creates what is missing: patch + create); deployments are read to keep a revision's
+  pod template and to check ownership before a delete; services are never read or deleted (owner
+  references let the garbage collector remove them).
+- replicasets, pods: list only; the ownerReference chain Pod -> ReplicaSet -> Deployment decides which pods
+  are ours (Triton checks, scheduling state for GPU surge). Nothing watches them.
+- httproutes, virtualservices: get (drift and ownership), apply, delete on a router switch or deletion.
+- events (core v1 only, create): decision evidence on `kubectl describe`; never patched.
+No `update` anywhere, no Secrets: the Prometheus token is mounted as a file by the kubelet.
+tests/unit/test_rbac.py derives these from every adapter call and fails on any difference.
 */}}
 {{- define "modelship.namespacedRules" -}}
 - apiGroups: [modelship.dev]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [modelship.dev]
   resources: [modeldeployments/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [list]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [create, patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch, delete]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
-{{/* What kopf needs cluster-wide even in namespaced mode: resource discovery and namespace scanning;
-     `get` on namespaces reads the per-namespace Prometheus URL annotation (modelship.dev/prometheus-url),
-     which `list` already exposes. */}}
+{{/* Cluster-wide in both modes: kopf observes CRDs (list/watch); `get` on namespaces reads the
+     per-namespace Prometheus URL annotation (modelship.dev/prometheus-url). */}}
 {{- define "modelship.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get, list, watch]
+  verbs: [get]
+{{- end }}
+
+{{/* Namespaced mode only: kopf lists and watches namespaces to serve the --namespace names it was given
+     (cluster-wide, it never looks at them). */}}
+{{- define "modelship.namespaceScanRules" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
 {{- end }}
