@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from engine_fixtures import T0, make_spec
-from modelship.domain.analysis import DEFAULT_SLO, assess, configured_slos, evidence
+from hypothesis import given
+from hypothesis import strategies as st
+from modelship.domain.analysis import assess, evidence, judge_metric
 from modelship.domain.observations import MetricsSnapshot, MetricValue
+from modelship.domain.slos import DEFAULT_SLO, SloBound, configured_slos
 from modelship.domain.status import AnalysisRecord, Verdict
 
 
@@ -126,7 +131,7 @@ def test_given_error_and_no_data_together_when_assessed_then_error_wins() -> Non
 
 def test_given_no_slo_configured_when_listing_slos_then_default_error_rate_applies() -> None:
     spec = make_spec(slo={})
-    assert configured_slos(spec) == [DEFAULT_SLO]
+    assert configured_slos(spec.slo) == (DEFAULT_SLO,)
     record = assess(spec, MetricsSnapshot(available=True, canary_requests=100,
                                           values={"errorRate": MetricValue(0.02)}), T0)
     assert record.verdict == Verdict.FAIL and record.metrics[0].max == 0.01
@@ -147,3 +152,42 @@ def test_given_record_when_round_tripped_through_json_then_equal() -> None:
     record = run({"errorRate": {"max": 0.01}}, {"errorRate": MetricValue(0.05, 0.001)})
     again = AnalysisRecord.model_validate(record.model_dump(by_alias=True, mode="json"))
     assert again == record
+
+
+NON_FINITE = (math.nan, math.inf, -math.inf)
+SLO_WITH_RATIO = {"errorRate": {"max": 0.01, "maxRatioToStable": 2}, "latencyP99Ms": {"max": 250},
+                  "custom": [{"name": "conf", "min": 0.5, "query": 'avg(c{namespace="{{namespace}}"})'}]}
+
+
+def test_given_nan_canary_error_rate_when_judged_then_no_data_not_pass() -> None:
+    bound = SloBound(name="errorRate", max=0.01)
+    for value in NON_FINITE:
+        result = judge_metric(bound, MetricValue(value, 0.001))
+        assert result.verdict == Verdict.NO_DATA and result.value is None, value
+
+
+def test_given_non_finite_stable_when_ratio_bound_then_no_baseline_rather_than_pass() -> None:
+    bound = SloBound(name="latencyP99Ms", max_ratio_to_stable=1.2)
+    for value in NON_FINITE:
+        result = judge_metric(bound, MetricValue(100.0, value))
+        assert result.verdict == Verdict.NO_DATA and result.stable_value is None, value
+
+
+maybe_numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@given(canary=maybe_numbers, stable=maybe_numbers, requests=maybe_numbers, custom=maybe_numbers)
+def test_any_metric_values_judge_finite_evidence_only_and_status_always_serialises(
+    canary: float | None, stable: float | None, requests: float | None, custom: float | None
+) -> None:
+    record = run(SLO_WITH_RATIO, {"errorRate": MetricValue(canary, stable), "latencyP99Ms": MetricValue(10.0, 9.0),
+                                  "conf": MetricValue(custom, custom)}, requests=requests)
+    text = json.dumps(record.model_dump(by_alias=True, mode="json"), allow_nan=False)
+    assert AnalysisRecord.model_validate(json.loads(text)) == record
+    if canary is None or not math.isfinite(canary):
+        assert by_name(record, "errorRate") == Verdict.NO_DATA
+    if custom is None or not math.isfinite(custom):
+        assert by_name(record, "conf") == Verdict.NO_DATA
+    if record.verdict == Verdict.PASS:
+        assert all(m.value is not None and math.isfinite(m.value) for m in record.metrics)
+        assert requests is not None and math.isfinite(requests)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from engine_fixtures import T0, make_spec
 from modelship.adapters.metrics.base import AnalysisQuery, MetricsSource
 from modelship.adapters.metrics.factory import PROMETHEUS_URL_ANNOTATION, MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import (
@@ -26,7 +27,10 @@ from modelship.adapters.metrics.queries import (
     requests_query,
     selector,
 )
+from modelship.domain.analysis import assess
 from modelship.domain.api import Slo
+from modelship.domain.slos import configured_slos
+from modelship.domain.status import Verdict
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 SEL = 'namespace="ml",model="fraud_scorer",modelship_dev_revision="c1"'
@@ -41,6 +45,7 @@ SLO = Slo.model_validate(
     }
 )
 Responder = Callable[[str], Any]
+RANGE_VECTOR = [{"metric": {}, "values": [[1700000000.0, "1"], [1700000001.0, "2"]]}]
 
 
 def vec(value: str) -> list[dict[str, Any]]:
@@ -140,7 +145,8 @@ def test_parse_value(result: Any, expected: float | None) -> None:
 @pytest.mark.parametrize(
     ("result", "error"),
     [(vec("1") + vec("2"), QueryRefused), (vec("+Inf"), QueryRefused), ({"x": 1}, ProviderDown),
-     (vec("abc"), ProviderDown), (["oops"], ProviderDown)],
+     (vec("abc"), ProviderDown), (["oops"], ProviderDown), ([1.0, "text"], QueryRefused),
+     (RANGE_VECTOR, QueryRefused)],
 )
 def test_parse_value_errors(result: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
@@ -306,3 +312,48 @@ async def test_rotated_token_file_rebuilds_the_client(tmp_path: Path) -> None:
     token.write_text("second")
     await src.snapshot(aq())
     assert seen == ["one", "second"]
+
+
+# --- one list of SLOs: what is judged is what is measured ---------------------------------------------------
+
+
+async def test_spec_without_slo_block_measures_the_default_error_rate() -> None:
+    src, fake = source(healthy)
+    snap = await src.snapshot(aq(slo=Slo()))
+    assert snap.values["errorRate"].canary == 0.002 and snap.values["errorRate"].stable == 0.001
+    assert any("nv_inference_request_failure" in q and "/" in q for q in fake.queries)
+
+
+@pytest.mark.parametrize(
+    "slo",
+    [Slo(), SLO, Slo.model_validate({"queueP99Ms": {"max": 5}, "latencyP95Ms": {"max": 9}}),
+     Slo.model_validate({"custom": SLO.model_dump(by_alias=True)["custom"]})],
+)
+async def test_every_slo_judged_is_measured(slo: Slo) -> None:
+    snap = await source(healthy)[0].snapshot(aq(slo=slo))
+    assert set(snap.values) == {bound.name for bound in configured_slos(slo)}
+
+
+# --- one bad custom SLO is an Error for that SLO only ------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("answer", "words"), [(RANGE_VECTOR, "range vector"), ([1700000000.0, "hello"], "string")]
+)
+async def test_custom_query_of_the_wrong_type_is_an_error_for_that_slo_only(answer: Any, words: str) -> None:
+    def respond(query: str) -> Any:
+        if query.startswith("avg(conf"):
+            return answer
+        if query.startswith("(sum(increase(nv_inference_request_failure") and "/" in query:
+            return vec("0.2")  # a real breach that must stay visible
+        return healthy(query)
+
+    snap = await source(respond)[0].snapshot(aq())
+    assert snap.available, snap.error
+    assert snap.values["errorRate"].canary == 0.2
+    conf = snap.values["conf"]
+    assert conf.canary is None and conf.error and words in conf.error
+    spec = make_spec(slo=SLO.model_dump(by_alias=True, exclude_none=True))
+    record = assess(spec, snap, T0)
+    verdicts = {m.name: m.verdict for m in record.metrics}
+    assert record.verdict == Verdict.FAIL and verdicts["errorRate"] == Verdict.FAIL
+    assert verdicts["conf"] == Verdict.ERROR

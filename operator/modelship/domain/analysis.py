@@ -6,56 +6,25 @@ and below minRequests is Inconclusive even when a rate or quantile came back emp
 ratio): too little traffic is not missing metrics, so `onNoData: Fail` does not roll back a quiet canary.
 
 Rules worth knowing:
-- With no SLO configured at all, `DEFAULT_SLO` (errorRate max 0.01) applies, so a rollout is never judged
-  on nothing.
+- The SLOs judged are `slos.configured_slos(spec.slo)`, the same list the metrics adapter measures; with no
+  SLO configured at all, `DEFAULT_SLO` (errorRate max 0.01) applies, so a rollout is never judged on nothing.
+- NaN and infinite values, whatever their source, are no evidence: they judge as NoData and are recorded as
+  missing, so a status always serialises as JSON.
 - A ratio bound (`maxRatioToStable`) needs a stable baseline. When stable is missing or 0 the ratio is
   NoData, unless the absolute bound already fails. Error rate is the exception: a healthy stable commonly
-  has exactly 0 errors, so its baseline is floored at `ERROR_RATE_BASELINE_FLOOR` (0.1%); a canary with
+  has exactly 0 errors, so its baseline is floored at the catalogue's `baseline_floor` (0.1%); a canary with
   0.05% errors beside a clean stable passes a 1.2x bound, one with 5% errors fails it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 
-from modelship.domain.api import ModelDeploymentSpec, RatioBound
+from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, MetricValue
+from modelship.domain.slos import SloBound, configured_slos, finite
 from modelship.domain.status import AnalysisRecord, MetricResult, Verdict
-
-ERROR_RATE = "errorRate"
-DEFAULT_ERROR_RATE_MAX = 0.01
-ERROR_RATE_BASELINE_FLOOR = 0.001
-
-
-@dataclass(frozen=True)
-class SloBound:
-    """One SLO as judged: name and bounds, flattened from the spec's different SLO shapes."""
-
-    name: str
-    min: float | None = None
-    max: float | None = None
-    max_ratio_to_stable: float | None = None
-
-
-DEFAULT_SLO = SloBound(name=ERROR_RATE, max=DEFAULT_ERROR_RATE_MAX)
-
-
-def configured_slos(spec: ModelDeploymentSpec) -> list[SloBound]:
-    """The SLOs the spec declares, in a fixed order; the default error-rate bound when none are declared."""
-    slo = spec.slo
-    out: list[SloBound] = []
-    builtins: list[tuple[str, RatioBound | None]] = [
-        (ERROR_RATE, slo.error_rate),
-        ("latencyP99Ms", slo.latency_p99_ms),
-        ("latencyP95Ms", slo.latency_p95_ms),
-        ("queueP99Ms", slo.queue_p99_ms),
-    ]
-    for name, bound in builtins:
-        if bound is not None:
-            out.append(SloBound(name=name, max=bound.max, max_ratio_to_stable=bound.max_ratio_to_stable))
-    out.extend(SloBound(name=c.name, min=c.min, max=c.max) for c in slo.custom)
-    return out or [DEFAULT_SLO]
 
 
 def _fmt(value: float) -> str:
@@ -80,11 +49,14 @@ def judge_metric(bound: SloBound, mv: MetricValue | None) -> MetricResult:
     name = bound.name
     if mv is None:
         return _result(bound, mv, Verdict.NO_DATA, f"{name}: no value returned")
+    raw = mv.canary
+    mv = replace(mv, canary=finite(mv.canary), stable=finite(mv.stable))
     if mv.error:
         return _result(bound, mv, Verdict.ERROR, f"{name}: query failed: {mv.error}")
     value = mv.canary
     if value is None:
-        return _result(bound, mv, Verdict.NO_DATA, f"{name}: no canary data in the window")
+        seen = "" if raw is None else f" (the value was {raw}, not a number)"
+        return _result(bound, mv, Verdict.NO_DATA, f"{name}: no canary data in the window{seen}")
     if bound.max is not None and value > bound.max:
         return _result(bound, mv, Verdict.FAIL, f"{name} {_fmt(value)} > max {_fmt(bound.max)}")
     if bound.min is not None and value < bound.min:
@@ -92,8 +64,8 @@ def judge_metric(bound: SloBound, mv: MetricValue | None) -> MetricResult:
     ratio = bound.max_ratio_to_stable
     if ratio is not None:
         baseline = mv.stable
-        if name == ERROR_RATE and baseline is not None:
-            baseline = max(baseline, ERROR_RATE_BASELINE_FLOOR)
+        if bound.baseline_floor is not None and baseline is not None:
+            baseline = max(baseline, bound.baseline_floor)
         if baseline is None or baseline <= 0:
             text = f"{name} {_fmt(value)}: no stable baseline for the ratio bound"
             return _result(bound, mv, Verdict.NO_DATA, text)
@@ -116,7 +88,7 @@ def _overall(
         return Verdict.ERROR, f"metrics provider unavailable: {snapshot.error or 'unreachable'}"
     if Verdict.ERROR in verdicts:
         return Verdict.ERROR, "; ".join(m.message for m in metrics if m.verdict == Verdict.ERROR)
-    requests = snapshot.canary_requests
+    requests = finite(snapshot.canary_requests)
     seen = "unknown" if requests is None else _fmt(requests)
     too_few = f"{seen} canary requests, fewer than minRequests {min_requests}"
     if min_requests > 0 and requests is not None and requests < min_requests:
@@ -131,7 +103,7 @@ def _overall(
 
 def assess(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, now: datetime) -> AnalysisRecord:
     """Judge every configured SLO on one snapshot; Fail beats everything, Pass needs all evidence present."""
-    bounds = configured_slos(spec)
+    bounds = configured_slos(spec.slo)
     if snapshot.available:
         metrics = [judge_metric(b, snapshot.values.get(b.name)) for b in bounds]
     else:
@@ -141,7 +113,7 @@ def assess(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, now: datetime) 
         ]
     verdict, message = _overall(snapshot, metrics, spec.rollout.analysis.min_requests)
     return AnalysisRecord(
-        time=now, verdict=verdict, requests=snapshot.canary_requests, metrics=metrics,
+        time=now, verdict=verdict, requests=finite(snapshot.canary_requests), metrics=metrics,
         message=f"{verdict}: {message}",
     )
 

@@ -12,13 +12,6 @@ from typing import Protocol, runtime_checkable
 from modelship.domain.api import Slo
 from modelship.domain.observations import MetricsSnapshot
 
-# Names of the built-in SLO metrics, as keys of MetricsSnapshot.values (and status.lastAnalysis).
-ERROR_RATE = "errorRate"
-LATENCY_P99 = "latencyP99Ms"
-LATENCY_P95 = "latencyP95Ms"
-QUEUE_P99 = "queueP99Ms"
-BUILTIN_METRICS = (ERROR_RATE, LATENCY_P99, LATENCY_P95, QUEUE_P99)
-
 
 @dataclass(frozen=True)
 class AnalysisQuery:
@@ -45,5 +38,5 @@ class MetricsSource(Protocol):
     """A metrics provider. Implementations never raise: outages are `MetricsSnapshot(available=False)`."""
 
     async def snapshot(self, query: AnalysisQuery) -> MetricsSnapshot:
-        """Measure requests and every SLO in `query.slo` for canary and stable in the same window."""
+        """Measure requests and every SLO of `slos.configured_slos(query.slo)`, canary and stable, in one window."""
         ...

@@ -3,9 +3,12 @@
 prometheus-api-client is blocking: calls run in a small thread pool of the source's own, bounded by a
 semaphore, and all queries of one analysis round run concurrently.
 
-Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, garbage) makes the whole snapshot
-`available=False`; an empty result or NaN is `None` (NoData); a refused query (4xx) is a per-metric error.
-Error texts carry no URL credentials and never the token.
+Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, an answer that is not Prometheus')
+makes the whole snapshot `available=False`; an empty result or NaN is `None` (NoData); what is wrong with one
+query (refused as bad PromQL, timed out in Prometheus' evaluation, more than one series, an answer over the
+byte bound, a range vector or a string) is an error of that SLO only, so the other SLOs are still judged.
+What is measured is `slos.configured_slos`, the list the analysis judges. Answers are bounded in series, bytes
+and time (`bounded.py`). Error texts carry no URL credentials and never the token.
 """
 
 from __future__ import annotations
@@ -28,13 +31,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from modelship.adapters.metrics.base import (
-    ERROR_RATE,
-    LATENCY_P95,
-    LATENCY_P99,
-    QUEUE_P99,
-    AnalysisQuery,
-)
+from modelship.adapters.metrics.base import AnalysisQuery
+from modelship.adapters.metrics.bounded import AnswerTooLarge, BoundedAdapter, prometheus_timeout
 from modelship.adapters.metrics.queries import (
     DEFAULT_REVISION_LABEL,
     builtin_queries,
@@ -43,6 +41,7 @@ from modelship.adapters.metrics.queries import (
 )
 from modelship.adapters.metrics.templating import render_query
 from modelship.domain.observations import MetricsSnapshot, MetricValue
+from modelship.domain.slos import configured_slos
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +61,14 @@ class PrometheusSettings:
     timeout_s: float = 5.0
     revision_label: str = DEFAULT_REVISION_LABEL
     max_concurrency: int = 8
+    max_series: int = 2
+    """Series asked for per query (`limit`): one is an answer, two is enough to know it is not one."""
+    max_response_bytes: int = 256 * 1024
+    """Largest answer read per query; one series takes well under 4 KiB."""
+
+    def query_params(self) -> dict[str, str]:
+        """Bounds sent with every query: at most `max_series` series, Prometheus gives up before the client."""
+        return {"limit": str(self.max_series), "timeout": prometheus_timeout(self.timeout_s)}
 
 
 class QueryClient(Protocol):
@@ -84,28 +91,39 @@ class ProviderDown(Exception):
 
 
 def parse_value(result: Any) -> float | None:
-    """One number from an instant-query result; None for empty or NaN; raises QueryRefused for many series."""
+    """One number from an instant-query result; None for empty or NaN.
+
+    Raises QueryRefused for what the query asked for (many series, a range vector, a string) and ProviderDown
+    for what no valid Prometheus answer looks like.
+    """
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        raw = result[1]  # resultType scalar: [ts, "v"]
+        raw = result[1]  # resultType scalar [ts, "v"] or string [ts, "text"]
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise QueryRefused("the query returns a string, not a number") from None
     elif isinstance(result, list):
         if not result:
             return None
         if len(result) > 1:
-            raise QueryRefused(f"query returned {len(result)} series; aggregate it to one (e.g. sum or max)")
+            raise QueryRefused(
+                f"query returned {len(result)} or more series; aggregate it to one (e.g. sum or max)"
+            )
         sample = result[0]
+        if isinstance(sample, dict) and "values" in sample and "value" not in sample:
+            raise QueryRefused("the query returns a range vector; reduce it to one value, e.g. sum(rate(x[5m]))")
         if not isinstance(sample, dict) or "value" not in sample:
             raise ProviderDown("unexpected result shape from Prometheus")
-        raw = sample["value"][1]
+        try:
+            value = float(sample["value"][1])
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise ProviderDown("unexpected sample value from Prometheus") from exc
     else:
         raise ProviderDown("unexpected result shape from Prometheus")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ProviderDown("unexpected sample value from Prometheus") from exc
     if math.isnan(value):
         return None
     if math.isinf(value):
-        raise QueryRefused(f"value is {raw}: the query divides by zero")
+        raise QueryRefused(f"value is {value}: the query divides by zero")
     return value
 
 
@@ -119,24 +137,33 @@ def scrub(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _error_text(message: str) -> str:
-    """Prometheus' own error text from the client's "HTTP Status Code N (b'<json body>')" message."""
+def _error_body(message: str) -> dict[str, Any]:
+    """Prometheus' JSON error from the client's "HTTP Status Code N (b'<json body>')" message; {} if none."""
     match = re.search(r"\((b?(['\"]).*\2)\)\s*$", message, re.DOTALL)
     try:
-        raw = ast.literal_eval(match.group(1)) if match else ""
-        body = json.loads(raw)
-        return str(body.get("error") or "query refused")
-    except (ValueError, SyntaxError, TypeError, AttributeError):
-        return "query refused"
+        body = json.loads(ast.literal_eval(match.group(1)) if match else "")
+    except (ValueError, SyntaxError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_text(message: str) -> str:
+    """Prometheus' own error text from the client's message."""
+    return str(_error_body(message).get("error") or "query refused")
 
 
 def classify(exc: BaseException) -> Exception:
     """Map a client exception to ProviderDown (outage) or QueryRefused (bad query)."""
     if isinstance(exc, QueryRefused | ProviderDown):
         return exc
+    if isinstance(exc, AnswerTooLarge):
+        return QueryRefused(f"{exc}: the query returns too many series; aggregate it to one (e.g. sum or max)")
     if isinstance(exc, PrometheusApiClientException):
         match = re.search(r"HTTP Status Code (\d+)", str(exc))
         status = int(match.group(1)) if match else 0
+        if status == 503 and _error_body(str(exc)).get("errorType") == "timeout":
+            # Prometheus answered: this query's evaluation ran out of time (others may not)
+            return QueryRefused(f"Prometheus gave up evaluating the query: {_error_text(str(exc))}; make it cheaper")
         if status in _OUTAGE_STATUS or status >= 500 or status == 0:
             return ProviderDown(scrub(f"Prometheus answered HTTP {status or '?'}"))
         return QueryRefused(scrub(f"HTTP {status}: {_error_text(str(exc))}"))
@@ -164,7 +191,7 @@ class _Measured:
 
 
 def connect(settings: PrometheusSettings) -> PrometheusConnect:
-    """A PrometheusConnect with auth, CA and no retries: the next analysis round is the retry."""
+    """A PrometheusConnect with auth, CA, bounded answers and no retries: the next analysis round is the retry."""
     session = requests.Session()
     session.verify = settings.ca_file or not settings.insecure_skip_verify
     headers: dict[str, str] = {}
@@ -174,14 +201,19 @@ def connect(settings: PrometheusSettings) -> PrometheusConnect:
             token = fh.read().strip()
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return PrometheusConnect(
-        url=settings.url.rstrip("/"),
+    url = settings.url.rstrip("/")
+    client = PrometheusConnect(
+        url=url,
         headers=headers or None,
         auth=settings.basic_auth,
         session=session,
         retry=Retry(total=0, raise_on_status=False),
         timeout=settings.timeout_s,
     )
+    # mounted after PrometheusConnect's own adapter for the same prefix, so this one answers
+    session.mount(url, BoundedAdapter(settings.max_response_bytes, settings.timeout_s,
+                                      max_retries=Retry(total=0, raise_on_status=False)))
+    return client
 
 
 class PrometheusSource:
@@ -228,7 +260,10 @@ class PrometheusSource:
             try:
                 client = self._get_client()
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor, client.custom_query, promql)
+                params = self.settings.query_params()
+                result = await loop.run_in_executor(
+                    self._executor, lambda: client.custom_query(promql, params=params)
+                )
             except Exception as exc:
                 raise classify(exc) from None
         log.debug("prometheus %s -> %s", promql, result)
@@ -272,7 +307,7 @@ class PrometheusSource:
         canary_sel = selector(query.namespace, query.model, query.canary_revision, label)
         stable_rev = query.stable_revision
         stable_sel = selector(query.namespace, query.model, stable_rev, label) if stable_rev else None
-        wanted = _wanted_builtins(query)
+        bounds = configured_slos(query.slo)
         jobs: dict[tuple[str, str], asyncio.Task[_Measured]] = {}
         down: list[str] = []
         async with asyncio.TaskGroup() as group:
@@ -283,18 +318,19 @@ class PrometheusSource:
                 if sel is None:
                     continue
                 table = builtin_queries(sel, window)
-                for key in wanted:
-                    jobs[key, role] = group.create_task(self._measure(table[key], down))
-                for custom in query.slo.custom:
-                    candidates = _custom_candidates(custom.query, query, role)
+                for bound in bounds:
+                    if bound.builtin is not None:
+                        jobs[bound.name, role] = group.create_task(self._measure(table[bound.name], down))
+                        continue
+                    candidates = _custom_candidates(bound.query or "", query, role)
                     if isinstance(candidates, str):
-                        jobs[custom.name, role] = group.create_task(_failed(candidates))
+                        jobs[bound.name, role] = group.create_task(_failed(candidates))
                     elif candidates:
-                        jobs[custom.name, role] = group.create_task(self._measure(candidates, down))
+                        jobs[bound.name, role] = group.create_task(self._measure(candidates, down))
         if down:
             raise ProviderDown(down[0])
         values: dict[str, MetricValue] = {}
-        for key in (*wanted, *(c.name for c in query.slo.custom)):
+        for key in (bound.name for bound in bounds):
             canary = jobs[key, "canary"].result()
             stable = jobs[key, "stable"].result() if (key, "stable") in jobs else None
             values[key] = MetricValue(
@@ -309,17 +345,6 @@ class PrometheusSource:
 
 async def _failed(message: str) -> _Measured:
     return _Measured(None, None, message)
-
-
-def _wanted_builtins(query: AnalysisQuery) -> list[str]:
-    slo = query.slo
-    configured = {
-        ERROR_RATE: slo.error_rate,
-        LATENCY_P99: slo.latency_p99_ms,
-        LATENCY_P95: slo.latency_p95_ms,
-        QUEUE_P99: slo.queue_p99_ms,
-    }
-    return [key for key, bound in configured.items() if bound is not None]
 
 
 def _custom_candidates(template: str, query: AnalysisQuery, role: str) -> tuple[tuple[str, str], ...] | str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from modelship.adapters.metrics.base import ERROR_RATE, LATENCY_P95, LATENCY_P99, QUEUE_P99
 from modelship.domain.promql import escape_label_value
+from modelship.domain.slos import ERROR_RATE, LATENCY_P95, LATENCY_P99, QUEUE_P99
 
 DEFAULT_REVISION_LABEL = "modelship_dev_revision"
 SOURCE_SUMMARY = "summary"
@@ -78,18 +78,18 @@ def average_query(duration_metric: str, sel: str, window: str) -> str:
 
 
 def builtin_queries(sel: str, window: str) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Per built-in SLO: (source, query) candidates, tried in order until one has data."""
+    """Per built-in SLO of the catalogue, by name: (source, query) candidates, tried in order until one has data."""
     return {
-        ERROR_RATE: (("ratio", error_rate_query(sel, window)),),
-        LATENCY_P99: (
+        ERROR_RATE.name: (("ratio", error_rate_query(sel, window)),),
+        LATENCY_P99.name: (
             (SOURCE_SUMMARY, quantile_query("nv_inference_request_summary_us", sel, "0.99")),
             (SOURCE_AVERAGE, average_query("nv_inference_request_duration_us", sel, window)),
         ),
-        LATENCY_P95: (
+        LATENCY_P95.name: (
             (SOURCE_SUMMARY, quantile_query("nv_inference_request_summary_us", sel, "0.95")),
             (SOURCE_AVERAGE, average_query("nv_inference_request_duration_us", sel, window)),
         ),
-        QUEUE_P99: (
+        QUEUE_P99.name: (
             (SOURCE_SUMMARY, quantile_query("nv_inference_queue_summary_us", sel, "0.99")),
             (SOURCE_AVERAGE, average_query("nv_inference_queue_duration_us", sel, window)),
         ),
