@@ -88,6 +88,10 @@ def describe(action: Action) -> str:
     return f"the Event {action.reason}"
 
 
+ANY_ROUTER = ModelDeploymentSpec.model_validate({"model": {"name": "any", "version": "1", "repository": "any"}})
+"""A spec routed by `none`: every other router is stale for it, so its routers clean up a route of any kind."""
+
+
 def _snapshot(body: Mapping[str, Any]) -> Any:
     """What a decision depends on: status, generation and annotations (manual requests)."""
     meta = body.get("metadata") or {}
@@ -138,9 +142,11 @@ class Reconciler:
         owner = owner_of(body)
         async with self.lock_for(owner.uid):
             parsed = parse_spec(dict(body.get("spec") or {}))
-            if isinstance(parsed, ModelDeploymentSpec):
-                for router in [self.routers(parsed), *self.routers.stale(parsed)]:
-                    await router.cleanup(owner)
+            # A spec that does not parse (stored before today's schema) may still have a route from an earlier
+            # valid spec: remove a route of every kind.
+            known = parsed if isinstance(parsed, ModelDeploymentSpec) else ANY_ROUTER
+            for router in [self.routers(known), *self.routers.stale(known)]:
+                await router.cleanup(owner)
         self.forget(body)
 
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
@@ -179,7 +185,7 @@ class Reconciler:
         raw_status: dict[str, Any] = dict(body.get("status") or {})
         status = ModelDeploymentStatus.model_validate(raw_status)
         now = self.clock.now()
-        parsed = parse_spec(dict(body.get("spec") or {}))
+        parsed = parse_spec(dict(body.get("spec") or {}), name=owner.name)
         if not isinstance(parsed, ModelDeploymentSpec):
             new_status = mark_invalid(status, [str(p) for p in parsed], owner.generation, now)
             if new_status.phase != status.phase:

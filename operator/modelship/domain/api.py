@@ -7,13 +7,14 @@ API server enforces, so a bad manifest is refused before it can touch the runnin
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from modelship.domain.durations import Duration, cel_duration_ok
+from modelship.domain.durations import Duration, cel_duration_ok, duration_field, positive_within
 
 GROUP = "modelship.dev"
 VERSION = "v1alpha1"
@@ -26,6 +27,17 @@ API_VERSION = f"{GROUP}/{VERSION}"
 MAX_STEPS = 20
 MAX_SAMPLES = 16
 MAX_CUSTOM_SLOS = 16
+
+MAX_INTERVAL = timedelta(hours=1)
+"""The analysis interval is also the PromQL window and the check cadence: past an hour a breach stays live for
+hours (failureLimit x interval) and every query scans hours of samples."""
+AnalysisInterval = Annotated[str, duration_field(MAX_INTERVAL), AfterValidator(positive_within(MAX_INTERVAL))]
+
+MAX_NAME_LENGTH = 52
+"""Longest ModelDeployment name: its Deployments are `<name>-<10-character revision hash>` (63, a DNS label as
+pod and ReplicaSet names need), its Services `<name>`, `<name>-stable`, `<name>-canary` (DNS-1035 labels, so
+no dots and a leading letter), and the name is a label value (at most 63)."""
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -309,7 +321,9 @@ class GpuSurgePolicy(StrEnum):
 class Analysis(ApiModel):
     """How SLO checks run and how missing evidence is treated (it never counts as a pass)."""
 
-    interval: Duration = Field(default="1m", description="Time between SLO checks; also the query window.")
+    interval: AnalysisInterval = Field(
+        default="1m", description="Time between SLO checks; also the query window. At most 1h."
+    )
     failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
         default=2, description="Consecutive failed checks that trigger a rollback."
     )

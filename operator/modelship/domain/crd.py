@@ -166,7 +166,23 @@ def resource_schema() -> Schema:
             "spec": openapi_schema(api.ModelDeploymentSpec),
             "status": status_schema(),
         },
+        "x-kubernetes-validations": NAME_RULES,
     }
+
+
+NAME_RULES = [
+    {
+        "rule": f"self.metadata.name.size() <= {api.MAX_NAME_LENGTH}",
+        "message": f"metadata.name must be at most {api.MAX_NAME_LENGTH} characters: Modelship names child objects "
+        "<name>-<10-character revision hash> and <name>-canary, which must fit 63",
+    },
+    {
+        "rule": f"self.metadata.name.matches(r'{api.NAME_PATTERN}')",
+        "message": "metadata.name must use only lowercase letters, digits and '-', start with a letter and end "
+        "with a letter or digit: it is also the model's Service name (a DNS-1035 label)",
+    },
+]
+"""Names child objects cannot carry are refused at admission (validation.name_problems says the same)."""
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [

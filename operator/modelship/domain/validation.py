@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -18,9 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship.domain import promql
-from modelship.domain.api import ModelDeploymentSpec, SampleInput
+from modelship.domain.api import MAX_NAME_LENGTH, NAME_PATTERN, ModelDeploymentSpec, SampleInput
 from modelship.domain.crd import openapi_schema
-from modelship.domain.durations import format_duration, parse_duration
+from modelship.domain.durations import DURATION_MAX_LENGTH, format_duration, parse_duration
 
 _SET_BY_MODELSHIP = ("--model-repository", "--model-store", "--model-control-mode", "--load-model")
 _INT_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -82,7 +83,7 @@ def _fix(error: Mapping[str, Any], parent: dict[str, Any] | None, value: Any) ->
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'must be a string: quote it in YAML, e.g. "{value}"'
     if kind == "string_pattern_mismatch":
-        if own.get("maxLength") == 32 and "ms|s|m|h" in str(ctx.get("pattern", "")):
+        if own.get("maxLength") == DURATION_MAX_LENGTH and "ms|s|m|h" in str(ctx.get("pattern", "")):
             return f"{value!r} is not a duration: use a number with a unit ms, s, m or h, e.g. '30s', '1h30m'"
         return f"{value!r} does not match the pattern {ctx.get('pattern')}"
     bounds = {
@@ -138,19 +139,50 @@ def problems_from_error(error: ValidationError, raw: Mapping[str, Any]) -> list[
     return list(dict.fromkeys(problems))
 
 
-def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec | list[Problem]:
-    """The typed spec, or every problem that prevents it; never raises on bad input."""
+def name_problems(name: str) -> list[Problem]:
+    """The CRD's metadata.name rules: a name the child objects (Deployments, Services, labels) can carry."""
+    out: list[Problem] = []
+    if len(name) > MAX_NAME_LENGTH:
+        out.append(
+            Problem(
+                "metadata.name",
+                f"has {len(name)} characters: use at most {MAX_NAME_LENGTH} characters (Modelship names child "
+                "objects <name>-<10-character revision hash> and <name>-canary, which must fit 63)",
+            )
+        )
+    if re.fullmatch(NAME_PATTERN, name):
+        return out
+    if re.search(r"[^-a-z0-9]", name):
+        out.append(
+            Problem(
+                "metadata.name",
+                f"{name!r}: use only lowercase letters, digits and '-' (the name is also the model's Service "
+                "name, which allows no dots or capitals)",
+            )
+        )
+    if not name[:1].isalpha() or not name[:1].islower():
+        out.append(Problem("metadata.name", f"{name!r}: start with a letter (Service names must)"))
+    if name.endswith("-"):
+        out.append(Problem("metadata.name", f"{name!r}: end with a letter or digit"))
+    return out
+
+
+def parse_spec(raw: Mapping[str, Any], name: str | None = None) -> ModelDeploymentSpec | list[Problem]:
+    """The typed spec, or every problem that prevents it (with `name`: the object's name too); never raises."""
+    named = name_problems(name) if name is not None else []
     if not isinstance(raw, Mapping):
-        return [Problem("spec", f"must be an object, not {type(raw).__name__}")]
+        return [*named, Problem("spec", f"must be an object, not {type(raw).__name__}")]
     try:
-        return ModelDeploymentSpec.model_validate(dict(raw))
+        spec = ModelDeploymentSpec.model_validate(dict(raw))
     except ValidationError as exc:
-        return problems_from_error(exc, raw)
+        return [*named, *problems_from_error(exc, raw)]
+    return named or spec
 
 
 def check_manifest(doc: Mapping[str, Any]) -> list[Problem]:
     """Every problem of a ModelDeployment manifest: schema errors first, then semantic ones."""
-    parsed = parse_spec(doc.get("spec") or {})
+    name = (doc.get("metadata") or {}).get("name")
+    parsed = parse_spec(doc.get("spec") or {}, name=name if isinstance(name, str) else None)
     if isinstance(parsed, list):
         return parsed
     return semantic_problems(parsed)

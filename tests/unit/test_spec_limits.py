@@ -1,0 +1,168 @@
+"""Limits that keep every accepted spec workable: durations that fit a clock, names that fit child objects.
+
+A value the API server would store but the operator could not act on (an overflowing duration, a name whose
+`<name>-canary` Service is refused) must be refused up front, naming the field and the limit.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from modelship.adapters.objects import deployment_name, role_service_name
+from modelship.domain.actions import Role
+from modelship.domain.api import MAX_INTERVAL, MAX_NAME_LENGTH, ModelDeploymentSpec
+from modelship.domain.crd import resource_schema
+from modelship.domain.durations import MAX_DURATION, parse_duration
+from modelship.domain.revision import HASH_LENGTH
+from modelship.domain.validation import Problem, name_problems, parse_spec
+
+from tests.unit.test_reconciler import SPEC, FakeCluster, FakeRouters, body, reconciler
+
+BASE: dict[str, Any] = {
+    "model": {"name": "fraud_scorer", "version": "7", "repository": "s3://models/triton"},
+    "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+    "rollout": {
+        "shadow": {"duration": "10m"},
+        "canary": {"steps": [{"weight": 5, "duration": "5m"}]},
+        "progressDeadline": "15m",
+        "scaleDownDelay": "30s",
+        "analysis": {"interval": "1m"},
+    },
+}
+DURATION_FIELDS = {
+    "spec.rollout.shadow.duration": ("shadow", "duration"),
+    "spec.rollout.canary.steps[0].duration": ("canary", "steps", 0, "duration"),
+    "spec.rollout.progressDeadline": ("progressDeadline",),
+    "spec.rollout.scaleDownDelay": ("scaleDownDelay",),
+    "spec.rollout.analysis.interval": ("analysis", "interval"),
+}
+
+
+def with_duration(where: tuple[str | int, ...], text: str) -> dict[str, Any]:
+    raw = copy.deepcopy(BASE)
+    node: Any = raw["rollout"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = text
+    return raw
+
+
+def problems(raw: dict[str, Any]) -> list[Problem]:
+    parsed = parse_spec(raw)
+    assert isinstance(parsed, list), "the spec was accepted"
+    return parsed
+
+
+# --- durations ---------------------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=10**40), st.sampled_from(["ms", "s", "m", "h"]), st.integers(1, 3))
+def test_parse_duration_returns_a_bounded_delta_or_names_the_limit(number: int, unit: str, parts: int) -> None:
+    """Any digits the old schema let through either parse within the limit or fail with ValueError naming it."""
+    text = f"{number}{unit}" * parts
+    try:
+        parsed = parse_duration(text)
+    except ValueError as exc:
+        assert "720h (30 days)" in str(exc)
+    else:
+        assert timedelta(0) <= parsed <= MAX_DURATION
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS)
+@pytest.mark.parametrize(
+    "text, fix",
+    [("99999999999h", "at most 720h (30 days)"), ("721h", "at most 720h (30 days)"), ("9" * 400 + "ms", "at most 16")],
+    ids=["overflow", "past-limit", "400-digits"],
+)
+def test_an_overlong_duration_is_invalid_naming_field_and_limit(path: str, text: str, fix: str) -> None:
+    if path.endswith("interval") and "720h" in fix:
+        fix = "at most 1h"
+    found = problems(with_duration(DURATION_FIELDS[path], text))
+    assert any(p.path == path and fix in p.message for p in found), found
+
+
+def test_the_longest_duration_is_accepted_where_it_fits() -> None:
+    raw = with_duration(DURATION_FIELDS["spec.rollout.progressDeadline"], "720h")
+    assert isinstance(parse_spec(raw), ModelDeploymentSpec)
+
+
+def test_the_analysis_interval_is_at_most_an_hour() -> None:
+    """The interval is also the PromQL window and the check cadence: longer would leave a breach live for hours."""
+    found = problems(with_duration(DURATION_FIELDS["spec.rollout.analysis.interval"], "61m"))
+    assert any(p.path == "spec.rollout.analysis.interval" and "1h" in p.message for p in found), found
+    assert timedelta(hours=1) == MAX_INTERVAL
+
+
+def _duration_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node] if any("duration(self)" in r["rule"] for r in node.get("x-kubernetes-validations", [])) else []
+    children = [*node.get("properties", {}).values(), *([node["items"]] if "items" in node else [])]
+    for child in children:
+        found += _duration_nodes(child)
+    return found
+
+
+def test_every_duration_in_the_crd_is_bounded_before_cel_parses_it() -> None:
+    """CEL's duration() fails on values past ~292 years: a length and digit bound keeps every value it sees
+    small, and a rule names the limit."""
+    nodes = _duration_nodes(resource_schema()["properties"]["spec"])
+    assert len(nodes) == 5
+    for node in nodes:
+        assert node["maxLength"] <= 16
+        assert any("720h (30 days)" in r["message"] or "1h" in r["message"] for r in node["x-kubernetes-validations"])
+
+
+# --- names -------------------------------------------------------------------------------------------------
+
+
+def test_the_longest_name_fits_every_child_object() -> None:
+    """Deployment `<name>-<hash>`, Services `<name>-stable|canary` and label values all stay within 63."""
+    name = "a" * MAX_NAME_LENGTH
+    assert len(deployment_name(name, "f" * HASH_LENGTH)) <= 63
+    assert all(len(role_service_name(name, role)) <= 63 for role in Role)
+
+
+@pytest.mark.parametrize(
+    "name, fix",
+    [
+        ("a" * 53, "at most 52 characters"),
+        ("fraud.scorer", "lowercase letters, digits and '-'"),
+        ("7fraud", "start with a letter"),
+        ("Fraud", "lowercase letters, digits and '-'"),
+        ("fraud-", "end with a letter or digit"),
+    ],
+    ids=["too-long", "dot", "leading-digit", "uppercase", "trailing-dash"],
+)
+def test_a_name_child_objects_cannot_carry_is_refused(name: str, fix: str) -> None:
+    found = name_problems(name)
+    assert found and all(p.path == "metadata.name" for p in found)
+    assert any(fix in p.message for p in found), found
+    assert isinstance(parse_spec(BASE, name=name), list)
+
+
+@pytest.mark.parametrize("name", ["a", "fraud-scorer", "a" * 52, "model-7b"])
+def test_a_name_that_fits_is_accepted(name: str) -> None:
+    assert name_problems(name) == []
+    assert isinstance(parse_spec(BASE, name=name), ModelDeploymentSpec)
+
+
+def test_the_crd_refuses_such_names_at_admission() -> None:
+    rules = resource_schema()["x-kubernetes-validations"]
+    assert any("self.metadata.name.size() <= 52" in r["rule"] for r in rules)
+    assert all("metadata.name" in r["message"] for r in rules)
+
+
+async def test_the_operator_marks_an_object_with_such_a_name_invalid_and_applies_nothing() -> None:
+    """An object admitted before the CRD had the name rules: Invalid, naming metadata.name, no child applied."""
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    named = body(SPEC)
+    named["metadata"]["name"] = "fraud.scorer"
+    result = await rec.reconcile(named)
+    assert result.status["phase"] == "Invalid"
+    assert "metadata.name" in result.status["message"] and "only lowercase letters" in result.status["message"]
+    assert cluster.calls == [] and routers.log == []
