@@ -193,3 +193,85 @@ def query_problems(query: str) -> list[str]:
             "e.g. [{{interval}}])"
         ]
     return problems
+
+
+# --- cardinality: a custom query must come back as one number ----------------------------------------------
+# Why at admission: the operator is shared by every tenant, and a query that matches every series of a
+# namespace costs Prometheus and the operator memory on every analysis round. What can only return many
+# series (or a range vector, or a string) is refused here; what slips through is still bounded at run time
+# (the Prometheus adapter asks for 2 series and caps the answer's bytes).
+
+_ONE_SERIES_AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile"})
+_ALWAYS_ONE = frozenset({"vector", "scalar", "time", "pi", "absent", "absent_over_time"})
+_ONE_SERIES_FIX = "aggregate it to one series without by/without, e.g. sum(...), max(...) or avg(...)"
+
+
+def _name_problem(selector: pp.VectorSelector, shown: Mapping[str, str]) -> str | None:
+    """Selectors must name their metric exactly: others load every series they match (of the namespace)."""
+    names = [m for m in selector.matchers.matchers if m.name == "__name__"]
+    for group in selector.matchers.or_matchers:
+        names += [m for m in group if m.name == "__name__"]
+    if any(m.op != pp.MatchOp.Equal for m in names):
+        return (f"selector {_show(selector, shown)} matches __name__ with a regex or !=: it reads every metric "
+                "of the namespace; name one metric, e.g. my_metric{namespace=\"{{namespace}}\"}")
+    if not selector.name and not names:
+        return (f"selector {_show(selector, shown)} has no metric name: it reads every metric of the namespace; "
+                "name one metric, e.g. my_metric{namespace=\"{{namespace}}\"}")
+    return None
+
+
+def _one_series(node: pp.Expr, dropped: frozenset[str] = frozenset()) -> bool:
+    """True when the expression provably yields at most one series; `dropped`: labels a caller removes later."""
+    if isinstance(node, pp.NumberLiteral):
+        return True
+    if isinstance(node, pp.ParenExpr | pp.UnaryExpr):
+        return _one_series(node.expr, dropped)
+    if isinstance(node, pp.AggregateExpr):
+        op, modifier = str(node.op), node.modifier
+        if op in ("topk", "bottomk", "limitk") and isinstance(node.param, pp.NumberLiteral) and node.param.val <= 1:
+            return True
+        if op not in _ONE_SERIES_AGGREGATIONS:
+            return _one_series(node.expr, dropped)
+        if modifier is None:
+            return True
+        return modifier.type == pp.AggModifierType.By and set(modifier.labels) <= dropped
+    if isinstance(node, pp.Call):
+        name = node.func.name
+        if name in _ALWAYS_ONE:
+            return True
+        inner = frozenset({"le"}) if name.startswith("histogram_quantile") else dropped
+        series = [a for a in node.args if not isinstance(a, pp.NumberLiteral | pp.StringLiteral)]
+        return all(_one_series(a, inner) for a in series)
+    if isinstance(node, pp.SubqueryExpr):
+        return _one_series(node.expr, dropped)
+    if isinstance(node, pp.BinaryExpr):
+        if str(node.op) in ("and", "unless"):
+            return _one_series(node.lhs, dropped)
+        return _one_series(node.lhs, dropped) and _one_series(node.rhs, dropped)
+    return False  # a selector, a range of one, a string
+
+
+def cardinality_problems(query: str) -> list[str]:
+    """Why a custom SLO query template cannot be one number: unnamed or __name__-regex selectors, range
+    vectors, strings, results not aggregated to one series. Empty when it provably yields at most one value,
+    and for templates `query_problems` refuses already (they never parse this far)."""
+    if unknown_variables(query):
+        return []
+    try:
+        expr = pp.parse(template_query(query, _PROBES))
+        found = selectors(expr)
+    except (ValueError, TypeError):
+        return []
+    problems = [text for sel in found if (text := _name_problem(sel, _PROBES))]
+    top = expr
+    while isinstance(top, pp.ParenExpr):
+        top = top.expr
+    if isinstance(top, pp.StringLiteral):
+        problems.append("returns a string, not a number: a custom SLO is judged on one number")
+    elif isinstance(top, pp.MatrixSelector | pp.SubqueryExpr):
+        problems.append("returns a range vector, not one value: reduce it with a function and an aggregation, "
+                        'e.g. sum(rate(my_metric{namespace="{{namespace}}"}[{{interval}}]))')
+    elif not _one_series(top):
+        problems.append(f"can return many series, but a custom SLO is judged on one value: {_ONE_SERIES_FIX}"
+                        " (by (le) inside histogram_quantile is fine)")
+    return problems

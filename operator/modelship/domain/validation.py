@@ -22,6 +22,7 @@ from modelship.domain import promql
 from modelship.domain.api import MAX_NAME_LENGTH, NAME_PATTERN, ModelDeploymentSpec, SampleInput
 from modelship.domain.crd import openapi_schema
 from modelship.domain.durations import DURATION_MAX_LENGTH, format_duration, parse_duration
+from modelship.domain.slos import BUILTIN_SLOS
 
 _SET_BY_MODELSHIP = ("--model-repository", "--model-store", "--model-control-mode", "--load-model")
 _INT_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -250,14 +251,10 @@ def _cel_equivalents(spec: ModelDeploymentSpec) -> list[Problem]:
                 "promoted without any analysed traffic; add e.g. {weight: 10, duration: 5m}",
             )
         )
-    for name, bound in (
-        ("errorRate", spec.slo.error_rate),
-        ("latencyP99Ms", spec.slo.latency_p99_ms),
-        ("latencyP95Ms", spec.slo.latency_p95_ms),
-        ("queueP99Ms", spec.slo.queue_p99_ms),
-    ):
+    for entry in BUILTIN_SLOS:
+        bound = entry.bound(spec.slo)
         if bound is not None and bound.max is None and bound.max_ratio_to_stable is None:
-            out.append(Problem(f"spec.slo.{name}", "set max, maxRatioToStable or both (or remove the SLO)"))
+            out.append(Problem(f"spec.slo.{entry.name}", "set max, maxRatioToStable or both (or remove the SLO)"))
     seen: set[str] = set()
     for i, slo in enumerate(spec.slo.custom):
         at = f"spec.slo.custom[{i}]"
@@ -324,10 +321,11 @@ def _timing_problems(spec: ModelDeploymentSpec) -> list[Problem]:
 
 
 def _query_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    """Tenant guard (reads only its namespace), then cost: a custom query must come back as one number."""
     return [
         Problem(f"spec.slo.custom[{i}].query", text)
         for i, slo in enumerate(spec.slo.custom)
-        for text in promql.query_problems(slo.query)
+        for text in promql.query_problems(slo.query) or promql.cardinality_problems(slo.query)
     ]
 
 
