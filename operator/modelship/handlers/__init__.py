@@ -18,6 +18,7 @@ from modelship.controller.requests import parse_request
 from modelship.controller.settings import Settings
 from modelship.controller.wiring import build_reconciler
 from modelship.domain.api import GROUP, PLURAL, VERSION
+from modelship.handlers.diffbase import DigestDiffBaseStorage
 
 KOPF_PREFIX = "kopf.modelship.dev"
 TICK_SECONDS = float(os.environ.get("MODELSHIP_TICK_SECONDS", "2"))
@@ -31,9 +32,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf ignores annotations under its own storage prefix when diffing; keeping its bookkeeping under
     # kopf.modelship.dev lets a `modelship.dev/request` annotation (kubectl modelship) trigger on.update.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    # A digest, not kopf's copy of the spec: a copy of a large spec overflowed the 256 KiB annotation budget.
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
