@@ -28,6 +28,7 @@ from modelship.domain.engine import Decision, analysis_due, decide, validation_d
 from modelship.domain.invalid import mark_invalid
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
+from modelship.domain.route_scope import RouteScope
 from modelship.domain.status import ModelDeploymentStatus, Phase
 from modelship.domain.validation import parse_spec, semantic_problems
 
@@ -110,6 +111,7 @@ class Reconciler:
         clock: Clock,
         telemetry: Telemetry,
         idle_resync_seconds: float = 60.0,
+        route_scope: RouteScope | None = None,
     ) -> None:
         self.cluster = cluster
         self.routers = routers
@@ -118,6 +120,7 @@ class Reconciler:
         self.clock = clock
         self.telemetry = telemetry
         self.idle_resync_seconds = idle_resync_seconds
+        self.route_scope = route_scope or RouteScope()
         self._locks: dict[str, asyncio.Lock] = {}
         self._patched_from: dict[str, tuple[Any, float]] = {}
 
@@ -202,6 +205,10 @@ class Reconciler:
             await self._remove_stale_routes(owner, spec)
         return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision))
 
+    def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
+        """What the schema cannot check: semantic problems, and Istio hosts/gateways outside the namespace."""
+        return [*map(str, semantic_problems(spec)), *self.route_scope.problems(spec, owner.namespace)]
+
     async def _refused(
         self, owner: Owner, raw_status: dict[str, Any], before: ModelDeploymentStatus, what: str
     ) -> ReconcileResult:
@@ -233,7 +240,7 @@ class Reconciler:
             validation=validation,
             metrics=metrics,
             request=parse_request(body["metadata"].get("annotations")),
-            invalid=tuple(str(p) for p in semantic_problems(spec)),
+            invalid=tuple(self._problems(spec, owner)),
             refused=refusal(status),
         )
 

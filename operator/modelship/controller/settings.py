@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from modelship.domain.route_scope import RouteScope
+
 
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -14,6 +16,11 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name}={raw!r} is not a number of seconds") from exc
+
+
+def _patterns(name: str) -> tuple[str, ...]:
+    """A comma-separated list of shell-style patterns; blanks dropped."""
+    return tuple(p.strip() for p in os.environ.get(name, "").split(",") if p.strip())
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class Settings:
     min_window_seconds: float = 10.0
     """Shortest PromQL range: increase() needs at least two scrapes inside it, or it returns nothing."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    route_scope: RouteScope = field(default_factory=RouteScope)
+    """Istio hosts and gateways beyond the object's own namespace that ModelDeployments may name."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,4 +56,6 @@ class Settings:
             metrics_port=int(os.environ.get("MODELSHIP_METRICS_PORT", cls.metrics_port)),
             min_window_seconds=_float("MODELSHIP_MIN_WINDOW_SECONDS", cls.min_window_seconds),
             namespaces=namespaces,
+            route_scope=RouteScope(_patterns("MODELSHIP_ISTIO_ALLOWED_HOSTS"),
+                                   _patterns("MODELSHIP_ISTIO_ALLOWED_GATEWAYS")),
         )

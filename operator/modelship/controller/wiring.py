@@ -106,5 +106,6 @@ def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig:
         clock=clock or SystemClock(),
         telemetry=Telemetry(),
         idle_resync_seconds=settings.idle_resync_seconds,
+        route_scope=settings.route_scope,
     )
 
