@@ -7,6 +7,7 @@ A value the API server would store but the operator could not act on (an overflo
 from __future__ import annotations
 
 import copy
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -15,11 +16,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from modelship.adapters.objects import deployment_name, role_service_name
 from modelship.domain.actions import Role
-from modelship.domain.api import MAX_INTERVAL, MAX_NAME_LENGTH, ModelDeploymentSpec
+from modelship.domain.api import (
+    MAX_ENV_TEXT,
+    MAX_INTERVAL,
+    MAX_NAME_LENGTH,
+    MAX_SAMPLE_VALUES,
+    MAX_SPEC_BYTES,
+    MAX_TENSOR_TEXT,
+    PRINTABLE_ASCII,
+    ModelDeploymentSpec,
+)
 from modelship.domain.crd import resource_schema
 from modelship.domain.durations import MAX_DURATION, parse_duration
 from modelship.domain.revision import HASH_LENGTH
-from modelship.domain.validation import Problem, name_problems, parse_spec
+from modelship.domain.validation import Problem, name_problems, parse_spec, semantic_problems
 
 from tests.unit.test_reconciler import SPEC, FakeCluster, FakeRouters, body, reconciler
 
@@ -166,3 +176,94 @@ async def test_the_operator_marks_an_object_with_such_a_name_invalid_and_applies
     assert result.status["phase"] == "Invalid"
     assert "metadata.name" in result.status["message"] and "only lowercase letters" in result.status["message"]
     assert cluster.calls == [] and routers.log == []
+
+
+# --- size ----------------------------------------------------------------------------------------------------
+
+FREE_TEXT_BYTES = 6
+"""Worst JSON bytes of one character of free text: a control character, '<', '>' or '&' is `\\u003c` in Go."""
+
+
+class SizeBound:
+    """Upper bound of a spec's JSON size from the CRD schema the API server enforces; refuses unbounded fields."""
+
+    def __init__(self) -> None:
+        self.unbounded: list[str] = []
+
+    def string(self, node: dict[str, Any], path: str) -> int:
+        if "enum" in node:
+            return max(len(json.dumps(value)) for value in node["enum"])
+        if "maxLength" not in node:
+            self.unbounded.append(path)
+            return 0
+        safe = "pattern" in node and node["pattern"] != PRINTABLE_ASCII
+        return 2 + node["maxLength"] * (1 if safe else FREE_TEXT_BYTES)
+
+    def of(self, node: dict[str, Any], path: str = "spec") -> int:
+        kind = node.get("type")
+        if path.endswith(".data"):  # tensor values: bounded all together by the samples rule, added once
+            return 2
+        if path.endswith("env[].value"):  # bounded all together by the env rule, added once
+            return 2
+        if kind == "string":
+            return self.string(node, path)
+        if kind in ("integer", "number"):
+            return 24
+        if kind == "boolean":
+            return 5
+        if kind == "array":
+            if "maxItems" not in node:
+                self.unbounded.append(path)
+                return 0
+            return 2 + node["maxItems"] * (self.of(node["items"], f"{path}[]") + 1)
+        if "properties" in node:
+            fields = node["properties"].items()
+            return 2 + sum(len(name) + 4 + self.of(child, f"{path}.{name}") for name, child in fields)
+        if "additionalProperties" in node:
+            if "maxProperties" not in node:
+                self.unbounded.append(path)
+                return 0
+            key = 2 + 317  # label keys, checked by a CEL rule
+            return 2 + node["maxProperties"] * (key + 2 + self.of(node["additionalProperties"], f"{path}{{}}"))
+        if kind == "object":
+            return 2
+        self.unbounded.append(path)
+        return 0
+
+
+def maximal_spec_bytes() -> int:
+    bound = SizeBound()
+    structure = bound.of(resource_schema()["properties"]["spec"])
+    assert not bound.unbounded, f"fields without a bound: {bound.unbounded}"
+    tensor_value = max(24, 2 + MAX_TENSOR_TEXT * FREE_TEXT_BYTES) + 1
+    return structure + MAX_SAMPLE_VALUES * tensor_value + MAX_ENV_TEXT * FREE_TEXT_BYTES
+
+
+def test_the_largest_spec_the_api_server_admits_is_bounded() -> None:
+    """Every string, list and map of the spec is bounded; the largest admissible spec is 503 KiB of JSON
+    (every free-text character at its worst 6 bytes, all three routers counted), under MAX_SPEC_BYTES."""
+    size = maximal_spec_bytes()
+    assert size <= MAX_SPEC_BYTES, f"the largest spec is {size} bytes"
+    assert size // 1024 == 503, f"the largest spec is now {size // 1024} KiB: update the figure above"
+
+
+@pytest.mark.parametrize(
+    "changes, path, fix",
+    [
+        ({"serving": {"env": [{"name": f"V{i}", "value": "x" * 4096} for i in range(2)]}}, "spec.serving.env",
+         "at most 4096"),
+        (
+            {"validation": {"samples": [
+                {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 600], "data": [0.5] * 600}]}
+                for _ in range(2)
+            ]}},
+            "spec.validation.samples",
+            "at most 1024",
+        ),
+    ],
+    ids=["env-text-total", "sample-values-total"],
+)
+def test_totals_across_lists_are_checked_by_the_operator_too(changes: dict[str, Any], path: str, fix: str) -> None:
+    spec = ModelDeploymentSpec.model_validate({**BASE, **changes})
+    found = semantic_problems(spec)
+    assert any(p.path == path and fix in p.message for p in found), found

@@ -25,8 +25,19 @@ SHORT_NAMES = ("mdep",)
 API_VERSION = f"{GROUP}/{VERSION}"
 
 MAX_STEPS = 20
-MAX_SAMPLES = 16
+MAX_SAMPLES = 8
 MAX_CUSTOM_SLOS = 16
+MAX_SAMPLE_VALUES = 1024
+"""Tensor values (inputs and expected outputs) of all samples together, e.g. one [1, 784] input and its output."""
+MAX_TENSOR_TEXT = 32
+"""Longest BYTES tensor value in a sample, in characters."""
+MAX_ENV_VALUE = 4096
+MAX_ENV_TEXT = 4096
+"""All environment values together, in characters."""
+MAX_SPEC_BYTES = 512 * 1024
+"""Every list and string is bounded so that the largest spec the API server admits stays under this, as JSON
+(tests/unit/test_spec_limits.py computes it): with status (and its compressed copy of the last valid spec)
+the object stays under etcd's 1.5 MiB. kopf keeps only a digest of it (modelship.handlers.diffbase)."""
 
 MAX_INTERVAL = timedelta(hours=1)
 """The analysis interval is also the PromQL window and the check cadence: past an hour a breach stays live for
@@ -65,6 +76,17 @@ class ApiModel(BaseModel):
     )
 
 
+PRINTABLE_ASCII = r"^[!-~]+$"
+"""Image references and repository URIs: printable ASCII without spaces (percent-encode anything else)."""
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LabelKey = Annotated[str, Field(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN)]
+"""A Kubernetes label key (node labels, taint keys): optional DNS prefix and '/', then a name of at most 63."""
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
+"""A Kubernetes label value (node labels, taint values)."""
+
+
 # --- model and serving -------------------------------------------------------------------------------------
 
 
@@ -74,11 +96,11 @@ class ModelRef(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         description="Model name as it appears in the Triton model repository (a directory name)."
     )
-    version: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,18}$")] = Field(
+    version: Annotated[str, Field(max_length=19, pattern=r"^[1-9][0-9]{0,18}$")] = Field(
         description="Triton model version to roll out: a positive integer (quoted in YAML), the version "
         "directory in the repository."
     )
-    repository: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+    repository: Annotated[str, Field(min_length=1, max_length=1024, pattern=PRINTABLE_ASCII)] = Field(
         description="Model repository Triton loads from, e.g. s3://models/triton, gs://..., or file:///models."
     )
 
@@ -89,10 +111,10 @@ class Resources(ApiModel):
     gpus: Annotated[int, Field(ge=0, le=16)] = Field(
         default=1, description="GPUs per pod (nvidia.com/gpu request and limit). 0 serves on CPU."
     )
-    cpu: Annotated[str, Field(pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")] = Field(
+    cpu: Annotated[str, Field(max_length=32, pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")] = Field(
         default="2", description="CPU request and limit per pod, a Kubernetes quantity such as '4' or '500m'."
     )
-    memory: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] = Field(
+    memory: Annotated[str, Field(max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] = Field(
         default="8Gi", description="Memory request and limit per pod, a Kubernetes quantity such as '16Gi'."
     )
 
@@ -113,7 +135,7 @@ class Toleration(ApiModel):
         )
     )
 
-    key: Annotated[str, Field(max_length=317)] | None = Field(
+    key: LabelKey | None = Field(
         default=None,
         description="Taint key the toleration applies to; empty with operator Exists matches all taints.",
     )
@@ -121,13 +143,13 @@ class Toleration(ApiModel):
         default=None,
         description="Exists (any value) or Equal (value must match); Kubernetes treats empty as Equal.",
     )
-    value: Annotated[str, Field(max_length=63)] | None = Field(
+    value: LabelValue | None = Field(
         default=None, description="Taint value when operator is Equal."
     )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all effects."
     )
-    toleration_seconds: int | None = Field(
+    toleration_seconds: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         default=None,
         description="How long, in seconds, a NoExecute taint is tolerated before eviction; unset: forever.",
     )
@@ -136,32 +158,56 @@ class Toleration(ApiModel):
 class EnvVar(ApiModel):
     """A plain environment variable for the Triton container."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = Field(
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = Field(
         description="Variable name, e.g. CUDA_VISIBLE_DEVICES."
     )
-    value: Annotated[str, Field(max_length=32768)] = Field(default="", description="Variable value.")
+    value: Annotated[str, Field(max_length=MAX_ENV_VALUE)] = Field(default="", description="Variable value.")
 
 
 class Serving(ApiModel):
     """How every revision's Triton pods run. A change here (or in model) creates a new revision."""
 
-    image: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+    image: Annotated[str, Field(min_length=1, max_length=1024, pattern=PRINTABLE_ASCII)] = Field(
         default="nvcr.io/nvidia/tritonserver:24.10-py3",
         description="Triton Inference Server container image.",
     )
     replicas: Annotated[int, Field(ge=1, le=1000)] = Field(default=1, description="Triton pods per revision.")
     resources: Resources = Field(default_factory=Resources, description="Per-pod GPU, CPU and memory.")
-    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=64)] = Field(
+    node_selector: Annotated[
+        dict[LabelKey, LabelValue],
+        Field(
+            max_length=16,
+            json_schema_extra=cel_rules(
+                cel(
+                    f"self.all(k, k.size() <= 317 && k.matches(r'{LABEL_KEY_PATTERN}'))",
+                    "every nodeSelector key must be a label key: an optional DNS prefix and '/', then at most 63 "
+                    "letters, digits, '-', '_' or '.', e.g. nvidia.com/gpu.product",
+                )
+            ),
+        ),
+    ] = Field(
         default_factory=dict,
         description="Node labels the pods must match, e.g. {nvidia.com/gpu.product: NVIDIA-H100}.",
     )
-    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(
+    tolerations: Annotated[list[Toleration], Field(max_length=16)] = Field(
         default_factory=list, description="Tolerations for tainted (e.g. GPU) nodes."
     )
-    env: Annotated[list[EnvVar], Field(max_length=64)] = Field(
+    env: Annotated[
+        list[EnvVar],
+        Field(
+            max_length=64,
+            json_schema_extra=cel_rules(
+                cel(
+                    f"self.map(e, has(e.value) ? e.value.size() : 0).sum() <= {MAX_ENV_TEXT}",
+                    f"environment values must hold at most {MAX_ENV_TEXT} characters together: "
+                    "mount larger settings from a ConfigMap in the model repository instead",
+                )
+            ),
+        ),
+    ] = Field(
         default_factory=list, description="Extra environment variables for the Triton container."
     )
-    args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] = Field(
+    args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = Field(
         default_factory=list,
         description="Extra tritonserver arguments, appended after the ones Modelship sets "
         "(model repository, version pin, ports, metrics).",
@@ -198,7 +244,7 @@ class ParentRef(ApiModel):
 class GatewayApiRouter(ApiModel):
     """Route with a Gateway API HTTPRoute: backendRefs weights, RequestMirror filter for shadow."""
 
-    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=16)] = Field(
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=8)] = Field(
         description="Gateways the HTTPRoute attaches to."
     )
     hostnames: Annotated[list[Hostname], Field(max_length=16)] = Field(
@@ -209,7 +255,7 @@ class GatewayApiRouter(ApiModel):
 class IstioRouter(ApiModel):
     """Route with an Istio VirtualService: route weights, mirror and mirrorPercentage for shadow."""
 
-    gateways: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)] = Field(
+    gateways: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=8)] = Field(
         default_factory=list, description="Istio gateways; empty means the mesh (sidecars) only."
     )
     hosts: Annotated[list[Hostname], Field(max_length=16)] = Field(
@@ -327,7 +373,7 @@ class Analysis(ApiModel):
     failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
         default=2, description="Consecutive failed checks that trigger a rollback."
     )
-    min_requests: Annotated[int, Field(ge=0)] = Field(
+    min_requests: Annotated[int, Field(ge=0, le=10**9)] = Field(
         default=100,
         description="Fewer canary requests than this in the window makes a check Inconclusive, never a pass.",
     )
@@ -411,8 +457,10 @@ class RatioBound(ApiModel):
         )
     )
 
-    max: Annotated[float, Field(gt=0)] | None = Field(default=None, description="Absolute upper bound.")
-    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = Field(
+    max: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Absolute upper bound."
+    )
+    max_ratio_to_stable: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         default=None, description="Canary value divided by stable's must not exceed this, e.g. 1.2."
     )
 
@@ -420,7 +468,7 @@ class RatioBound(ApiModel):
 class ErrorRateBound(RatioBound):
     """Failed / all Triton inference requests in the window."""
 
-    max: Annotated[float, Field(gt=0, le=1)] | None = Field(
+    max: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
         default=None, description="Highest acceptable error ratio, 0-1 (0.01 = 1%)."
     )
 
@@ -446,11 +494,15 @@ class CustomSlo(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
         description="Name shown in status and Events (DNS label)."
     )
-    query: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+    query: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
         description='PromQL returning one value for a revision; every selector must carry namespace="{{namespace}}".'
     )
-    min: float | None = Field(default=None, description="Lowest acceptable value.")
-    max: float | None = Field(default=None, description="Highest acceptable value.")
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+        default=None, description="Lowest acceptable value."
+    )
+    max: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+        default=None, description="Highest acceptable value."
+    )
 
 
 class Slo(ApiModel):
@@ -486,17 +538,28 @@ class ContractMode(StrEnum):
 
 TensorData = list[float] | list[int] | list[bool] | list[str]
 DATATYPE_PATTERN = r"^(BOOL|UINT8|UINT16|UINT32|UINT64|INT8|INT16|INT32|INT64|FP16|FP32|FP64|BYTES)$"
+TensorName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[-A-Za-z0-9_.:/]+$")]
+"""A tensor name as Triton models use them, e.g. INPUT__0, input_ids, serving_default_x:0."""
+TensorValue = float | Annotated[str, Field(max_length=MAX_TENSOR_TEXT)] | bool
+TENSOR_VALUES_RULE = cel(
+    f"self.all(v, type(v) != string || v.size() <= {MAX_TENSOR_TEXT})",
+    f"a BYTES tensor value must be at most {MAX_TENSOR_TEXT} characters in a sample",
+)
 
 
 class SampleInput(ApiModel):
     """One input tensor of a sample request (KServe v2 inference protocol)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="Input tensor name.")
-    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] = Field(description="KServe v2 datatype, e.g. FP32.")
+    name: TensorName = Field(description="Input tensor name.")
+    datatype: Annotated[str, Field(max_length=6, pattern=DATATYPE_PATTERN)] = Field(
+        description="KServe v2 datatype, e.g. FP32."
+    )
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0, max_length=8)] = Field(
         description="Tensor shape, e.g. [1, 4]."
     )
-    data: Annotated[list[float | str | bool], Field(max_length=4096)] = Field(
+    data: Annotated[
+        list[TensorValue], Field(max_length=MAX_SAMPLE_VALUES, json_schema_extra=cel_rules(TENSOR_VALUES_RULE))
+    ] = Field(
         description="Flattened tensor values, row-major."
     )
 
@@ -504,17 +567,19 @@ class SampleInput(ApiModel):
 class ExpectedOutput(ApiModel):
     """What one output tensor of a sample must look like."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="Output tensor name.")
-    datatype: Annotated[str, Field(pattern=DATATYPE_PATTERN)] | None = Field(
+    name: TensorName = Field(description="Output tensor name.")
+    datatype: Annotated[str, Field(max_length=6, pattern=DATATYPE_PATTERN)] | None = Field(
         default=None, description="Expected KServe v2 datatype, e.g. FP32; unset: not checked."
     )
     shape: Annotated[list[int], Field(max_length=8)] | None = Field(
         default=None, description="Expected shape, e.g. [1, 1]; unset: not checked."
     )
-    data: Annotated[list[float | str | bool], Field(max_length=4096)] | None = Field(
+    data: Annotated[
+        list[TensorValue], Field(max_length=MAX_SAMPLE_VALUES, json_schema_extra=cel_rules(TENSOR_VALUES_RULE))
+    ] | None = Field(
         default=None, description="Expected values (flattened, row-major); unset: not checked."
     )
-    tolerance: Annotated[float, Field(ge=0)] = Field(
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=1e-4, description="Absolute tolerance when comparing numeric values."
     )
 
@@ -522,7 +587,7 @@ class ExpectedOutput(ApiModel):
 class SampleExpectation(ApiModel):
     """Expected outputs of a sample request."""
 
-    outputs: Annotated[list[ExpectedOutput], Field(max_length=32)] = Field(
+    outputs: Annotated[list[ExpectedOutput], Field(max_length=8)] = Field(
         default_factory=list, description="Outputs that must be present and match."
     )
 
@@ -533,7 +598,7 @@ class Sample(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63)] | None = Field(
         default=None, description="Optional label used in messages and Events."
     )
-    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=32)] = Field(description="Input tensors.")
+    inputs: Annotated[list[SampleInput], Field(min_length=1, max_length=8)] = Field(description="Input tensors.")
     expect: SampleExpectation = Field(default_factory=SampleExpectation, description="Expected outputs.")
 
 
@@ -545,9 +610,21 @@ class Validation(ApiModel):
         description="Strict: inputs/outputs (names, datatypes, shapes) must equal stable's. Compatible: the "
         "canary may add outputs and widen dimensions to -1. Off: not checked.",
     )
-    samples: Annotated[list[Sample], Field(max_length=MAX_SAMPLES)] = Field(
-        default_factory=list, description="Sample inferences that must succeed and match."
-    )
+    samples: Annotated[
+        list[Sample],
+        Field(
+            max_length=MAX_SAMPLES,
+            json_schema_extra=cel_rules(
+                cel(
+                    "self.map(s, s.inputs.map(i, i.data.size()).sum() + (has(s.expect) && has(s.expect.outputs) ? "
+                    "s.expect.outputs.map(o, has(o.data) ? o.data.size() : 0).sum() : 0)).sum() <= "
+                    f"{MAX_SAMPLE_VALUES}",
+                    f"samples may hold at most {MAX_SAMPLE_VALUES} tensor values together (inputs and expected "
+                    "outputs): use small representative inputs",
+                )
+            ),
+        ),
+    ] = Field(default_factory=list, description="Sample inferences that must succeed and match.")
 
 
 # --- the resource ------------------------------------------------------------------------------------------

@@ -108,6 +108,9 @@ class _Converter:
                 out["items"] = self.convert(value)
             elif key == "additionalProperties":
                 out["additionalProperties"] = self.convert(value)
+            elif key == "patternProperties":  # a map with constrained keys: CEL on the map checks the keys
+                (values,) = value.values()
+                out["additionalProperties"] = self.convert(values)
             elif key == "default" and (value is None or not self.defaults):
                 continue
             elif key == "x-kubernetes-validations":

@@ -19,7 +19,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship.domain import promql
-from modelship.domain.api import MAX_NAME_LENGTH, NAME_PATTERN, ModelDeploymentSpec, SampleInput
+from modelship.domain.api import (
+    MAX_ENV_TEXT,
+    MAX_NAME_LENGTH,
+    MAX_SAMPLE_VALUES,
+    NAME_PATTERN,
+    ModelDeploymentSpec,
+    SampleInput,
+)
 from modelship.domain.crd import openapi_schema
 from modelship.domain.durations import DURATION_MAX_LENGTH, format_duration, parse_duration
 from modelship.domain.slos import BUILTIN_SLOS
@@ -81,6 +88,8 @@ def _fix(error: Mapping[str, Any], parent: dict[str, Any] | None, value: Any) ->
         close = difflib.get_close_matches(field, known, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         return f"unknown field {field!r}: {hint}fields allowed here: {', '.join(known) or 'none'}"
+    if kind == "finite_number":
+        return f"{value!r} is not a finite number: give a plain number, e.g. 0.5"
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'must be a string: quote it in YAML, e.g. "{value}"'
     if kind == "string_pattern_mismatch":
@@ -200,6 +209,7 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         *_query_problems(spec),
         *_sample_problems(spec),
         *_serving_problems(spec),
+        *_size_problems(spec),
     ]
 
 
@@ -414,4 +424,30 @@ def _serving_problems(spec: ModelDeploymentSpec) -> list[Problem]:
                     f"{flag} is set by Modelship from spec.model (repository and version pin): remove it from args",
                 )
             )
+    return out
+
+
+def _size_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    """The CRD's totals across lists (CEL), which per-field bounds cannot express."""
+    out: list[Problem] = []
+    env_text = sum(len(env.value) for env in spec.serving.env)
+    if env_text > MAX_ENV_TEXT:
+        out.append(
+            Problem(
+                "spec.serving.env",
+                f"values hold {env_text} characters together: use at most {MAX_ENV_TEXT} (mount larger "
+                "settings from the model repository instead)",
+            )
+        )
+    values = sum(
+        len(tensor.data) for sample in spec.validation.samples for tensor in sample.inputs
+    ) + sum(len(expected.data or []) for sample in spec.validation.samples for expected in sample.expect.outputs)
+    if values > MAX_SAMPLE_VALUES:
+        out.append(
+            Problem(
+                "spec.validation.samples",
+                f"hold {values} tensor values together: use at most {MAX_SAMPLE_VALUES} (small representative "
+                "inputs)",
+            )
+        )
     return out
