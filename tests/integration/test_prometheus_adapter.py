@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+import tracemalloc
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +234,85 @@ async def test_stopped_prometheus_is_unavailable(stack: Stack) -> None:
     print(f"\nstopped Prometheus -> unavailable in {elapsed * 1000:.0f} ms: {snap.error}")
 
 
+
+
+# --- a broad custom query costs the operator a bounded amount (issue 8 item 4) ----------------------------
+
+WIDE_SERIES = 20_000
+BROAD = '{__name__=~".+",namespace="{{namespace}}"}'
+
+
+class WideExporter:
+    """A scrape target with WIDE_SERIES series in namespace "ml", as a tenant's chatty exporter would have."""
+
+    def __init__(self) -> None:
+        pad = "x" * 120
+        body = "".join(f'wide_series{{i="{i:06d}",pad="{pad}"}} 1\n' for i in range(WIDE_SERIES)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    exporter = WideExporter()
+    prom = Prometheus(tmp_path_factory.mktemp("wide") / "prometheus")
+    try:
+        targets = [(exporter.address, {"namespace": NS, "pod": "wide-0", "modelship_dev_revision": "widehash"})]
+        prom.configure(scrape_config(None, None, None, interval="5s", static_targets=targets))
+        prom.start()
+        wait_for_series = time.monotonic() + 60
+        while _scalar(prom, f'count(wide_series{{namespace="{NS}"}})') != WIDE_SERIES:
+            assert time.monotonic() < wait_for_series, "Prometheus never scraped the wide exporter"
+            time.sleep(0.5)
+        yield prom
+    finally:
+        prom.stop()
+        exporter.close()
+
+
+def _answer_bytes(prom: Prometheus, promql: str) -> int:
+    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=30) as answer:
+        return len(answer.read())
+
+
+async def test_broad_custom_query_is_an_error_of_that_slo_with_bounded_memory(wide: Prometheus) -> None:
+    """Given 20k series in the namespace, when a custom SLO selects all of them, then the operator reads at most
+    its byte bound, that SLO is an Error saying why, and the round's other SLOs are still measured."""
+    slo = Slo.model_validate({"errorRate": {"max": 0.01}, "custom": [
+        {"name": "everything", "max": 1, "query": BROAD},
+        {"name": "series", "min": 1, "query": 'sum(wide_series{namespace="{{namespace}}"})'},
+    ]})
+    source = PrometheusSource(PrometheusSettings(url=wide.url, timeout_s=5.0))
+    full = _answer_bytes(wide, BROAD.replace("{{namespace}}", NS))
+    tracemalloc.start()
+    try:
+        snap = await source.snapshot(query("wide", slo=slo))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"\nbroad query: Prometheus' full answer {full / 2**20:.1f} MiB; operator peak Python allocations "
+          f"{peak / 2**20:.2f} MiB; error: {snap.values['everything'].error}")
+    assert snap.available, snap.error
+    everything = snap.values["everything"]
+    assert everything.canary is None and everything.error is not None
+    assert "answer larger than 262144 bytes" in everything.error and "aggregate it to one" in everything.error
+    assert snap.values["series"].canary == WIDE_SERIES
+    assert full > 16 * 262144 and peak < 2 * 2**20
