@@ -488,6 +488,12 @@ class CustomSlo(ApiModel):
                 'the query must select namespace="{{namespace}}" so it only reads this namespace',
                 ".query",
             ),
+            cel(
+                "!self.query.matches('__name__\"?\\\\s*(=~|!=|!~)')",
+                "the query matches __name__ with a regex or !=, which reads every metric of the namespace: "
+                'name one metric, e.g. my_metric{namespace="{{namespace}}"}',
+                ".query",
+            ),
         )
     )
 
@@ -650,5 +656,8 @@ class ModelDeploymentSpec(ApiModel):
         default_factory=lambda: Traffic(none=NoRouter()), description="Traffic router (exactly one)."
     )
     rollout: Rollout = Field(default_factory=Rollout, description="Shadow and canary stages and guard rails.")
-    slo: Slo = Field(default_factory=Slo, description="SLO thresholds that gate every step.")
+    slo: Slo = Field(
+        default_factory=Slo,
+        description="SLO thresholds that gate every step; with none declared, errorRate max 0.01 applies.",
+    )
     validation: Validation = Field(default_factory=Validation, description="Checks before traffic moves.")
