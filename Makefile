@@ -37,6 +37,8 @@ generate: venv
 	$(VENV)/bin/modelship crds > crds/modeldeployments.yaml
 	$(VENV)/bin/modelship docs > docs/api-reference.md
 	cp crds/modeldeployments.yaml charts/modelship/crds/modeldeployments.yaml
+	$(VENV)/bin/modelship policy > crds/requester-policy.yaml
+	{ echo '{{- if .Values.requesterPolicy.enabled }}'; cat crds/requester-policy.yaml; echo '{{- end }}'; } > charts/modelship/templates/requester-policy.yaml
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

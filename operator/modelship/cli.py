@@ -2,6 +2,7 @@
 
     modelship crds                  # the ModelDeployment CRD, to kubectl apply or to ship in the chart
     modelship docs                  # the API reference in Markdown
+    modelship policy                # the admission policy that verifies who sent a manual request
     modelship validate FILE...      # check manifests as the operator would (field paths and fixes)
     modelship run [--namespace NS ... | --all-namespaces] [--liveness URL] [--verbose]
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from modelship.domain.admission import policy_yaml
 from modelship.domain.api import API_VERSION, KIND
 from modelship.domain.crd import crd_yaml
 from modelship.domain.reference import reference_markdown
@@ -33,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("crds", help="print the ModelDeployment CustomResourceDefinition (YAML)")
     sub.add_parser("docs", help="print the API reference (Markdown)")
+    sub.add_parser("policy", help="print the modelship-requester ValidatingAdmissionPolicy and binding (YAML)")
     check = sub.add_parser("validate", help="check ModelDeployment manifests (YAML files, '-' for stdin)")
     check.add_argument("files", nargs="+", metavar="FILE")
     run = sub.add_parser("run", help="run the operator")
@@ -109,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "docs":
         sys.stdout.write(reference_markdown())
+        return 0
+    if args.command == "policy":
+        sys.stdout.write(policy_yaml())
         return 0
     if args.command == "validate":
         return _validate(args.files)

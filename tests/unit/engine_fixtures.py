@@ -24,8 +24,11 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 
 
-def req(action: str, id_: str = "r1", by: str = "alice") -> ManualRequest:
-    return ManualRequest.model_validate({"id": id_, "action": action, "by": by})
+def req(action: str, id_: str = "r1", by: str = "alice", at: datetime | None = None,
+        **fields: Any) -> ManualRequest:
+    """A verified request; without `at`, Sim stamps it with its own clock when it is observed (fresh)."""
+    return ManualRequest.model_validate({"id": id_, "action": action, "by": by, "at": at, "verified": True,
+                                         **fields})
 
 
 def cond(status: ModelDeploymentStatus, kind: str) -> tuple[str, str]:
@@ -117,6 +120,8 @@ class Sim:
                              unschedulable=self.unschedulable.get(h))
             for h, n in self.replicas.items()
         }
+        if request is not None and request.at is None:
+            request = request.model_copy(update={"at": self.now})
         return Observations(
             generation=self.generation, revisions=revisions,
             validation=validation if validation_due(self.status) else None,

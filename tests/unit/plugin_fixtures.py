@@ -159,7 +159,8 @@ class FakeApi:
             "revision": "9ab12e",
             "version": "7",
             "event": "Approved",
-            "by": request["by"],
+            "by": obj["metadata"]["annotations"]["modelship.dev/requested-by"],
+            "request": request["id"],
             "time": "2024-05-01T10:20:00Z",
             "reason": "manual promote",
         }

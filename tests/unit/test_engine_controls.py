@@ -24,7 +24,7 @@ from engine_fixtures import (
 from modelship.domain.actions import DeleteRevision, EmitEvent, Role, SetTraffic
 from modelship.domain.engine import decide
 from modelship.domain.observations import Observations
-from modelship.domain.status import HISTORY_LIMIT, ModelDeploymentStatus, Phase, Stage
+from modelship.domain.status import HISTORY_LIMIT, OUTCOME_HISTORY_LIMIT, ModelDeploymentStatus, Phase, Stage
 
 # --- manual requests --------------------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def test_given_request_already_handled_when_seen_again_then_ignored() -> None:
     sim.decide(validation=None)
     sim.decide()
     sim.decide(request=req("pause", "a"))
-    d = sim.decide(request=req("resume", "b"))
+    d = sim.decide(request=req("resume", "b"), after=timedelta(seconds=1))
     assert not d.status.paused
     d = sim.decide(request=req("resume", "b"))
     assert [h.event for h in d.status.history].count("Resumed") == 1
@@ -197,11 +197,14 @@ def test_given_healthy_stable_when_only_replicas_change_then_stable_rescaled_wit
 
 def test_given_many_rollouts_when_history_grows_then_bounded_dropping_oldest() -> None:
     sim = Sim(make_spec("1")).healthy()
-    for v in range(2, 12):
+    for v in range(2, 30):
         sim.change(make_spec(str(v)))
         sim.decide(validation=None)
-    assert len(sim.status.history) == HISTORY_LIMIT
-    assert sim.status.history[-1].version == "11"
+    progress = [h for h in sim.status.history if h.outcome is None]
+    outcomes = [h for h in sim.status.history if h.outcome is not None]
+    assert len(progress) == HISTORY_LIMIT and len(outcomes) == OUTCOME_HISTORY_LIMIT  # a budget per kind
+    assert outcomes[-1].version == "28" and outcomes[0].version == str(28 - OUTCOME_HISTORY_LIMIT + 1)
+    assert sim.status.history[-1].version == "29"
 
 
 def test_given_same_inputs_when_decided_twice_then_identical_and_no_double_advance() -> None:

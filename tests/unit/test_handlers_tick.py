@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelship import handlers
+from modelship.controller.requests import parse_request
 
 
 @dataclass
@@ -55,4 +56,8 @@ def test_tick_reconciles_now_for_a_pending_request_only() -> None:
     request = json.dumps({"id": "r1", "action": "pause", "by": "alice"})
     assert tick({"modelship.dev/request": request}, None) == 1
     assert tick({"modelship.dev/request": request}, "r1") == 0
-    assert tick({"modelship.dev/request": "not json"}, None) == 0
+    # an unreadable request is reconciled once, so the operator records why it ignored it, then never again
+    unreadable = parse_request({"modelship.dev/request": "not json"})
+    assert unreadable is not None and unreadable.problem is not None
+    assert tick({"modelship.dev/request": "not json"}, None) == 1
+    assert tick({"modelship.dev/request": "not json"}, unreadable.id) == 0

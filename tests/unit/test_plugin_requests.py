@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from modelship.domain.status import ManualRequest
+from modelship.controller.requests import parse_request
 from modelship.plugin import commands, kube, main
 from modelship.plugin.errors import EXIT_NOT_CONFIRMED, PluginError
 from plugin_fixtures import FakeApi, mdep
@@ -27,14 +27,23 @@ def run(api: FakeApi, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_request_payload_matches_the_operator_model() -> None:
-    payload = commands.build_request("promote-full", "alice", NOW)
-    assert set(payload) == {"id", "action", "by", "at"}
-    assert payload["at"] == "2024-05-01T10:20:05Z"
-    parsed = ManualRequest.model_validate(json.loads(commands.encode(payload)))
-    assert parsed.action == "promote-full" and parsed.by == "alice"
-    assert parsed.at == datetime(2024, 5, 1, 10, 20, 5, tzinfo=UTC)
-    assert commands.build_request("abort", "a", NOW)["id"] != commands.build_request("abort", "a", NOW)["id"]
+def test_request_payload_matches_the_operator_parser() -> None:
+    payload = commands.build_request("promote-full", NOW)
+    assert set(payload) == {"id", "action", "at"}
+    assert payload["at"] == "2024-05-01T10:20:05.123Z"
+    parsed = parse_request(commands.request_annotations(payload, "alice"), policy_in_force=True)
+    assert parsed is not None and parsed.problem is None
+    assert parsed.action == "promote-full" and parsed.by == "alice" and parsed.verified and not parsed.force
+    assert parsed.at == datetime(2024, 5, 1, 10, 20, 5, 123000, tzinfo=UTC)
+    assert commands.build_request("abort", NOW)["id"] != commands.build_request("abort", NOW)["id"]
+    forced = parse_request(commands.request_annotations(commands.build_request("promote", NOW, force=True), "a"))
+    assert forced is not None and forced.force
+
+
+def test_request_time_is_after_the_last_request_the_operator_acted_upon() -> None:
+    later = "2024-05-01T10:25:00.000Z"
+    assert commands.request_time(NOW, mdep(lastRequestAt=later)) == datetime(2024, 5, 1, 10, 25, 0, 1000, tzinfo=UTC)
+    assert commands.request_time(NOW, mdep()) == NOW
 
 
 def test_promote_patches_only_the_annotation_with_identity_and_waits_for_confirmation() -> None:
@@ -44,9 +53,10 @@ def test_promote_patches_only_the_annotation_with_identity_and_waits_for_confirm
     code, out, err = run(api, "promote", "fraud-scorer", "-n", "ml")
     assert (code, err) == (0, "")
     [(ns, name, annotations)] = api.patches
-    assert (ns, name, list(annotations)) == ("ml", "fraud-scorer", ["modelship.dev/request"])
+    assert (ns, name, sorted(annotations)) == ("ml", "fraud-scorer", ["modelship.dev/request",
+                                                                      "modelship.dev/requested-by"])
     request = json.loads(annotations["modelship.dev/request"])
-    assert request["action"] == "promote" and request["by"] == "alice@example.com"
+    assert request["action"] == "promote" and annotations["modelship.dev/requested-by"] == "alice@example.com"
     assert "requested promote of modeldeployment ml/fraud-scorer as alice@example.com" in out
     assert "done: phase Progressing" in out and "Approved by alice@example.com" in out
     assert json.dumps(api.objects[("ml", "fraud-scorer")]["spec"], sort_keys=True) == spec_before

@@ -106,6 +106,11 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get]
+# Is the requester policy in force? (else manual requesters are recorded as unverified)
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
+  resourceNames: [modelship-requester]
+  verbs: [get]
 {{- end }}
 
 {{/* Namespaced mode only: kopf lists and watches namespaces to serve the --namespace names it was given

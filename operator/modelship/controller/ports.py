@@ -57,3 +57,9 @@ class ModelChecker(Protocol):
     async def validate(
         self, spec: ModelDeploymentSpec, canary_ips: list[str], stable_ip: str | None
     ) -> ValidationReport: ...
+
+
+class RequesterPolicy(Protocol):
+    """Whether the API server enforces the modelship-requester admission policy (requested-by == the user)."""
+
+    async def in_force(self) -> bool: ...

@@ -11,25 +11,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from modelship.adapters.kube import KubeError
 from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import Clock
-from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RouterFactory
-from modelship.controller.requests import parse_request
+from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RequesterPolicy, RouterFactory
+from modelship.controller.requests import parse_request, request_id
 from modelship.controller.status_patch import status_diff
 from modelship.domain.actions import Action, DeleteRevision, EmitEvent, EnsureRevision, EventType, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
 from modelship.domain.invalid import mark_invalid
+from modelship.domain.last_valid import last_valid_spec
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
 from modelship.domain.route_scope import RouteScope
-from modelship.domain.status import ModelDeploymentStatus, Phase
+from modelship.domain.status import ManualRequest, ModelDeploymentStatus
 from modelship.domain.validation import parse_spec, semantic_problems
 
 log = logging.getLogger("modelship.reconciler")
@@ -111,6 +112,7 @@ class Reconciler:
         clock: Clock,
         telemetry: Telemetry,
         idle_resync_seconds: float = 60.0,
+        requester_policy: RequesterPolicy | None = None,
         route_scope: RouteScope | None = None,
     ) -> None:
         self.cluster = cluster
@@ -120,6 +122,7 @@ class Reconciler:
         self.clock = clock
         self.telemetry = telemetry
         self.idle_resync_seconds = idle_resync_seconds
+        self.requester_policy = requester_policy
         self.route_scope = route_scope or RouteScope()
         self._locks: dict[str, asyncio.Lock] = {}
         self._patched_from: dict[str, tuple[Any, float]] = {}
@@ -189,21 +192,24 @@ class Reconciler:
         status = ModelDeploymentStatus.model_validate(raw_status)
         now = self.clock.now()
         parsed = parse_spec(dict(body.get("spec") or {}), name=owner.name)
-        if not isinstance(parsed, ModelDeploymentSpec):
-            new_status = mark_invalid(status, [str(p) for p in parsed], owner.generation, now)
+        newest = parsed if isinstance(parsed, ModelDeploymentSpec) else None
+        problems = tuple(str(p) for p in (self._problems(newest, owner) if newest is not None else parsed))
+        # An Invalid newest spec: the running rollout stays guarded under the last valid one (issue 8 item 2).
+        spec = last_valid_spec(status) if problems else newest
+        if spec is None:  # nothing valid was ever kept: freeze, touch nothing
+            new_status = mark_invalid(status, list(problems), owner.generation, now)
             if new_status.phase != status.phase:
-                await self._emit(owner, EmitEvent(EventType.WARNING, "Invalid", "; ".join(map(str, parsed))[:1000]))
+                await self._emit(owner, EmitEvent(EventType.WARNING, "Invalid", "; ".join(problems)[:1000]))
             return self._result(owner, raw_status, new_status, self.idle_resync_seconds)
 
-        spec = parsed
-        observations = await self._observe(owner, body, spec, status)
+        observations = replace(await self._observe(owner, body, spec, status), invalid=problems)
         decision = decide(spec, status, observations, now)
         refused = await self._execute(owner, spec, decision.actions, status)
         if refused is not None:
             return await self._refused(owner, raw_status, status, refused)
         if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
-        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision))
+        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision), decision)
 
     def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
         """What the schema cannot check: semantic problems, and Istio hosts/gateways outside the namespace."""
@@ -218,7 +224,6 @@ class Reconciler:
         if refusal(before) != refusal(new_status):
             await self._emit(owner, EmitEvent(EventType.WARNING, REFUSED_REASON, f"API server refused {what}"))
         return self._result(owner, raw_status, new_status, min(REFUSED_RETRY_SECONDS, self.idle_resync_seconds))
-
 
     async def _observe(
         self, owner: Owner, body: Mapping[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
@@ -239,10 +244,16 @@ class Reconciler:
             revisions=revisions,
             validation=validation,
             metrics=metrics,
-            request=parse_request(body["metadata"].get("annotations")),
-            invalid=tuple(self._problems(spec, owner)),
+            request=await self._request(body, status),
             refused=refusal(status),
         )
+
+    async def _request(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> ManualRequest | None:
+        """The pending manual request; the admission policy is looked up only when one is new."""
+        annotations = body["metadata"].get("annotations")
+        fresh = request_id(annotations) not in (None, status.last_request_id)
+        in_force = fresh and self.requester_policy is not None and await self.requester_policy.in_force()
+        return parse_request(annotations, policy_in_force=in_force)
 
     async def _validate(
         self, owner: Owner, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, canary: RevisionState | None
@@ -313,27 +324,21 @@ class Reconciler:
         return max(0.0, min(decision.requeue_after, self.idle_resync_seconds))
 
     def _result(
-        self, owner: Owner, raw_status: dict[str, Any], status: ModelDeploymentStatus, requeue_after: float
+        self, owner: Owner, raw_status: dict[str, Any], status: ModelDeploymentStatus, requeue_after: float,
+        decision: Decision | None = None,
     ) -> ReconcileResult:
+        """The patch for `status`; operator metrics from `decision` when it was carried out."""
         now = self.clock.now()
         status = status.model_copy(update={"next_reconcile_at": now + timedelta(seconds=requeue_after)})
         new_raw = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        self._record(owner, raw_status, status)
+        self._record(owner, status, decision)
         return ReconcileResult(status_diff(raw_status, new_raw), new_raw, requeue_after)
 
-    def _record(self, owner: Owner, raw_status: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
-        """Update operator metrics from the transition (analysis counted once per check)."""
+    def _record(self, owner: Owner, status: ModelDeploymentStatus, decision: Decision | None) -> None:
+        """Update operator metrics from what the decision says happened: each check and rollback is in exactly
+        one carried-out decision, so each is counted once however often the object is reconciled."""
         t = self.telemetry
         t.observe_phase(owner.namespace, owner.name, str(status.phase), status.canary_weight)
-        analysis = status.last_analysis
-        previous = (raw_status.get("lastAnalysis") or {}).get("time")
-        if analysis is not None and analysis.time.isoformat() != previous:
-            t.analysis.labels(owner.namespace, owner.name, str(analysis.verdict)).inc()
-            for metric in analysis.metrics:
-                if metric.value is not None:
-                    t.slo_value.labels(owner.namespace, owner.name, metric.name).set(metric.value)
-                if metric.max is not None:
-                    t.slo_bound.labels(owner.namespace, owner.name, metric.name).set(metric.max)
-        if status.phase == Phase.ROLLED_BACK and raw_status.get("phase") != Phase.ROLLED_BACK:
-            reason = next((c.reason for c in status.conditions if c.type == "Degraded"), "Unknown")
-            t.rollbacks.labels(owner.namespace, owner.name, reason).inc()
+        if decision is None:
+            return
+        t.record_decision(owner.namespace, owner.name, decision.checked, decision.rolled_back)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from modelship.adapters.admission import RequesterPolicyCheck
 from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
@@ -106,6 +107,7 @@ def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig:
         clock=clock or SystemClock(),
         telemetry=Telemetry(),
         idle_resync_seconds=settings.idle_resync_seconds,
+        requester_policy=RequesterPolicyCheck(kube),
         route_scope=settings.route_scope,
     )
 

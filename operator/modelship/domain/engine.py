@@ -3,9 +3,9 @@
 Durable state lives only in status, so a restarted operator resumes where it was; replaying a decision with
 the status it produced changes nothing (checks count once per interval, transitions need fresh evidence).
 
-Order inside one decision: Invalid short-circuit -> manual request (handled once, by id) -> target revision
-(bootstrap, start, supersede, abandon) -> stage progression and deadline -> desired child state ->
-phase/conditions/message. Semantics worth knowing:
+Order inside one decision: future timestamps clamped -> manual request (handled once, by id) -> target
+revision (bootstrap, start, supersede, abandon; not while Invalid) -> stage progression and deadline ->
+desired child state -> phase/conditions/message. Semantics worth knowing:
 - The first revision is deployed directly as stable (stage Validating until its pods are available; no Triton
   validation since there is no stable contract to compare with and nothing to protect); past progressDeadline
   it is Failed but keeps being applied, and becomes Healthy if its pods come up later.
@@ -20,8 +20,12 @@ phase/conditions/message. Semantics worth knowing:
   patch and the delete) is deleted as an orphan.
 - A spec change that keeps the revision hash (SLOs, steps, policies, replicas) does not restart a rollout;
   steps are re-read and the current index is clamped, never skipped forward.
-- While the spec is Invalid nothing is applied or advanced and requests wait; leaving Invalid restarts the
-  progress deadline.
+- While the newest spec is Invalid, `spec` is the last valid one (kept in status.lastValidSpec, see
+  last_valid.py) and the running rollout stays guarded under it: checks, rollbacks, the progress deadline and
+  manual requests work as before; nothing of the new spec is applied and no transition moves traffic forward
+  (a transition that is due waits, exempt from the deadline like a pause). Phase Invalid and the Invalid
+  condition name the field and the fix. The controller freezes instead only when no valid spec was ever kept.
+- Status times later than `now` (a clock that ran ahead wrote them) are treated as now and said so.
 """
 
 from __future__ import annotations
@@ -33,25 +37,28 @@ from modelship.domain.actions import Action, EmitEvent, EventType
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.desired import desired_actions
 from modelship.domain.durations import parse_duration
-from modelship.domain.narrative import finalize, set_condition
+from modelship.domain.last_valid import remember
+from modelship.domain.manual import handle_request
+from modelship.domain.narrative import finalize
 from modelship.domain.observations import Observations
 from modelship.domain.revision import desired_revision
+from modelship.domain.skew import clamp_future_times
 from modelship.domain.stages import (
     JUDGED_STAGES,
     advance,
     analysis_due,
-    approve,
     bootstrap,
     check_deadline,
     check_refused,
     check_unschedulable,
     next_check_at,
+    reread_steps,
     run_analysis,
     validating,
     validation_due,
 )
-from modelship.domain.status import ModelDeploymentStatus, Phase, Revision, Stage
-from modelship.domain.transitions import Ctx, abandon, rollback, start_bootstrap, start_rollout, steps
+from modelship.domain.status import AnalysisRecord, ModelDeploymentStatus, Phase, Revision, Stage
+from modelship.domain.transitions import Ctx, abandon, start_bootstrap, start_rollout, steps
 
 __all__ = ["POLL_SECONDS", "Decision", "analysis_due", "decide", "validation_due"]
 
@@ -63,69 +70,22 @@ POLL_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Decision:
-    """The whole new status, the actions to apply in order, and when to reconcile again (seconds)."""
+    """The whole new status, the actions to apply in order, and when to reconcile again (seconds); and what
+    happened in this decision, for operator metrics (so the controller never compares statuses to find out)."""
 
     status: ModelDeploymentStatus
     actions: list[Action]
     requeue_after: float | None
+    checked: AnalysisRecord | None = None
+    """The SLO check counted in this decision, if one was."""
+    rolled_back: str | None = None
+    """The cause of a rollback taken in this decision (the Degraded reason)."""
+    promoted: Revision | None = None
+    """The revision promoted to stable in this decision."""
 
 
 def _same(a: Revision | None, b: Revision | None) -> bool:
     return a is not None and b is not None and a.hash == b.hash
-
-
-def _ignore(ctx: Ctx, action: str, by: str, why: str) -> None:
-    ctx.record("RequestIgnored", "RequestIgnored", f"{action} by {by} ignored: {why}",
-               outcome="Ignored", by=by)
-
-
-def _handle_request(ctx: Ctx, desired: Revision) -> None:
-    """Apply a manual request once (by id), recording who asked."""
-    st, req = ctx.st, ctx.obs.request
-    if req is None or req.id == st.last_request_id:
-        return
-    st.last_request_id = req.id
-    action, by, canary = req.action, req.by, st.canary_revision
-    if action == "abort":
-        if canary is None:
-            _ignore(ctx, action, by, "no rollout in progress")
-        else:
-            rollback(ctx, f"aborted by {by}", cause="Aborted", by=by)
-    elif action == "pause":
-        if canary is None or st.paused:
-            _ignore(ctx, action, by, "no rollout in progress" if canary is None else "already paused")
-        else:
-            st.paused = True
-            ctx.record("Paused", "Paused", f"paused by {by}", by=by)
-    elif action == "resume":
-        if not st.paused:
-            _ignore(ctx, action, by, "not paused")
-        else:
-            st.paused = False
-            st.progress_at = ctx.now
-            ctx.record("Resumed", "Resumed", f"resumed by {by}", by=by)
-    elif action == "promote":
-        if canary is not None and st.stage == Stage.CANARY and st.awaiting_approval:
-            approve(ctx, by)
-        else:
-            _ignore(ctx, action, by, "nothing waits for approval (promote-full skips the remaining steps)")
-    elif action == "promote-full":
-        if canary is None or st.stage == Stage.PROMOTING:
-            _ignore(ctx, action, by, "no rollout in progress" if canary is None else "already promoting")
-        else:
-            st.promote_full = True
-            ctx.record("PromoteFullRequested", "PromoteFullRequested",
-                       f"promote-full by {by}: promoting at the next passing check", by=by)
-    elif action == "retry":
-        failed = st.failed_revision
-        if canary is not None or failed is None or failed.hash != desired.hash:
-            _ignore(ctx, action, by, "nothing failed to retry for the current spec")
-        else:
-            st.failed_revision = None
-            if st.stage == Stage.VALIDATING:
-                st.progress_at = ctx.now
-            ctx.record("Retried", "Retried", f"retry of {failed.version} ({failed.hash}) by {by}", by=by,
-                       revision=failed)
 
 
 def _reconcile_target(ctx: Ctx, desired: Revision) -> None:
@@ -150,6 +110,7 @@ def _progress(ctx: Ctx) -> None:
             bootstrap(ctx)
         return
     check_refused(ctx)
+    reread_steps(ctx)
     check_unschedulable(ctx)
     if st.canary_revision is not None and st.stage == Stage.VALIDATING:
         validating(ctx)
@@ -197,19 +158,6 @@ def _period_length(ctx: Ctx) -> timedelta | None:
     return None
 
 
-def _invalid(ctx: Ctx) -> Decision:
-    """Semantically invalid spec: freeze, touch nothing, say which field and how to fix it."""
-    st, problems = ctx.st, ctx.obs.invalid
-    text = "; ".join(problems)
-    if st.phase != Phase.INVALID:
-        ctx.events.append(EmitEvent(EventType.WARNING, "InvalidSpec", f"spec invalid, not applied: {text}"))
-    st.phase = Phase.INVALID
-    st.message = f"spec invalid, rollout frozen and stable left as is: {text}"
-    set_condition(ctx, "Invalid", "True", "InvalidSpec", text)
-    set_condition(ctx, "Progressing", "False", "InvalidSpec", "frozen until the spec is fixed")
-    return Decision(status=st, actions=list(ctx.events), requeue_after=None)
-
-
 def decide(
     spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observations: Observations, now: datetime
 ) -> Decision:
@@ -217,16 +165,24 @@ def decide(
     ctx = Ctx(spec=spec, obs=observations, now=now, st=status.model_copy(deep=True))
     st = ctx.st
     st.observed_generation = observations.generation
-    if observations.invalid:
-        return _invalid(ctx)
-    if status.phase == Phase.INVALID:
-        st.progress_at = now
-        ctx.events.append(EmitEvent(EventType.NORMAL, "SpecValid", "spec valid again: rollout resumes"))
+    clamp_future_times(ctx)
+    invalid = observations.invalid
+    if invalid and status.phase != Phase.INVALID:
+        ctx.events.append(EmitEvent(EventType.WARNING, "InvalidSpec", "spec invalid, not applied (the running "
+                                    f"rollout stays guarded under the last valid spec): {'; '.join(invalid)}"))
+    if not invalid:
+        if status.phase == Phase.INVALID:
+            if status.last_valid_spec is None:  # the controller froze the rollout: its deadline starts over
+                st.progress_at = now
+            ctx.events.append(EmitEvent(EventType.NORMAL, "SpecValid", "spec valid again: rollout resumes"))
+        remember(st, spec, observations.generation)
     desired = desired_revision(spec)
-    _handle_request(ctx, desired)
-    _reconcile_target(ctx, desired)
+    handle_request(ctx, desired)
+    if not invalid:
+        _reconcile_target(ctx, desired)
     _progress(ctx)
     actions = desired_actions(ctx)
     finalize(ctx, desired)
-    return Decision(status=st, actions=[*actions, *ctx.events], requeue_after=_requeue(ctx))
+    return Decision(status=st, actions=[*actions, *ctx.events], requeue_after=_requeue(ctx),
+                    checked=ctx.checked, rolled_back=ctx.rolled_back, promoted=ctx.promoted)
 

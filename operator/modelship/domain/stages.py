@@ -21,6 +21,8 @@ from modelship.domain.transitions import (
     enter_promoting,
     enter_shadow,
     enter_step,
+    held_weight,
+    restart_step,
     rollback,
     step_index,
     steps,
@@ -82,6 +84,27 @@ def deadline_passed(ctx: Ctx) -> bool:
     return since is not None and ctx.now - since >= deadline(ctx)
 
 
+def frozen(ctx: Ctx) -> bool:
+    """True when the newest spec is Invalid: a transition that is due waits (and says why) instead of moving
+    traffic forward under a spec the user is replacing. Checks, rollbacks and requests are not held."""
+    if not ctx.obs.invalid:
+        return False
+    ctx.blocked = True
+    ctx.hold, ctx.hold_reason = "not advancing until the newest spec is valid", "InvalidSpec"
+    return True
+
+
+def reread_steps(ctx: Ctx) -> None:
+    """Steps edited mid-canary (same revision): never hold more weight than the current step allows, never
+    sit on an index past the end. A changed weight starts the step afresh (see `restart_step`)."""
+    st = ctx.st
+    if st.canary_revision is None or st.stage != Stage.CANARY:
+        return
+    index = step_index(ctx)
+    if index != st.step or held_weight(ctx, index) != st.canary_weight:
+        restart_step(ctx, index, "canary steps changed")
+
+
 def check_unschedulable(ctx: Ctx) -> None:
     """Canary pods that cannot be placed: the gpuSurge policy decides (replicas themselves: desired.py)."""
     cs = ctx.state(ctx.st.canary_revision)
@@ -112,6 +135,8 @@ def validating(ctx: Ctx) -> None:
         ctx.hold = ctx.hold or "paused before leaving validation"
         return
     if cs is not None and cs.available and report is not None and report.passed:
+        if frozen(ctx):
+            return
         # What passed (READY pods, contract, samples) is the evidence for letting traffic near the canary.
         ctx.record("Validated", "Validated", f"validation passed: {report.message}")
         shadow = ctx.spec.rollout.shadow
@@ -139,7 +164,7 @@ def run_analysis(ctx: Ctx) -> None:
         return
     policy = ctx.spec.rollout.analysis
     record = assess(ctx.spec, snapshot, ctx.now)
-    st.last_analysis = record
+    st.last_analysis = ctx.checked = record
     st.last_check_at = ctx.now
     verdict = record.verdict
     if verdict == Verdict.PASS:
@@ -168,18 +193,22 @@ def promoting(ctx: Ctx) -> None:
     replicas = ctx.spec.serving.replicas
     cs = ctx.state(ctx.st.canary_revision)
     if cs is not None and cs.ready_replicas >= replicas:
-        complete_promotion(ctx)
+        if not frozen(ctx):
+            complete_promotion(ctx)
         return
     ready = 0 if cs is None else cs.ready_replicas
     ctx.hold = ctx.hold or f"waiting for {replicas} canary pods before switching traffic ({ready} ready)"
     ctx.hold_reason = ctx.hold_reason or "Promoting"
 
 
-def approve(ctx: Ctx, by: str) -> None:
-    """A human passed the approval gate: move to the next step (or promote after the last)."""
+def approve(ctx: Ctx, by: str, request: str | None = None, forced_over: str | None = None) -> None:
+    """A human passed the approval gate: move to the next step (or promote after the last). `forced_over`:
+    why the gate would have refused (e.g. a failing latest check), recorded when `--force` overrode it."""
     index = step_index(ctx)
     total = len(steps(ctx))
-    ctx.record("Approved", "Approved", f"step {index + 1}/{total} approved by {by}", by=by)
+    forced = f" with --force over: {forced_over}" if forced_over else ""
+    ctx.record("Approved", "Approved", f"step {index + 1}/{total} approved by {by}{forced}", by=by,
+               request=request, warning=bool(forced_over))
     ctx.st.awaiting_approval = False
     if index + 1 < total:
         enter_step(ctx, index + 1)
@@ -194,11 +223,13 @@ def advance(ctx: Ctx) -> None:
         if st.canary_revision is None or st.paused:
             return
         if st.stage in JUDGED_STAGES and st.promote_full and passing(ctx):
+            if frozen(ctx):
+                return
             enter_promoting(ctx, f"promote-full after a passing check ({evidence(st.last_analysis)})")
             continue
         if st.stage == Stage.SHADOW:
             shadow = ctx.spec.rollout.shadow
-            if not _period_done(ctx, parse_duration(shadow.duration) if shadow else timedelta(0)):
+            if not _period_done(ctx, parse_duration(shadow.duration) if shadow else timedelta(0)) or frozen(ctx):
                 return
             enter_step(ctx, 0)
             continue
@@ -208,7 +239,7 @@ def advance(ctx: Ctx) -> None:
             if step.approval is not None:
                 st.awaiting_approval = True
                 return
-            if not _period_done(ctx, parse_duration(step.duration or "0s")):
+            if not _period_done(ctx, parse_duration(step.duration or "0s")) or frozen(ctx):
                 return
             if index + 1 < len(steps(ctx)):
                 enter_step(ctx, index + 1)
@@ -235,7 +266,7 @@ def check_refused(ctx: Ctx) -> None:
 def check_deadline(ctx: Ctx) -> None:
     """No progress for progressDeadline rolls back; pause and approval waits are exempt."""
     st = ctx.st
-    if st.canary_revision is None or st.paused or st.awaiting_approval or not deadline_passed(ctx):
+    if st.canary_revision is None or st.paused or st.awaiting_approval or ctx.blocked or not deadline_passed(ctx):
         return
     held = analysis_hold(st)
     why = ctx.hold or (held[0] if held else f"no passing check in stage {st.stage}")

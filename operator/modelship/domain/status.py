@@ -6,7 +6,7 @@ consecutive-failure count, the last handled manual request and a bounded history
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -14,6 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 HISTORY_LIMIT = 20
+"""Progress entries kept (Started, StageChanged, AnalysisFailed, manual actions that took effect)."""
+OUTCOME_HISTORY_LIMIT = 20
+"""Outcome entries kept (Promoted, RolledBack, Failed, Superseded, Abandoned): only newer outcomes evict them."""
+IGNORED_HISTORY_LIMIT = 5
+"""Ignored manual requests kept: their own small budget, so a flood of them can never evict an outcome."""
+HISTORY_REASON_MAX = 1000
+"""Characters of `reason` kept per entry (and per Event message): bounds status whatever the evidence says."""
+REQUEST_ID_MAX = 64
+REQUESTER_MAX = 256
+"""Longest requester name recorded; a longer authenticated name is cut and marked."""
+REQUEST_MAX_AGE = timedelta(minutes=15)
+"""A manual request older than this (by its `at`) is ignored as stale: send it again."""
+REQUEST_MAX_SKEW = timedelta(minutes=2)
+"""How far in the future a request's `at` may be (client clock ahead of the operator's)."""
+UNVERIFIED = "unverified"
 
 
 class StatusModel(BaseModel):
@@ -98,17 +113,41 @@ class HistoryEntry(StatusModel):
     stage: str | None = Field(default=None, description="Stage at the time.")
     outcome: str | None = Field(default=None, description="Promoted, RolledBack, Aborted, Superseded, ...")
     reason: str = Field(default="", description="Why, with the evidence.")
-    by: str | None = Field(default=None, description="Who acted (manual actions) or 'modelship'.")
+    by: str | None = Field(
+        default=None,
+        description="Who acted: 'modelship', or the requester the API server authenticated (the "
+        "modelship.dev/requested-by annotation checked by the modelship-requester ValidatingAdmissionPolicy); "
+        "'NAME (unverified)' when that policy was not in force.",
+    )
+    request: str | None = Field(default=None, description="Id of the manual request this entry records.")
     time: datetime = Field(description="When.")
 
 
-class ManualRequest(StatusModel):
-    """A command from `kubectl modelship` (delivered as an annotation, never through spec)."""
+RequestAction = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
 
-    id: str
-    action: Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
-    by: str = "unknown"
+
+class ManualRequest(StatusModel):
+    """A command from `kubectl modelship` (delivered as annotations, never through spec), bounded on parse.
+
+    `by` comes from the modelship.dev/requested-by annotation; `verified` says the API server's admission
+    policy tied it to the authenticated user. `problem` is set when the annotation could not be read: the
+    engine records such a request as ignored, once, instead of dropping it silently.
+    """
+
+    id: str = Field(max_length=REQUEST_ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    action: RequestAction | None = None
+    by: str = Field(default="unknown", max_length=REQUESTER_MAX + 16)
     at: datetime | None = None
+    verified: bool = False
+    force: bool = False
+    problem: str | None = Field(default=None, max_length=HISTORY_REASON_MAX)
+
+
+class LastValidSpec(StatusModel):
+    """The newest spec the operator could act on; guards the running rollout while a newer spec is Invalid."""
+
+    generation: int = Field(description="metadata.generation of that spec.")
+    data: str = Field(description="The spec as compact JSON, zlib-compressed, base64-encoded.")
 
 
 class ModelDeploymentStatus(StatusModel):
@@ -135,6 +174,10 @@ class ModelDeploymentStatus(StatusModel):
     passed_checks: int = Field(default=0, description="Passing checks in the current step or stage.")
     awaiting_approval: bool = Field(default=False, description="Waiting at an approval step.")
     last_request_id: str | None = Field(default=None, description="Id of the last handled manual request.")
+    last_request_at: datetime | None = Field(
+        default=None,
+        description="`at` of the last manual request acted upon; a request not sent after it is a replay, ignored.",
+    )
     retired_revisions: list[Revision] = Field(
         default_factory=list, description="Revisions that no longer take traffic and await scale-down."
     )
@@ -154,7 +197,14 @@ class ModelDeploymentStatus(StatusModel):
         default=None, description="When the operator looks at this object again (step end, next check, deadline)."
     )
     last_analysis: AnalysisRecord | None = Field(default=None, description="Latest SLO check.")
+    last_valid_spec: LastValidSpec | None = Field(
+        default=None,
+        description="The last spec the operator could act on: while a newer spec is Invalid, the running rollout "
+        "is still judged, timed out and rolled back under it.",
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, Invalid.")
     history: list[HistoryEntry] = Field(
-        default_factory=list, description=f"Most recent rollout events, at most {HISTORY_LIMIT}."
+        default_factory=list,
+        description=f"Audit trail, oldest first: at most {OUTCOME_HISTORY_LIMIT} outcomes, {HISTORY_LIMIT} progress "
+        f"entries and {IGNORED_HISTORY_LIMIT} ignored requests, each budget trimmed oldest first on its own.",
     )

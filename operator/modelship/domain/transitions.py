@@ -17,6 +17,10 @@ from modelship.domain.durations import parse_duration
 from modelship.domain.observations import Observations, RevisionState
 from modelship.domain.status import (
     HISTORY_LIMIT,
+    HISTORY_REASON_MAX,
+    IGNORED_HISTORY_LIMIT,
+    OUTCOME_HISTORY_LIMIT,
+    AnalysisRecord,
     HistoryEntry,
     ModelDeploymentStatus,
     Revision,
@@ -44,6 +48,15 @@ class Ctx:
     cause: str | None = None
     """Machine-readable rollback cause (Degraded condition reason): AnalysisFailed, ValidationFailed,
     ProgressDeadline, Aborted, Unschedulable; DeployFailed for a first revision that never came up."""
+    blocked: bool = False
+    """A transition was due but waits for the newest spec to become valid: exempt from the deadline, like a
+    pause (the canary is not failing, the user's spec is)."""
+    checked: AnalysisRecord | None = None
+    """The SLO check counted in this decision (each check is in exactly one decision)."""
+    rolled_back: str | None = None
+    """Cause of a rollback taken in this decision."""
+    promoted: Revision | None = None
+    """Revision promoted to stable in this decision."""
 
     def seconds(self, text: str) -> timedelta:
         return parse_duration(text)
@@ -54,17 +67,57 @@ class Ctx:
     def record(
         self, event: str, reason: str, message: str, *, outcome: str | None = None, by: str | None = None,
         revision: Revision | None = None, warning: bool = False, stage: Stage | None = None,
+        request: str | None = None,
     ) -> None:
         """Append a bounded history entry (at `stage`, default the current one) and emit the matching Event."""
         st = self.st
+        message = clip(message, HISTORY_REASON_MAX)
         rev = revision or st.canary_revision or st.stable_revision
         if rev is not None:
             st.history.append(HistoryEntry(
                 revision=rev.hash, version=rev.version, event=event, stage=stage or st.stage, outcome=outcome,
-                reason=message, by=by or OPERATOR, time=self.now,
+                reason=message, by=by or OPERATOR, request=request, time=self.now,
             ))
-            del st.history[: max(0, len(st.history) - HISTORY_LIMIT)]
+            st.history = trim_history(st.history)
         self.events.append(EmitEvent(EventType.WARNING if warning else EventType.NORMAL, reason, message))
+
+
+IGNORED = "Ignored"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how much was cut (status and Events stay bounded)."""
+    if len(text) <= limit:
+        return text
+    marker = f"... ({len(text) - limit} more characters cut)"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def history_budget(entry: HistoryEntry) -> int:
+    """How many entries of this entry's kind history keeps: ignored requests, outcomes and progress apart."""
+    if entry.outcome == IGNORED:
+        return IGNORED_HISTORY_LIMIT
+    if entry.outcome is not None:
+        return OUTCOME_HISTORY_LIMIT
+    return HISTORY_LIMIT
+
+
+def _kind(entry: HistoryEntry) -> str:
+    return IGNORED if entry.outcome == IGNORED else "outcome" if entry.outcome is not None else "progress"
+
+
+def trim_history(history: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Drop the oldest entries of each kind beyond its budget; order is kept. An outcome leaves only by age,
+    pushed out by newer outcomes, never by ignored requests or progress entries."""
+    kept: list[HistoryEntry] = []
+    seen: dict[str, int] = {}
+    for entry in reversed(history):
+        kind = _kind(entry)
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] <= history_budget(entry):
+            kept.append(entry)
+    kept.reverse()
+    return kept
 
 
 def steps(ctx: Ctx) -> list[CanaryStep]:
@@ -198,6 +251,22 @@ def enter_step(ctx: Ctx, index: int) -> None:
         ctx.record("StageChanged", "StepAdvanced", text)
 
 
+def restart_step(ctx: Ctx, index: int, why: str) -> None:
+    """Steps were edited under a running canary: hold what step `index` allows now. A new weight starts a
+    fresh period (a passing check at that weight before moving on); the same weight keeps its checks."""
+    st = ctx.st
+    weight = held_weight(ctx, index)
+    old_step, old_weight = st.step, st.canary_weight
+    st.step = index
+    st.awaiting_approval = steps(ctx)[index].approval is not None
+    if weight != old_weight:
+        st.canary_weight = weight
+        _enter_period(ctx)
+    total = len(steps(ctx))
+    was = f"step {(old_step or 0) + 1} at {old_weight}%"
+    ctx.record("StepsChanged", "StepsChanged", f"{why}: now step {index + 1}/{total} at {weight}% (was {was})")
+
+
 def enter_promoting(ctx: Ctx, why: str) -> None:
     st = ctx.st
     st.awaiting_approval = False
@@ -212,6 +281,7 @@ def complete_promotion(ctx: Ctx) -> None:
     assert new is not None
     st.stable_revision = new
     st.canary_revision = None
+    ctx.promoted = new
     retire(ctx, old)
     _reset_rollout(ctx)
     st.stage = Stage.STABLE
@@ -229,7 +299,7 @@ def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> Non
         return
     failed_in = st.stage  # history says where the rollout failed, not the Stable it falls back to
     ctx.traffic_first = True
-    ctx.cause = cause
+    ctx.cause = ctx.rolled_back = cause
     retire(ctx, canary)
     st.failed_revision = canary
     st.canary_revision = None

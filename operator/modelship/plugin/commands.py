@@ -1,8 +1,11 @@
-"""Manual commands (promote, abort, pause, resume, retry) as a request annotation, never as a spec edit.
+"""Manual commands (promote, abort, pause, resume, retry) as request annotations, never as a spec edit.
 
-Why an annotation: `spec` belongs to Git (Argo CD / Flux would revert any edit), and `status` belongs to the
-operator. The annotation carries a fresh id; the operator handles each id once, writes `by` into
-status.history and the id into status.lastRequestId, which is how we know the command took effect.
+Why annotations: `spec` belongs to Git (Argo CD / Flux would revert any edit), and `status` belongs to the
+operator. `modelship.dev/request` carries a fresh id, the action and the time (`at`, always after the last
+request the operator acted upon, which it requires); `modelship.dev/requested-by` carries the caller's user
+name as the API server reports it, which the modelship-requester admission policy checks. The operator
+handles each id once, records the requester and id in status.history and the id in status.lastRequestId,
+which is how we know the command took effect.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
+from modelship.domain.admission import REQUEST_ANNOTATION, REQUESTER_ANNOTATION
 from modelship.domain.status import ManualRequest
 from modelship.plugin.cluster import ClusterApi
 from modelship.plugin.errors import EXIT_NOT_CONFIRMED, PluginError
-from modelship.plugin.render import REQUEST_ANNOTATION, dig, revision, step_label, text
+from modelship.plugin.render import dig, parse_time, revision, step_label, steps_of, text
 
 Action = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -25,19 +29,34 @@ DEFAULT_WAIT_S = 30.0
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC, second precision, 'Z' suffix: the form Kubernetes itself writes."""
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    """UTC, millisecond precision, 'Z' suffix (two requests in one second stay in order)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_request(action: Action, by: str, now: datetime, request_id: str | None = None) -> dict[str, str]:
-    """The annotation payload; validated against the operator's ManualRequest model so both sides agree."""
-    payload = {"id": request_id or str(uuid.uuid4()), "action": action, "by": by, "at": rfc3339(now)}
+def request_time(now: datetime, obj: Mapping[str, Any]) -> datetime:
+    """`now`, or just after status.lastRequestAt: the operator acts only on requests sent after the last one."""
+    last = parse_time(dig(obj, "status", "lastRequestAt"))
+    return now if last is None or now > last else last + timedelta(milliseconds=1)
+
+
+def build_request(
+    action: Action, now: datetime, request_id: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """The request annotation's payload; validated against the operator's ManualRequest model so both agree."""
+    payload: dict[str, Any] = {"id": request_id or str(uuid.uuid4()), "action": action, "at": rfc3339(now)}
+    if force:
+        payload["force"] = True
     ManualRequest.model_validate(payload)
     return payload
 
 
-def encode(payload: Mapping[str, str]) -> str:
+def encode(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
+
+
+def request_annotations(payload: Mapping[str, Any], by: str) -> dict[str, str]:
+    """Both annotations, written in one patch (the admission policy requires them to change together)."""
+    return {REQUEST_ANNOTATION: encode(payload), REQUESTER_ANNOTATION: by}
 
 
 def where(obj: Mapping[str, Any]) -> str:
@@ -73,6 +92,14 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
             "on its own while analysis passes. Use --full to promote the canary to 100% now, "
             "or --force to send the request anyway."
         )
+    if action == "promote" and last_gate(obj):
+        problem = last_check_problem(status)
+        if problem:
+            raise PluginError(
+                f"cannot promote: {ref} waits at its last approval gate, and approving it promotes the canary to "
+                f"100%, but {problem}. Wait for a passing check (kubectl modelship status {meta.get('name')}), "
+                "abort, or use --force to promote anyway (recorded in history as forced)."
+            )
     if action == "promote-full" and status.get("stage") == "Promoting":
         raise PluginError(f"cannot promote-full: {ref} is already promoting")
     if action == "pause" and paused:
@@ -83,17 +110,37 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
         raise PluginError(f"cannot retry: retry restarts a rollout after RolledBack or Failed, and {ref} is {phase}")
 
 
-def our_entry(obj: Mapping[str, Any], by: str) -> Mapping[str, Any] | None:
-    """The newest history entry by `by`: the operator records every handled request, ignored ones included."""
+def last_gate(obj: Mapping[str, Any]) -> bool:
+    """Waiting at the last step, an approval gate: approving it promotes to 100%."""
+    status, steps = obj.get("status") or {}, steps_of(obj)
+    step = status.get("step")
+    return bool(status.get("awaitingApproval")) and isinstance(step, int) and step == len(steps) - 1
+
+
+def last_check_problem(status: Mapping[str, Any]) -> str:
+    """Why the latest check does not allow promoting ('' when it passed), mirroring the operator's rule."""
+    last = status.get("lastAnalysis")
+    if not isinstance(last, Mapping):
+        return "no SLO check has run yet"
+    if last.get("verdict") == "Pass":
+        return ""
+    failing = [f"{text(m.get('name'))}={text(m.get('value'))} ({text(m.get('verdict'))})"
+               for m in last.get("metrics") or [] if isinstance(m, Mapping) and m.get("verdict") != "Pass"]
+    detail = f": {', '.join(failing)}" if failing else ""
+    return f"the latest check is {text(last.get('verdict'))}{detail}"
+
+
+def our_entry(obj: Mapping[str, Any], request_id: str) -> Mapping[str, Any] | None:
+    """The newest history entry for our request id: the operator records every handled request, ignored too."""
     history = dig(obj, "status", "history") or []
-    entries = [h for h in history if isinstance(h, Mapping) and h.get("by") == by]
+    entries = [h for h in history if isinstance(h, Mapping) and h.get("request") == request_id]
     return max(entries, key=lambda h: str(h.get("time") or ""), default=None)
 
 
-def outcome(obj: Mapping[str, Any], payload: Mapping[str, str]) -> tuple[bool, str]:
+def outcome(obj: Mapping[str, Any], payload: Mapping[str, Any]) -> tuple[bool, str]:
     """(applied?, text): what the operator did with our request, from status and our history entry."""
     status = obj.get("status") or {}
-    entry = our_entry(obj, payload["by"])
+    entry = our_entry(obj, payload["id"])
     if entry is not None and entry.get("outcome") == "Ignored":
         return False, f"the operator ignored the request: {text(entry.get('reason'))}"
     lines = [
@@ -101,7 +148,8 @@ def outcome(obj: Mapping[str, Any], payload: Mapping[str, str]) -> tuple[bool, s
         f"  message: {text(status.get('message'))}",
     ]
     if entry is not None:
-        lines.append(f"  recorded: {text(entry.get('event'))} by {entry['by']}: {text(entry.get('reason'), '')}")
+        who = text(entry.get("by"))
+        lines.append(f"  recorded: {text(entry.get('event'))} by {who}: {text(entry.get('reason'), '')}")
     return True, "\n".join(lines)
 
 
@@ -121,6 +169,9 @@ def send(
     obj = api.get(namespace, name)
     if not force:
         check_request(action, obj)
+    elif action == "promote" and last_gate(obj) and last_check_problem(obj.get("status") or {}):
+        out(f"warning: promoting over a check that did not pass ({last_check_problem(obj.get('status') or {})}): "
+            "the canary goes to 100%; history records this approval as forced")
     previous = dig(obj, "metadata", "annotations", REQUEST_ANNOTATION)
     if isinstance(previous, str):
         try:
@@ -128,10 +179,12 @@ def send(
         except ValueError:
             old = {}
         if isinstance(old, dict) and old.get("id") and old.get("id") != dig(obj, "status", "lastRequestId"):
-            out(f"note: replacing a request not handled yet: {old.get('action')} by {old.get('by')}")
-    payload = build_request(action, api.whoami(), now())
-    api.patch_annotations(namespace, name, {REQUEST_ANNOTATION: encode(payload)})
-    out(f"requested {action} of modeldeployment {namespace}/{name} as {payload['by']} (request {payload['id']})")
+            who = dig(obj, "metadata", "annotations", REQUESTER_ANNOTATION) or old.get("by")
+            out(f"note: replacing a request not handled yet: {old.get('action')} by {who}")
+    by = api.whoami()
+    payload = build_request(action, request_time(now(), obj), force=force)
+    api.patch_annotations(namespace, name, request_annotations(payload, by))
+    out(f"requested {action} of modeldeployment {namespace}/{name} as {by} (request {payload['id']})")
     if not wait:
         return 0
     deadline = time.monotonic() + timeout_s

@@ -18,10 +18,10 @@ from modelship.plugin import render
 from modelship.plugin.cluster import ClusterApi
 from modelship.plugin.commands import DEFAULT_WAIT_S, Action, send
 from modelship.plugin.errors import EXIT_ERROR, PluginError
+from modelship.plugin.escape import CLEAR, SafeApi, escape, safe_output
 from modelship.plugin.kube import KubeApi
 
 ApiFactory = Callable[[argparse.Namespace], ClusterApi]
-CLEAR = "\x1b[H\x1b[2J"
 TICK_S = 1.0
 
 
@@ -135,11 +135,12 @@ def run(args: argparse.Namespace, api: ClusterApi, out: Callable[[str], None]) -
 
 
 def main(argv: Sequence[str] | None = None, api_factory: ApiFactory = default_api) -> int:
+    """Everything read from the cluster is escaped before rendering (SafeApi) and again before printing."""
     args = build_parser().parse_args(argv)
     try:
-        return run(args, api_factory(args), lambda line: print(line, flush=True))
+        return run(args, SafeApi(api_factory(args)), safe_output(lambda line: print(line, flush=True)))
     except PluginError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {escape(exc.message, keep_newlines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 0

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modelship.domain.admission import REQUEST_ANNOTATION, REQUESTER_ANNOTATION
 from modelship.domain.durations import format_duration, parse_duration
 
 Obj = Mapping[str, Any]
 
-REQUEST_ANNOTATION = "modelship.dev/request"
 
 
 # --- small accessors ---------------------------------------------------------------------------------------
@@ -250,7 +250,8 @@ def pending_request(obj: Obj) -> str:
         return f"Request:     unreadable {REQUEST_ANNOTATION} annotation: {raw!r}"
     if not isinstance(req, Mapping) or req.get("id") == dig(obj, "status", "lastRequestId"):
         return ""
-    who = f"{text(req.get('action'))} by {text(req.get('by'))} at {text(req.get('at'))}"
+    requester = dig(obj, "metadata", "annotations", REQUESTER_ANNOTATION) or req.get("by")
+    who = f"{text(req.get('action'))} by {text(requester)} at {text(req.get('at'))}"
     return f"Request:     {who} (not handled yet)"
 
 
