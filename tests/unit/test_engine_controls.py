@@ -21,7 +21,7 @@ from engine_fixtures import (
     rolled_out,
     traffic,
 )
-from modelship.domain.actions import DeleteRevision, EmitEvent, Role, SetTraffic
+from modelship.domain.actions import DeleteRevision, Role, SetTraffic
 from modelship.domain.engine import decide
 from modelship.domain.observations import Observations
 from modelship.domain.status import HISTORY_LIMIT, OUTCOME_HISTORY_LIMIT, ModelDeploymentStatus, Phase, Stage
@@ -124,18 +124,19 @@ def test_given_canary_running_when_spec_reverted_to_stable_then_canary_abandoned
     assert traffic(d)[0].canary_weight == 0 and d.actions[0] == traffic(d)[0]
 
 
-def test_given_invalid_spec_when_deciding_then_invalid_condition_and_nothing_applied() -> None:
+def test_given_invalid_spec_when_deciding_then_invalid_condition_and_only_running_revisions_applied() -> None:
     sim = rolled_out()
     sim.decide(validation=None)
     sim.decide()
     before = sim.status.model_copy(deep=True)
-    d = sim.decide(invalid=("spec.rollout.shadow: the none router cannot mirror; use gatewayAPI or istio",),
-                   request=req("abort"))
+    d = sim.decide(invalid=("spec.rollout.shadow: the none router cannot mirror; use gatewayAPI or istio",))
     assert d.status.phase == Phase.INVALID and cond(d.status, "Invalid") == ("True", "InvalidSpec")
-    assert all(isinstance(a, EmitEvent) for a in d.actions)
-    assert d.status.canary_weight == before.canary_weight and d.status.last_request_id is None
-    d = sim.decide(after=timedelta(hours=1))
+    running = {r.hash for r in (before.stable_revision, before.canary_revision) if r is not None}
+    assert {e.revision.hash for e in ensures(d)} == running
+    assert d.status.canary_weight == before.canary_weight and traffic(d)[0].canary_weight == before.canary_weight
+    d = sim.decide(after=timedelta(minutes=1))
     assert d.status.phase == Phase.PROGRESSING and cond(d.status, "Invalid")[0] == "False"
+    assert "SpecValid" in [e.reason for e in events(d)]
 
 
 # --- GPU surge --------------------------------------------------------------------------------------------
@@ -150,20 +151,23 @@ def test_given_unschedulable_canary_and_never_policy_then_rollback_with_schedule
     assert "Insufficient nvidia.com/gpu" in d.status.history[-1].reason
 
 
-def test_given_unschedulable_canary_and_scale_down_stable_then_stable_shrinks_once_not_below_floor() -> None:
-    sim = rolled_out(gpuSurge="ScaleDownStable", steps=[{"weight": 25, "duration": "1m"}])
+def test_given_unschedulable_canary_and_scale_down_stable_then_stable_shrinks_once_not_below_its_share() -> None:
+    sim = rolled_out(gpuSurge="ScaleDownStable", steps=[{"weight": 50, "duration": "1m"}])
     sim.unschedulable[rev(sim.spec).hash] = "Insufficient nvidia.com/gpu"
     d = sim.decide(validation=None)
     assert {e.role: e.replicas for e in ensures(d)} == {Role.STABLE: 4, Role.CANARY: 1}
-    d = sim.decide(validation=None)  # canary's 1 pod missing: stable 4 -> 3 = ceil(4 * 75%)
-    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 3
-    assert d.status.stable_replicas == 3
-    d = sim.decide(validation=None)  # replayed while still pending: no second shrink
-    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 3
+    d = sim.decide(validation=None)  # stable still carries 100%: it keeps all 4 pods, the canary waits
+    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 4
+    assert d.status.stable_replicas is None and "unschedulable" in d.status.message
     sim.unschedulable.clear()
     d = sim.decide()
-    assert d.status.stage == Stage.CANARY
-    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 3
+    assert d.status.stage == Stage.CANARY and d.status.canary_weight == 50
+    sim.unschedulable[rev(sim.spec).hash] = "Insufficient nvidia.com/gpu"
+    d = sim.decide()  # the canary's 2 pods for 50% are missing: stable 4 -> 2 = ceil(4 * 50%)
+    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 2
+    assert d.status.stable_replicas == 2
+    d = sim.decide()  # replayed while still pending: no second shrink
+    assert next(e for e in ensures(d) if e.role == Role.STABLE).replicas == 2
 
 
 def test_given_unschedulable_canary_and_allow_policy_then_condition_explains_then_deadline() -> None:

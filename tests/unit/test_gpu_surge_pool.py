@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine_fixtures import PASSED, Sim, good, make_spec, rev
-from modelship.domain.actions import EnsureRevision, Role
+from modelship.domain.actions import EnsureRevision, Role, SetTraffic
 from modelship.domain.engine import decide
 from modelship.domain.observations import Observations, RevisionState
 from modelship.domain.status import Phase, Stage
@@ -58,3 +58,56 @@ def test_given_full_pool_when_canary_needs_more_pods_at_promotion_then_stable_ke
     # While the canary takes 50%, stable keeps ceil(3 * 50%) = 2 pods; only promotion lends the last GPUs.
     assert min(n for stage, n in stable_seen if stage == Stage.CANARY) == 2, stable_seen
     assert min(n for _, n in stable_seen) >= 1, stable_seen
+
+
+def stable_need(replicas: int, canary_weight: int) -> int:
+    """Pods stable needs for the share it carries: ceil(replicas x (100 - weight)%), at least 1."""
+    return max(1, -(-replicas * (100 - canary_weight) // 100))
+
+
+def run_on_pool(replicas: int, slots: int, steps: list[dict[str, object]]) -> list[tuple[str | None, int, int]]:
+    """Roll v2 out over v1 on a full pool; per decision (stage, stable replicas, weight stable carries
+    while it runs at that size), checking that a shrink of stable never precedes the traffic move."""
+    sim = Sim(make_spec("1", replicas=replicas, steps=steps, gpuSurge="ScaleDownStable")).healthy()
+    sim.change(make_spec("2", replicas=replicas, steps=steps, gpuSurge="ScaleDownStable"))
+    pool = Pool(slots=slots)
+    pool.apply(sim.replicas)
+    seen: list[tuple[str | None, int, int]] = []
+    weight = 0
+    for _ in range(80):
+        obs = sim.observe(metrics=good(), validation=PASSED)
+        d = decide(sim.spec, sim.status, Observations(
+            generation=obs.generation, revisions=pool.states(), validation=obs.validation, metrics=obs.metrics,
+        ), sim.now)
+        sim.apply(d)
+        pool.apply({e.revision.hash: e.replicas for e in d.actions if isinstance(e, EnsureRevision)})
+        stable = next(e for e in d.actions if isinstance(e, EnsureRevision) and e.role == Role.STABLE)
+        route = next(i for i, a in enumerate(d.actions) if isinstance(a, SetTraffic))
+        new_weight = d.actions[route].canary_weight  # type: ignore[union-attr]
+        at = d.actions.index(stable)
+        # While stable runs at its new size it carries the old share if it shrank before the route moved.
+        carried = weight if at < route else new_weight
+        if d.status.stable_revision != rev(sim.spec):
+            seen.append((d.status.stage, stable.replicas, 100 - min(carried, new_weight)))
+        weight = new_weight
+        if d.status.phase == Phase.HEALTHY and d.status.stable_revision == rev(sim.spec):
+            break
+        sim.now += timedelta(seconds=30)
+    assert sim.status.phase == Phase.HEALTHY and sim.status.stable_revision == rev(sim.spec), seen
+    return seen
+
+
+def test_given_full_pool_when_promoting_then_stable_never_runs_below_the_share_it_carries() -> None:
+    """Item 11: stable keeps what its CURRENT share needs in every stage, promotion included: the canary takes
+    traffic over as its pods come up, and stable lends GPUs only for the share it no longer carries."""
+    seen = run_on_pool(replicas=3, slots=4, steps=[{"weight": 50, "duration": "1m"}])
+    short = [(stage, n, share) for stage, n, share in seen if n < stable_need(3, 100 - share)]
+    assert not short, seen
+    assert min(n for _, n, _ in seen) < 3, "stable lent GPUs"
+
+
+def test_given_eight_replicas_on_a_nearly_full_pool_then_stable_never_drops_to_one_pod_while_carrying_most() -> None:
+    seen = run_on_pool(replicas=8, slots=10, steps=[{"weight": 10, "duration": "1m"},
+                                                     {"weight": 50, "duration": "1m"}])
+    short = [(stage, n, share) for stage, n, share in seen if n < stable_need(8, 100 - share)]
+    assert not short, seen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from modelship.controller.ports import Owner
 from modelship.controller.reconciler import Reconciler
 from modelship.domain.actions import EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
-from modelship.domain.observations import MetricsSnapshot, RevisionState, RouteState, ValidationReport
+from modelship.domain.observations import MetricsSnapshot, MetricValue, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import Revision
 
 SPEC = {
@@ -160,3 +161,105 @@ async def test_a_second_handler_with_the_body_from_before_our_patch_does_not_dec
     assert stale.status_patch == {} and cluster.events.count(("Normal", "RolloutStarted")) == 1
     fresh = await rec.reconcile(body(SPEC, first.status))
     assert fresh.status["phase"] == "Healthy"
+
+
+# --- issue 8: analysis counted once per check (item 17), Invalid specs keep the rollout guarded (item 2) ---
+
+V2 = {**SPEC, "model": {**SPEC["model"], "version": "2"}}  # type: ignore[dict-item]
+
+
+class FailingMetrics:
+    """Every window shows a 90% error rate on the canary."""
+
+    async def snapshot(self, *args: Any) -> MetricsSnapshot:
+        return MetricsSnapshot(available=True, canary_requests=1000,
+                               values={"errorRate": MetricValue(canary=0.9, stable=0.0)})
+
+
+async def at_canary_step(rec: Reconciler) -> dict[str, Any]:
+    """v1 Healthy, then v2 applied and validated: returns the status at its first canary step."""
+    status = (await rec.reconcile(body(SPEC))).status
+    status = (await rec.reconcile(body(SPEC, status))).status
+    status = (await rec.reconcile(body(V2, status, generation=2))).status
+    status = (await rec.reconcile(body(V2, status, generation=2))).status
+    assert status["stage"] == "Canary" and status["canaryWeight"] == 20, status
+    return status
+
+
+def checks(rec: Reconciler, verdict: str) -> float:
+    value = rec.telemetry.registry.get_sample_value(
+        "modelship_analysis_total", {"namespace": "ml", "name": "fraud", "verdict": verdict})
+    return value or 0.0
+
+
+async def test_each_check_is_counted_once_however_often_the_object_is_reconciled() -> None:
+    """Given a canary under analysis, when one check runs and the object is then reconciled three more times
+    before the next one is due, then modelship_analysis_total counts one check."""
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    status = await at_canary_step(rec)
+    assert isinstance(rec.clock, ManualClock)
+    rec.clock.advance(60)
+    status = (await rec.reconcile(body(V2, status, generation=2))).status
+    assert status["lastAnalysis"]["verdict"] == "Error"
+    assert checks(rec, "Error") == 1
+    for _ in range(3):
+        rec.clock.advance(5)
+        status = (await rec.reconcile(body(V2, status, generation=2))).status
+    assert checks(rec, "Error") == 1
+
+
+async def test_rollback_is_counted_once_with_its_cause() -> None:
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = Reconciler(cluster, routers, FailingMetrics(), PassingChecks(),
+                     ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), Telemetry())
+    status = await at_canary_step(rec)
+    for _ in range(4):
+        assert isinstance(rec.clock, ManualClock)
+        rec.clock.advance(60)
+        status = (await rec.reconcile(body(V2, status, generation=2))).status
+    assert status["phase"] == "RolledBack"
+    assert checks(rec, "Fail") == 2
+    rollbacks = rec.telemetry.registry.get_sample_value(
+        "modelship_rollbacks_total", {"namespace": "ml", "name": "fraud", "reason": "AnalysisFailed"})
+    assert rollbacks == 1
+
+
+async def test_unparseable_newest_spec_mid_canary_still_rolls_back_a_failing_canary() -> None:
+    """Given v2 at its 20% step failing its checks, when a v3 spec arrives that does not parse, then status says
+    Invalid naming the field, nothing of v3 is applied, and the failing canary is still rolled back."""
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = Reconciler(cluster, routers, FailingMetrics(), PassingChecks(),
+                     ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), Telemetry())
+    status = await at_canary_step(rec)
+    known = set(cluster.deployments)
+    broken = {**V2, "model": {"name": "fraud_scorer", "version": "seven", "repository": "s3://m"}}
+    for _ in range(3):
+        assert isinstance(rec.clock, ManualClock)
+        rec.clock.advance(60)
+        status = (await rec.reconcile(body(broken, status, generation=3))).status
+    assert status["phase"] == "Invalid" and "spec.model.version" in status["message"]
+    assert "canaryRevision" not in status and status["failedRevision"]["version"] == "2"
+    assert routers.log[-1] == "route:0"
+    assert set(cluster.deployments) <= known, "nothing of the invalid spec is applied"
+
+
+async def test_semantically_invalid_newest_spec_is_not_applied_and_abort_still_works() -> None:
+    """Given v2 at its 20% step, when a v3 spec arrives that parses but the operator refuses (step shorter than
+    the analysis interval), then no v3 Deployment appears, and an abort still rolls v2 back."""
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = reconciler(cluster, routers)
+    status = await at_canary_step(rec)
+    known = set(cluster.deployments)
+    v3 = {**V2, "model": {**SPEC["model"], "version": "3"},  # type: ignore[dict-item]
+          "rollout": {"canary": {"steps": [{"weight": 20, "duration": "1s"}]}}}
+    status = (await rec.reconcile(body(v3, status, generation=3))).status
+    assert status["phase"] == "Invalid" and "steps[0].duration" in status["message"]
+    assert status["canaryRevision"]["version"] == "2" and status["canaryWeight"] == 20
+    assert set(cluster.deployments) == known
+    aborted = body(v3, status, generation=3)
+    aborted["metadata"]["annotations"] = {"modelship.dev/request": json.dumps(
+        {"id": "a1", "action": "abort", "by": "carol", "at": rec.clock.now().isoformat()})}
+    status = (await rec.reconcile(aborted)).status
+    assert "canaryRevision" not in status and status["failedRevision"]["version"] == "2"
+    assert routers.log[-1] == "route:0"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from modelship.domain.status import AnalysisRecord
+
 PHASES = ("Pending", "Progressing", "Paused", "Healthy", "RolledBack", "Failed", "Invalid")
 
 
@@ -56,6 +58,20 @@ class Telemetry:
         self.phase.labels(namespace, name, phase).set(1)
         self.canary_weight.labels(namespace, name).set(canary_weight)
         self._recount()
+
+    def record_decision(
+        self, namespace: str, name: str, checked: AnalysisRecord | None, rolled_back: str | None
+    ) -> None:
+        """Count what one carried-out decision did: the SLO check it ran (with its values) and its rollback."""
+        if checked is not None:
+            self.analysis.labels(namespace, name, str(checked.verdict)).inc()
+            for metric in checked.metrics:
+                if metric.value is not None:
+                    self.slo_value.labels(namespace, name, metric.name).set(metric.value)
+                if metric.max is not None:
+                    self.slo_bound.labels(namespace, name, metric.name).set(metric.max)
+        if rolled_back is not None:
+            self.rollbacks.labels(namespace, name, rolled_back).inc()
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted object's series so dashboards don't show ghosts."""

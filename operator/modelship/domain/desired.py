@@ -12,7 +12,7 @@ from modelship.domain.actions import Action, DeleteRevision, EnsureRevision, Rol
 from modelship.domain.api import GpuSurgePolicy
 from modelship.domain.durations import parse_duration
 from modelship.domain.status import Stage
-from modelship.domain.transitions import Ctx, step_index, steps
+from modelship.domain.transitions import Ctx
 
 ROUTED_STAGES = (Stage.SHADOW, Stage.CANARY, Stage.PROMOTING)
 
@@ -22,25 +22,16 @@ def stable_floor(replicas: int, canary_weight: int) -> int:
     return max(1, ceil(replicas * (100 - canary_weight) / 100))
 
 
-def upcoming_weight(ctx: Ctx) -> int:
-    """The canary weight its pods are being prepared for: the current weight step, else the next one
-    (during validation, shadow or an approval gate at 0%), 100 while promoting."""
-    st = ctx.st
-    if st.stage == Stage.PROMOTING:
-        return 100
-    start = step_index(ctx) if st.stage == Stage.CANARY else 0
-    if st.stage == Stage.CANARY and st.canary_weight > 0:
-        return st.canary_weight
-    return next((s.weight for s in steps(ctx)[start:] if s.weight is not None), 100)
-
-
 def replica_plan(ctx: Ctx) -> tuple[int, int]:
     """(stable, canary) replicas.
 
     Mesh routers run the canary at full size (any weight can go to it, promotion needs no scale-up). The
     `none` router splits by ready replicas, so both sizes follow the weight. Under gpuSurge ScaleDownStable
-    (GPUs are scarce) the canary is sized to its upcoming traffic share, and when it cannot be scheduled
-    stable shrinks by the missing pods, never below `stable_floor` of that share; the shrink is kept in
+    (GPUs are scarce) the canary is sized to the share it carries now (at least one pod to validate, full
+    size while promoting), and when it cannot be scheduled stable shrinks by the missing pods, never below
+    `stable_floor` of the share stable carries NOW: a stable serving 100% keeps every pod, whatever the
+    canary is being prepared for (while promoting, traffic moves to the canary as its pods come up, see
+    `stages.promoting`, and stable lends only what it no longer carries). The shrink is kept in
     status.stableReplicas (monotone: a replayed decision cannot shrink twice; a further shrink waits until
     stable has settled at the lent size) until the canary leaves.
     """
@@ -61,9 +52,8 @@ def replica_plan(ctx: Ctx) -> tuple[int, int]:
     if spec.rollout.gpu_surge != GpuSurgePolicy.SCALE_DOWN_STABLE:
         st.stable_replicas = None
         return stable_n, canary_n
-    upcoming = upcoming_weight(ctx)
     if spec.traffic.kind != "none":
-        canary_n = max(1, ceil(replicas * upcoming / 100))
+        canary_n = replicas if st.stage == Stage.PROMOTING else max(1, ceil(replicas * weight / 100))
     cap = stable_n if st.stable_replicas is None else min(st.stable_replicas, stable_n)
     cs = ctx.state(canary)
     if cs is not None and cs.unschedulable and not cs.available:
@@ -75,7 +65,7 @@ def replica_plan(ctx: Ctx) -> tuple[int, int]:
             # Stable already runs at its lent size and the canary still lacks pods (e.g. it grows for the
             # next step or promotion): lend more. Counting `missing` from the full size would stop here.
             cap = min(cap, lent - missing)
-    cap = max(cap, min(stable_floor(replicas, upcoming), stable_n))
+    cap = max(cap, min(stable_floor(replicas, weight), stable_n))
     st.stable_replicas = cap if cap < stable_n else None
     return cap, canary_n
 
@@ -114,5 +104,14 @@ def desired_actions(ctx: Ctx) -> list[Action]:
         st.canary_weight = st.mirror_percent = 0
     traffic = SetTraffic(stable=stable, canary=routed, canary_weight=st.canary_weight,
                          mirror_percent=st.mirror_percent)
-    core = [traffic, *ensures] if ctx.traffic_first else [*ensures, traffic]
+    if ctx.traffic_first:
+        core = [traffic, *ensures]
+    else:  # grow before traffic arrives, shrink only once it has left
+        shrinks = [e for e in ensures if isinstance(e, EnsureRevision) and _shrinks(ctx, e)]
+        core = [*[e for e in ensures if e not in shrinks], traffic, *shrinks]
     return core + cleanup(ctx)
+
+
+def _shrinks(ctx: Ctx, ensure: EnsureRevision) -> bool:
+    state = ctx.obs.revisions.get(ensure.revision.hash)
+    return state is not None and ensure.replicas < state.desired_replicas

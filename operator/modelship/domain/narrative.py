@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from modelship.domain.last_valid import last_valid_generation
 from modelship.domain.stages import analysis_hold
 from modelship.domain.status import Condition, ModelDeploymentStatus, Phase, Revision, Stage
-from modelship.domain.transitions import Ctx, held_weight, step_index, steps
+from modelship.domain.transitions import Ctx, clip, held_weight, step_index, steps
+
+MESSAGE_MAX = 2000
+"""Characters of status.message kept (problem lists and evidence can be long)."""
 
 
 def derive_phase(st: ModelDeploymentStatus, desired: Revision) -> Phase:
@@ -72,7 +76,14 @@ def message(ctx: Ctx) -> str:
     held = analysis_hold(ctx.st) if ctx.st.canary_revision is not None else None
     if held and ctx.hold is None:
         ctx.hold, ctx.hold_reason = held
-    return f"{text}; {ctx.hold}" if ctx.hold else text
+    text = f"{text}; {ctx.hold}" if ctx.hold else text
+    invalid = ctx.obs.invalid
+    if invalid:
+        kept = last_valid_generation(ctx.st)
+        under = f" (generation {kept})" if kept is not None else ""
+        text = (f"spec invalid, not applied: {'; '.join(invalid)}; the running rollout stays guarded under the "
+                f"last valid spec{under}: {text}")
+    return clip(text, MESSAGE_MAX)
 
 
 def set_condition(
@@ -106,7 +117,8 @@ def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
     phase = st.phase
     if invalid:
         set_condition(ctx, "Invalid", "True", "InvalidSpec", "; ".join(invalid))
-        set_condition(ctx, "Progressing", "False", "InvalidSpec", "frozen until the spec is fixed")
+        set_condition(ctx, "Progressing", "False", "InvalidSpec", "the newest spec is not applied until it is fixed; "
+                      "the running rollout is still checked and rolled back under the last valid spec")
     else:
         set_condition(ctx, "Invalid", "False", "Valid")
         if phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -129,6 +141,10 @@ def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
 
 
 def finalize(ctx: Ctx, desired: Revision) -> None:
+    """Phase, message and conditions; an Invalid newest spec shows as phase Invalid, while Degraded and Ready
+    still tell what happened to the running rollout."""
     ctx.st.phase = derive_phase(ctx.st, desired)
     ctx.st.message = message(ctx)
-    update_conditions(ctx)
+    update_conditions(ctx, ctx.obs.invalid)
+    if ctx.obs.invalid:
+        ctx.st.phase = Phase.INVALID

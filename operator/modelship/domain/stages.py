@@ -189,7 +189,8 @@ def run_analysis(ctx: Ctx) -> None:
 
 
 def promoting(ctx: Ctx) -> None:
-    """Promote once the canary runs at full replicas, so stable capacity never drops on the switch."""
+    """Promote once the canary runs at full replicas, so stable capacity never drops on the switch. Under
+    gpuSurge ScaleDownStable the canary's weight follows its ready pods meanwhile (never down)."""
     replicas = ctx.spec.serving.replicas
     cs = ctx.state(ctx.st.canary_revision)
     if cs is not None and cs.ready_replicas >= replicas:
@@ -197,7 +198,13 @@ def promoting(ctx: Ctx) -> None:
             complete_promotion(ctx)
         return
     ready = 0 if cs is None else cs.ready_replicas
-    ctx.hold = ctx.hold or f"waiting for {replicas} canary pods before switching traffic ({ready} ready)"
+    st = ctx.st
+    if ctx.spec.rollout.gpu_surge == GpuSurgePolicy.SCALE_DOWN_STABLE and not ctx.obs.invalid:
+        # GPUs are scarce: hand traffic over as canary pods come up, so stable can lend the GPUs of the share
+        # it no longer carries (desired.py) and is never left short for the share it still carries.
+        st.canary_weight = max(st.canary_weight, min(99, -(-100 * ready // replicas)))
+    ctx.hold = ctx.hold or (f"waiting for {replicas} canary pods before switching traffic ({ready} ready; "
+                            f"{st.canary_weight}% on the canary meanwhile)")
     ctx.hold_reason = ctx.hold_reason or "Promoting"
 
 

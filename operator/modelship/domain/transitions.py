@@ -252,16 +252,15 @@ def enter_step(ctx: Ctx, index: int) -> None:
 
 
 def restart_step(ctx: Ctx, index: int, why: str) -> None:
-    """Steps were edited under a running canary: hold what step `index` allows now. A new weight starts a
-    fresh period (a passing check at that weight before moving on); the same weight keeps its checks."""
+    """Steps were edited under a running canary: hold what step `index` allows now, in a fresh period (its
+    duration and a passing check at this weight again before moving on: the step is not the one judged)."""
     st = ctx.st
     weight = held_weight(ctx, index)
     old_step, old_weight = st.step, st.canary_weight
     st.step = index
+    st.canary_weight = weight
     st.awaiting_approval = steps(ctx)[index].approval is not None
-    if weight != old_weight:
-        st.canary_weight = weight
-        _enter_period(ctx)
+    _enter_period(ctx)
     total = len(steps(ctx))
     was = f"step {(old_step or 0) + 1} at {old_weight}%"
     ctx.record("StepsChanged", "StepsChanged", f"{why}: now step {index + 1}/{total} at {weight}% (was {was})")
