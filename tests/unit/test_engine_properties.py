@@ -23,45 +23,19 @@ from engine_fixtures import (
     no_data,
     outage,
 )
+from engine_invariants import PassTracker, check_replay, check_rollback, check_round_trip, check_traffic
+from engine_strategies import rollouts
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from modelship.domain.actions import EmitEvent, EnsureRevision, SetTraffic
-from modelship.domain.api import ModelDeploymentSpec
-from modelship.domain.engine import Decision, decide
+from modelship.domain.engine import decide
 from modelship.domain.observations import MetricsSnapshot, Observations, ValidationReport
-from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Phase, Revision, Stage, Verdict
+from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Phase, Revision, Stage
 
 METRICS = {"pass": good, "fail": bad, "nodata": no_data, "outage": outage, "few": few_requests}
 VALIDATIONS: dict[str, ValidationReport | None] = {
     "passed": PASSED, "notready": NOT_READY, "contract": CONTRACT, "none": None,
 }
 ACTIONS = ["promote", "promote-full", "abort", "pause", "resume", "retry"]
-
-
-@st.composite
-def rollouts(draw: st.DrawFn) -> dict[str, Any]:
-    """Spec knobs: increasing weights with optional approval gates, optional shadow, every policy."""
-    weights = sorted(draw(st.sets(st.integers(1, 100), min_size=1, max_size=4)))
-    steps: list[dict[str, Any]] = []
-    for w in weights:
-        if draw(st.booleans()) and draw(st.booleans()):
-            steps.append({"approval": {}})
-        steps.append({"weight": w, "duration": f"{draw(st.integers(1, 4))}m"})
-    knobs: dict[str, Any] = {
-        "steps": steps,
-        "replicas": draw(st.integers(1, 5)),
-        "gpuSurge": draw(st.sampled_from(["Allow", "ScaleDownStable", "Never"])),
-        "traffic": draw(st.sampled_from([{"none": {}}, {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}])),
-        "analysis": {
-            "failureLimit": draw(st.integers(1, 3)),
-            "onNoData": draw(st.sampled_from(["Hold", "Fail"])),
-            "onMetricsUnavailable": draw(st.sampled_from(["Hold", "Fail"])),
-        },
-    }
-    if draw(st.booleans()):
-        mirror, minutes = draw(st.integers(1, 100)), draw(st.integers(1, 3))
-        knobs["shadow"] = {"mirrorPercent": mirror, "duration": f"{minutes}m"}
-    return knobs
 
 
 tick = st.tuples(
@@ -78,71 +52,6 @@ others = st.one_of(
     st.tuples(st.just("invalid")),
 )
 ops = st.integers(0, 99).flatmap(lambda n: tick if n < 93 else others)
-
-
-def check_traffic(d: Decision) -> None:
-    for a in d.actions:
-        if isinstance(a, SetTraffic):
-            assert 0 <= a.canary_weight <= 100 and 0 <= a.stable_weight <= 100
-            assert a.canary_weight + a.stable_weight == 100
-            assert 0 <= a.mirror_percent <= 100
-            assert a.canary is not None or (a.canary_weight == 0 and a.mirror_percent == 0)
-        if isinstance(a, EnsureRevision):
-            assert a.replicas >= 0
-
-
-def check_round_trip(status: ModelDeploymentStatus) -> None:
-    wire = status.model_dump(by_alias=True, mode="json")
-    again = ModelDeploymentStatus.model_validate(wire)
-    assert again.model_dump(by_alias=True, mode="json") == wire
-
-
-def check_rollback(d: Decision) -> None:
-    if not any(isinstance(a, EmitEvent) and a.reason == "RolledBack" for a in d.actions):
-        return
-    first = next(a for a in d.actions if isinstance(a, SetTraffic))
-    assert isinstance(d.actions[0], SetTraffic)
-    assert first.canary_weight == 0 and first.mirror_percent == 0 and first.canary is None
-    assert d.status.canary_weight == 0 and d.status.mirror_percent == 0
-
-
-def check_replay(spec: ModelDeploymentSpec, obs: Observations, d: Decision, now: Any) -> None:
-    again = decide(spec, d.status, obs, now)
-    assert again.status.model_dump() == d.status.model_dump()
-    assert not [a for a in again.actions if isinstance(a, EmitEvent)]
-
-
-class PassTracker:
-    """Counts passing checks per judged period to check that every forward exit was earned."""
-
-    def __init__(self) -> None:
-        self.passes = 0
-
-    def observe(
-        self, spec: ModelDeploymentSpec, old: ModelDeploymentStatus, new: ModelDeploymentStatus
-    ) -> None:
-        checked = new.last_check_at != old.last_check_at and new.last_analysis is not None
-        passed_now = checked and new.last_analysis is not None and new.last_analysis.verdict == Verdict.PASS
-        canary = old.canary_revision
-        same_period = (
-            canary is not None and new.canary_revision == canary
-            and (new.stage, new.step, new.step_started_at) == (old.stage, old.step, old.step_started_at)
-        )
-        if same_period:
-            self.passes += int(passed_now)
-            return
-        promoted = canary is not None and new.stable_revision == canary
-        advanced = canary is not None and new.canary_revision == canary
-        judged_weight_step = old.stage == Stage.SHADOW or (
-            old.stage == Stage.CANARY and old.step is not None
-            and spec.rollout.canary.steps[old.step].weight is not None
-        )
-        if (promoted or advanced) and judged_weight_step:
-            assert self.passes + int(passed_now) >= 1, "left a judged stage without a passing check"
-            assert new.last_analysis is not None and new.last_analysis.verdict == Verdict.PASS
-        if promoted:
-            assert new.last_analysis is not None and new.last_analysis.verdict == Verdict.PASS
-        self.passes = 0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
