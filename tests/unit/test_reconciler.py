@@ -263,3 +263,26 @@ async def test_semantically_invalid_newest_spec_is_not_applied_and_abort_still_w
     status = (await rec.reconcile(aborted)).status
     assert "canaryRevision" not in status and status["failedRevision"]["version"] == "2"
     assert routers.log[-1] == "route:0"
+
+
+class PassingMetrics:
+    async def snapshot(self, *args: Any) -> MetricsSnapshot:
+        return MetricsSnapshot(available=True, canary_requests=1000,
+                               values={"errorRate": MetricValue(canary=0.0, stable=0.0)})
+
+
+async def test_promotion_and_its_checks_are_counted_once() -> None:
+    cluster, routers = FakeCluster(), FakeRouters()
+    rec = Reconciler(cluster, routers, PassingMetrics(), PassingChecks(),
+                     ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), Telemetry())
+    status = await at_canary_step(rec)
+    for _ in range(4):
+        assert isinstance(rec.clock, ManualClock)
+        rec.clock.advance(30)
+        status = (await rec.reconcile(body(V2, status, generation=2))).status
+        status = (await rec.reconcile(body(V2, status, generation=2))).status  # an extra reconcile: no count
+    assert status["phase"] == "Healthy" and status["stableRevision"]["version"] == "2"
+    promotions = rec.telemetry.registry.get_sample_value(
+        "modelship_promotions_total", {"namespace": "ml", "name": "fraud"})
+    assert promotions == 1
+    assert checks(rec, "Pass") == 1  # the 1m step holds one 1m check

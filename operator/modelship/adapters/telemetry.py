@@ -41,6 +41,9 @@ class Telemetry:
             "modelship_rollbacks", "Automatic and manual rollbacks by reason.", ["namespace", "name", "reason"],
             registry=self.registry,
         )
+        self.promotions = Counter(
+            "modelship_promotions", "Canaries promoted to stable.", ["namespace", "name"], registry=self.registry
+        )
         self.reconcile_seconds = Histogram(
             "modelship_reconcile_duration_seconds", "Time of one reconcile, I/O included.", registry=self.registry
         )
@@ -60,9 +63,11 @@ class Telemetry:
         self._recount()
 
     def record_decision(
-        self, namespace: str, name: str, checked: AnalysisRecord | None, rolled_back: str | None
+        self, namespace: str, name: str, checked: AnalysisRecord | None, rolled_back: str | None,
+        promoted: bool = False,
     ) -> None:
-        """Count what one carried-out decision did: the SLO check it ran (with its values) and its rollback."""
+        """Count what one carried-out decision did: the SLO check it ran (with its values), its rollback or
+        promotion."""
         if checked is not None:
             self.analysis.labels(namespace, name, str(checked.verdict)).inc()
             for metric in checked.metrics:
@@ -72,6 +77,8 @@ class Telemetry:
                     self.slo_bound.labels(namespace, name, metric.name).set(metric.max)
         if rolled_back is not None:
             self.rollbacks.labels(namespace, name, rolled_back).inc()
+        if promoted:
+            self.promotions.labels(namespace, name).inc()
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted object's series so dashboards don't show ghosts."""

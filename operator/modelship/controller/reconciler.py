@@ -341,4 +341,5 @@ class Reconciler:
         t.observe_phase(owner.namespace, owner.name, str(status.phase), status.canary_weight)
         if decision is None:
             return
-        t.record_decision(owner.namespace, owner.name, decision.checked, decision.rolled_back)
+        t.record_decision(owner.namespace, owner.name, decision.checked, decision.rolled_back,
+                          promoted=decision.promoted is not None)
