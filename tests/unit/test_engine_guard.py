@@ -3,6 +3,7 @@ timestamps from a skewed clock (item 8) and a step list shrunk mid-rollout (item
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 from engine_fixtures import (
@@ -163,3 +164,20 @@ def test_given_current_step_lowered_when_deciding_then_weight_follows_the_step()
     d = sim.decide()
     assert d.status.step == 0 and d.status.canary_weight == 15 and traffic(d)[-1].canary_weight == 15
     assert any(h.event == "StepsChanged" for h in d.status.history)
+
+
+def test_given_a_spec_too_large_to_keep_when_deciding_then_status_stays_small_and_says_nothing_was_kept() -> None:
+    """Status must stay far below etcd's limits: a spec whose encoding exceeds the limit is not kept (an Invalid
+    spec after it then freezes the rollout, see last_valid.py), and status still serialises small."""
+    noise = random.Random(8)
+    env = [{"name": f"NOISE_{i}", "value": "".join(noise.choice("0123456789abcdef") for _ in range(2000))}
+           for i in range(48)]
+    sim = rolled_out(steps=[{"weight": 50, "duration": "10m"}])
+    spec = sim.spec.model_copy(update={"serving": sim.spec.serving.model_validate(
+        {**sim.spec.serving.model_dump(by_alias=True), "env": env})})
+    sim.change(spec)
+    d = sim.decide(validation=None)
+    assert last_valid_spec(d.status) is None
+    assert len(d.status.model_dump_json(by_alias=True)) < 64 * 1024
+    small = rolled_out(steps=[{"weight": 50, "duration": "10m"}]).decide(validation=None)
+    assert small.status.last_valid_spec is not None and len(small.status.last_valid_spec.data) < 2048
