@@ -226,14 +226,18 @@ async def test_rollback_is_counted_once_with_its_cause() -> None:
 
 
 async def test_unparseable_newest_spec_mid_canary_still_rolls_back_a_failing_canary() -> None:
-    """Given v2 at its 20% step failing its checks, when a v3 spec arrives that does not parse, then status says
-    Invalid naming the field, nothing of v3 is applied, and the failing canary is still rolled back."""
+    """Given v2 at its 20% step failing its checks, when a v3 spec arrives that does not parse and the operator
+    restarts, then status says Invalid naming the field, nothing of v3 is applied, and the failing canary is still
+    rolled back."""
     cluster, routers = FakeCluster(), FakeRouters()
     rec = Reconciler(cluster, routers, FailingMetrics(), PassingChecks(),
                      ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), Telemetry())
     status = await at_canary_step(rec)
     known = set(cluster.deployments)
     broken = {**V2, "model": {"name": "fraud_scorer", "version": "seven", "repository": "s3://m"}}
+    # The operator restarts: nothing but status carries the last valid spec over.
+    rec = Reconciler(cluster, routers, FailingMetrics(), PassingChecks(),
+                     ManualClock(datetime(2026, 11, 23, 12, 1, tzinfo=UTC)), Telemetry())
     for _ in range(3):
         assert isinstance(rec.clock, ManualClock)
         rec.clock.advance(60)
