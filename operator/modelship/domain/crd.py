@@ -90,6 +90,9 @@ class _Converter:
             out = {"x-kubernetes-preserve-unknown-fields": True}
             if "description" in rest:
                 out["description"] = rest["description"]
+            lengths = [b["maxLength"] for b in branches if b.get("type") == "string" and "maxLength" in b]
+            if lengths:  # the API server checks it on string values only
+                out["maxLength"] = max(lengths)
             return out
         for key, value in node.items():
             if key in _DROPPED or (key == "additionalProperties" and value is False):
