@@ -25,9 +25,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="session")
 def kubectl(stack: StackContext) -> Kubectl:
-    """kubectl against the real API server, with the project CRD installed from crds/."""
+    """kubectl against the real API server, with the project CRD and the modelship-requester admission
+    policy installed from crds/ (scenarios record approvers as verified only while that policy is in force)."""
     k = Kubectl(stack)
     k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "modeldeployments.yaml"))
+    k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "requester-policy.yaml"))
     k.run("wait", "--for=condition=Established", "crd/modeldeployments.modelship.dev", "--timeout=30s")
     return k
 

@@ -55,7 +55,7 @@ def plugin(kubeconfig: Path, *args: str, timeout: float = 60) -> subprocess.Comp
 
 def user_kubeconfig(stack: StackContext, directory: Path, user: str, server: str | None = None) -> Path:
     """A kubeconfig for one of the stack's token users (see e2e/stack/controlplane.USERS)."""
-    path = directory / f"{user}.kubeconfig"
+    path = directory / f"{user.replace(':', '-')}.kubeconfig"  # the kube client splits paths on ':'
     path.write_text(
         json.dumps(
             {
