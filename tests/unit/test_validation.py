@@ -250,7 +250,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "sample bad datatype",
         spec_with(validation={"samples": [sample([1], [0.1], "FLOAT")]}),
         "spec.validation.samples[0].inputs[0].datatype",
-        "does not match",
+        "use one of 'BOOL'",
     ),
     (
         "toleration exists with value",

@@ -543,7 +543,10 @@ class ContractMode(StrEnum):
 
 
 TensorData = list[float] | list[int] | list[bool] | list[str]
-DATATYPE_PATTERN = r"^(BOOL|UINT8|UINT16|UINT32|UINT64|INT8|INT16|INT32|INT64|FP16|FP32|FP64|BYTES)$"
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]
+"""KServe v2 tensor datatypes."""
 TensorName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[-A-Za-z0-9_.:/]+$")]
 """A tensor name as Triton models use them, e.g. INPUT__0, input_ids, serving_default_x:0."""
 TensorValue = float | Annotated[str, Field(max_length=MAX_TENSOR_TEXT)] | bool
@@ -554,7 +557,7 @@ class SampleInput(ApiModel):
     """One input tensor of a sample request (KServe v2 inference protocol)."""
 
     name: TensorName = Field(description="Input tensor name.")
-    datatype: Annotated[str, Field(max_length=6, pattern=DATATYPE_PATTERN)] = Field(
+    datatype: Datatype = Field(
         description="KServe v2 datatype, e.g. FP32."
     )
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0, max_length=8)] = Field(
@@ -569,7 +572,7 @@ class ExpectedOutput(ApiModel):
     """What one output tensor of a sample must look like."""
 
     name: TensorName = Field(description="Output tensor name.")
-    datatype: Annotated[str, Field(max_length=6, pattern=DATATYPE_PATTERN)] | None = Field(
+    datatype: Datatype | None = Field(
         default=None, description="Expected KServe v2 datatype, e.g. FP32; unset: not checked."
     )
     shape: Annotated[list[int], Field(max_length=8)] | None = Field(

@@ -105,9 +105,9 @@ def _fix(error: Mapping[str, Any], parent: dict[str, Any] | None, value: Any) ->
     if kind in bounds:
         word, key = bounds[kind]
         return f"{value!r} is out of range: use a value {word} {ctx.get(key)}"
-    if kind in ("too_long", "too_short"):
-        limit = ctx.get("max_length") if kind == "too_long" else ctx.get("min_length")
-        word = "at most" if kind == "too_long" else "at least"
+    if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
+        limit = ctx.get("max_length") if kind.endswith("too_long") else ctx.get("min_length")
+        word = "at most" if kind.endswith("too_long") else "at least"
         unit = "characters" if isinstance(value, str) else "items"
         actual = ctx.get("actual_length", len(value) if value is not None else 0)
         return f"has {actual} {unit}: use {word} {limit}"
@@ -222,10 +222,9 @@ def _cel_equivalents(spec: ModelDeploymentSpec) -> list[Problem]:
         for n, v in (("gatewayAPI", traffic.gateway_api), ("istio", traffic.istio), ("none", traffic.none))
         if v is not None
     ]
-    if len(routers) > 1:
-        out.append(
-            Problem("spec.traffic", f"sets {' and '.join(routers)}: set exactly one of gatewayAPI, istio or none")
-        )
+    if len(routers) != 1:
+        found = " and ".join(routers) or "no router"
+        out.append(Problem("spec.traffic", f"sets {found}: set exactly one of gatewayAPI, istio or none"))
     if spec.rollout.shadow is not None and traffic.kind == "none":
         out.append(
             Problem(
