@@ -252,3 +252,43 @@ def test_kubectl_explain_teaches_the_api(stack: StackContext, namespace: str) ->
     assert "progressDeadline" in text and "gpuSurge" in text
     steps = stack.run_kubectl("explain", "mdep.spec.rollout.canary.steps.approval")
     assert "kubectl modelship promote" in steps
+
+
+def _at_every_bound() -> dict[str, Any]:
+    """A valid manifest with every list full and every string at its longest (tests/unit/test_spec_limits.py
+    bounds the JSON of such a spec)."""
+    query = 'avg(model_confidence{namespace="{{namespace}}",revision="{{revision}}"})'
+    def tensor(i: int) -> dict[str, Any]:
+        return {"name": f"{i}" + "x" * 127, "datatype": "FP32", "shape": [1, 64], "data": [0.123456789] * 64}
+
+    return {
+        "apiVersion": "modelship.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "m" * 52},
+        "spec": {
+            "model": {"name": "m" * 128, "version": "9" * 19, "repository": "s3://" + "r" * 1019},
+            "serving": {
+                "image": "i" * 1024,
+                "nodeSelector": {f"{'p' * 241}{i:02d}.example/{'k' * 61}{i:02d}": "v" * 63 for i in range(16)},
+                "tolerations": [{"key": f"k{i}", "operator": "Equal", "value": "v" * 63} for i in range(16)],
+                "env": [{"name": f"V{i}{'_' * 120}", "value": "é" * 64} for i in range(64)],
+                "args": [f"--a{i}=" + "x" * 250 for i in range(32)],
+            },
+            "traffic": {"gatewayAPI": {"parentRefs": [{"name": "g" * 253, "namespace": "n" * 63}] * 8,
+                                       "hostnames": ["h" * 63 + ".example.com"] * 16}},
+            "rollout": {"canary": {"steps": [{"weight": i + 1, "duration": "719h59m59s"} for i in range(20)]},
+                        "analysis": {"interval": "1h", "failureLimit": 100},
+                        "progressDeadline": "720h", "scaleDownDelay": "720h"},
+            "slo": {"custom": [{"name": f"c{i}", "query": query + " " * (1024 - len(query)), "min": -1e300,
+                                "max": 1e300} for i in range(16)]},
+            "validation": {"samples": [{"name": "s" * 63, "inputs": [tensor(0), tensor(1)]} for _ in range(8)]},
+        },
+    }
+
+
+def test_a_spec_at_every_bound_is_admitted_and_valid(stack: StackContext, namespace: str) -> None:
+    """The API server's bounds (and CEL cost budgets) and the operator's agree on the largest valid spec."""
+    doc = _at_every_bound()
+    assert check_manifest(doc) == []
+    proc = dry_run(stack, doc, namespace)
+    assert proc.returncode == 0, proc.stderr[:2000]

@@ -137,6 +137,8 @@ def problems_from_error(error: ValidationError, raw: Mapping[str, Any]) -> list[
     by_path: dict[str, list[tuple[Mapping[str, Any], dict[str, Any] | None, Any]]] = {}
     for item in error.errors(include_url=False):
         path, parent, value = _walk(item["loc"], raw, missing=item["type"] == "missing")
+        if len(item["loc"]) > 1 and item["loc"][-1] == "[key]":  # a map key is wrong, not its value
+            value = item["loc"][-2]
         by_path.setdefault(path, []).append((item, parent, value))
     problems = []
     for path, found in by_path.items():
