@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from modelship.adapters import objects
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster
+from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
 from modelship.adapters.routers.factory import router_for
 from modelship.adapters.routers.gateway_api import API_VERSION as HTTPROUTE_API
 from modelship.domain import crd as crd_mod
 from modelship.domain.actions import EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.revision import revision_hash
 from modelship.domain.status import Revision
 
 from e2e.stack import StackContext
@@ -222,3 +223,158 @@ async def test_istio_virtual_service_applies_and_reads_back(
     assert (await router.apply(owner, spec, action)).in_sync
     await router.cleanup(owner)
     assert not (await router.observe(owner, spec)).exists
+
+
+# --- ownership is the ownerReference chain, not labels (issue 8 item 7) ------------------------------------
+
+DECOY_HASH = "cccccccccc"
+
+
+def _foreign_deployment(
+    name: str, namespace: str, labels: dict[str, str], replicas: int, selector: dict[str, str]
+) -> dict[str, Any]:
+    """A Deployment someone else made, wearing our labels and selecting pods with `selector`."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": selector}, "spec": {
+                "nodeSelector": {"modelship.dev/test-nowhere": "true"},
+                "containers": [{"name": "triton", "image": "example.com/not-ours:1"}],
+            }},
+        },
+    }
+
+
+def _make_ready(stack: StackContext, namespace: str, pod: str, ip: str) -> None:
+    """Report a Pending pod Ready at `ip`, as a kubelet would (no node runs these pods; the IP is outside the
+    stack's pod CIDR, so the data plane starts nothing for it)."""
+    status = {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                         "conditions": [{"type": "Ready", "status": "True"}]}}
+    stack.run_kubectl("patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=merge",
+                      "-p", json.dumps(status))
+
+
+async def _pods_labelled(kube: Kube, namespace: str, labels: dict[str, str], count: int) -> list[dict[str, Any]]:
+    async def listed() -> list[dict[str, Any]] | None:
+        pods = await kube.list("v1", "Pod", namespace, labels)
+        return pods if len(pods) >= count else None
+
+    pods = await _until(listed)
+    assert pods, f"expected {count} pods labelled {labels} in {namespace}"
+    return list(pods)
+
+
+async def test_objects_with_our_labels_outside_the_owner_chain_are_never_called_listed_or_deleted(
+    stack: StackContext, crd_installed: bool, namespace: str, kube: Kube
+) -> None:
+    # Given a ModelDeployment whose canary Deployment -> ReplicaSet -> Pod chain is its own, with one Ready pod
+    gw = {"gatewayAPI": {"parentRefs": [{"name": "inference-gw", "namespace": "gateways"}]}}
+    owner = _create_owner(stack, crd_installed, namespace, "owned", gw)
+    spec = _spec(gw)
+    cluster = KubeCluster(kube, instance="integration-test")
+    await cluster.apply_revision(owner, spec, CANARY, Role.CANARY, 1)
+    canary_labels = {objects.MANAGED_BY: objects.MANAGER, **objects.selector_labels(owner.name, CANARY.hash)}
+    ours_pods = await _pods_labelled(kube, namespace, canary_labels, 1)
+    assert len(ours_pods) == 1
+    _make_ready(stack, namespace, ours_pods[0]["metadata"]["name"], "192.0.2.10")
+
+    # and, in the same namespace, look-alikes carrying the canary's labels: a bare pod (no owner at all) and a
+    # pod of a foreign Deployment -> ReplicaSet chain, both Ready
+    bare = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bare-lookalike", "namespace": namespace,
+                         "labels": objects.pod_labels(owner.name, CANARY)},
+            "spec": {"nodeSelector": {"modelship.dev/test-nowhere": "true"},
+                     "containers": [{"name": "triton", "image": "example.com/not-ours:1"}]}}
+    stack.run_kubectl("create", "-f", "-", stdin=json.dumps(bare))
+    _make_ready(stack, namespace, "bare-lookalike", "192.0.2.66")
+    foreign_labels = objects.pod_labels(owner.name, CANARY)
+    stack.run_kubectl("create", "-f", "-",
+                      stdin=json.dumps(_foreign_deployment("lookalike", namespace, foreign_labels, 1,
+                                                           {**foreign_labels, "example.com/decoy": "true"})))
+    chained = await _pods_labelled(kube, namespace, {**canary_labels, "example.com/decoy": "true"}, 1)
+    _make_ready(stack, namespace, chained[0]["metadata"]["name"], "192.0.2.77")
+    all_ready = await _pods_labelled(kube, namespace, canary_labels, 3)
+    assert len(all_ready) == 3, "the look-alikes carry exactly the labels a label-only selection would pick"
+
+    # When the operator asks which pods of the canary to validate with Triton
+    ips = await cluster.ready_pod_ips(owner, CANARY.hash)
+
+    # Then only its own pod's address comes back: the look-alikes get no Triton call
+    assert ips == ["192.0.2.10"]
+
+
+async def test_a_lookalike_deployment_is_neither_a_revision_nor_deleted_nor_taken_over(
+    stack: StackContext, crd_installed: bool, namespace: str, kube: Kube
+) -> None:
+    # Given a ModelDeployment with its own canary Deployment, and foreign Deployments with our labels and the
+    # very names the operator computes: one for an old revision, one for the revision the spec asks for now
+    gw = {"gatewayAPI": {"parentRefs": [{"name": "inference-gw", "namespace": "gateways"}]}}
+    owner = _create_owner(stack, crd_installed, namespace, "decoyed", gw)
+    spec = _spec(gw)
+    current = Revision(version="2", hash=revision_hash(spec))
+    cluster = KubeCluster(kube, instance="integration-test")
+    await cluster.apply_revision(owner, spec, CANARY, Role.CANARY, 0)
+    for hash_ in (DECOY_HASH, current.hash):
+        labels = objects.child_labels(owner.name, hash_, Role.STABLE)
+        # the selector the operator's own Deployment would have, so an apply could take the decoy over
+        decoy = _foreign_deployment(objects.deployment_name(owner.name, hash_), namespace, labels, 0,
+                                    objects.selector_labels(owner.name, hash_))
+        stack.run_kubectl("create", "-f", "-", stdin=json.dumps(decoy))
+    listed = await kube.list("apps/v1", "Deployment", namespace, objects.owned_selector(owner.name))
+    assert len(listed) == 3, "the decoys match the operator's label selector"
+
+    # When the operator lists its revisions
+    states = await cluster.revision_states(owner)
+    # Then only the Deployment it controls is one
+    assert set(states) == {CANARY.hash}
+
+    # When it retires the old revision by its computed name, or applies either revision over a decoy
+    await cluster.delete_revision(owner, DECOY_HASH)
+    refusals = []
+    for revision in (Revision(version="1", hash=DECOY_HASH), current):
+        with pytest.raises(KubeError) as refused:
+            await cluster.apply_revision(owner, spec, revision, Role.STABLE, 3)
+        refusals.append(refused.value)
+
+    # Then nothing foreign is deleted or changed, and each refusal names the object and the fix
+    for hash_, refusal in zip((DECOY_HASH, current.hash), refusals, strict=True):
+        name = objects.deployment_name(owner.name, hash_)
+        kept = await kube.get("apps/v1", "Deployment", namespace, name)
+        assert kept is not None, f"{name} was deleted"
+        assert kept["spec"]["replicas"] == 0 and not kept["metadata"].get("ownerReferences"), kept["metadata"]
+        assert "modelship" not in _managers(kept)
+        assert refusal.refused and name in str(refusal) and "rename or delete" in str(refusal)
+
+
+async def test_a_lookalike_route_is_neither_taken_over_nor_deleted(
+    stack: StackContext, crd_installed: bool, namespace: str, kube: Kube
+) -> None:
+    # Given a foreign HTTPRoute with the name the operator computes for a ModelDeployment
+    gw = {"gatewayAPI": {"parentRefs": [{"name": "inference-gw", "namespace": "gateways"}]}}
+    owner = _create_owner(stack, crd_installed, namespace, "routed", gw)
+    spec = _spec(gw)
+    foreign = {
+        "apiVersion": HTTPROUTE_API, "kind": "HTTPRoute",
+        "metadata": {"name": owner.name, "namespace": namespace,
+                     "labels": objects.owned_selector(owner.name)},
+        "spec": {"parentRefs": [{"name": "team-b-gw", "namespace": "gateways"}],
+                 "rules": [{"backendRefs": [{"name": "team-b", "port": 80}]}]},
+    }
+    stack.run_kubectl("create", "-f", "-", stdin=json.dumps(foreign))
+    router = router_for(spec.traffic, kube)
+
+    # When the operator routes traffic, then cleans up
+    with pytest.raises(KubeError) as refused:
+        await router.apply(owner, spec, SetTraffic(stable=STABLE, canary=CANARY, canary_weight=50,
+                                                      mirror_percent=0))
+    await router.cleanup(owner)
+
+    # Then the route is refused, not taken over, and survives the cleanup untouched
+    assert refused.value.refused and owner.name in str(refused.value)
+    kept = await kube.get(HTTPROUTE_API, "HTTPRoute", namespace, owner.name)
+    assert kept is not None
+    assert kept["spec"]["rules"][0]["backendRefs"][0]["name"] == "team-b"
+    assert "modelship" not in _managers(kept)

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from adapter_fixtures import CANARY, OWNER, STABLE, fake_kube
+from adapter_fixtures import CANARY, OWNER, STABLE, fake_kube, make_spec
 from modelship.adapters import objects
 from modelship.adapters.kube import KubeCluster, KubeError, controlled_by
 from modelship.adapters.routers.gateway_api import GatewayApiRouterAdapter
 from modelship.adapters.routers.replica_ratio import ReplicaRatioRouter
-from modelship.domain.actions import SetTraffic
+from modelship.domain.actions import Role, SetTraffic
 from modelship.domain.api import GatewayApiRouter
+from modelship.domain.revision import revision_hash
+from modelship.domain.status import Revision
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 REPLICASETS = "/apis/apps/v1/namespaces/ml/replicasets"
@@ -103,6 +105,20 @@ async def test_a_decoy_deployment_with_the_computed_name_is_never_deleted() -> N
     await cluster.delete_revision(OWNER, CANARY.hash)
     (delete,) = [c for c in t.calls if c.method == "DELETE"]
     assert delete.body == {"preconditions": {"uid": "dep-ours"}} and path not in t.objects
+
+
+async def test_a_decoy_named_for_the_revision_the_spec_asks_for_is_not_taken_over() -> None:
+    """Given a foreign Deployment with the computed name of the spec's own revision, when the engine applies
+    that revision, then no apply is sent (a forced apply would take it over) and the refusal names it."""
+    kube, t = fake_kube()
+    spec = make_spec()
+    current = Revision(version=spec.model.version, hash=revision_hash(spec))
+    path = f"{DEPLOYMENTS}/{OWNER.name}-{current.hash}"
+    t.objects[path] = _dep(current.hash, "dep-decoy", None)
+    with pytest.raises(KubeError) as refused:
+        await KubeCluster(kube, instance="t").apply_revision(OWNER, spec, current, Role.CANARY, 2)
+    assert refused.value.refused and f"{OWNER.name}-{current.hash}" in str(refused.value)
+    assert [c.method for c in t.calls] == ["GET"]
 
 
 async def test_a_foreign_route_with_our_name_is_neither_taken_over_nor_deleted() -> None:

@@ -373,11 +373,12 @@ class KubeCluster:
         (deleted by hand) is it rebuilt from the current spec, pinned to its model version.
         """
         desired = objects.deployment(owner, spec, revision, role, replicas)
+        name = desired["metadata"]["name"]
+        # Read first, whatever the revision: a forced apply would take over a foreign Deployment of this name.
+        found = await self.kube.get("apps/v1", "Deployment", owner.namespace, name)
+        if found is not None and not controlled_by(found, owner.uid):
+            raise not_ours("Deployment", owner, name)
         if revision.hash != revision_hash(spec):
-            name = desired["metadata"]["name"]
-            found = await self.kube.get("apps/v1", "Deployment", owner.namespace, name)
-            if found is not None and not controlled_by(found, owner.uid):
-                raise not_ours("Deployment", owner, name)
             template = ((found or {}).get("spec") or {}).get("template")
             if template:
                 template = dict(template)
