@@ -4,8 +4,8 @@ Two real users: service accounts `alice` and `bob` with bearer tokens from the T
 by the API server like any user, names `system:serviceaccount:NS:alice`), plus `kubectl --as` impersonation
 (authorised through RBAC). Proves: the plugin's request carries the caller's verified name; a requester set to
 someone else, a requester changed alone (claiming or blaming), a request without requester and a create with
-forged annotations are refused with the policy's message; clearing a request is allowed; and the operator's
-check sees the installed policy as in force.
+forged annotations are refused with the policy's message; clearing a request is allowed; the operator's
+check sees the installed policy as in force; and the shipped Argo CD actions pass it as Argo CD's service account.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lupa import lua51
 from modelship.adapters.admission import RequesterPolicyCheck
 from modelship.adapters.kube import ApiClientTransport, Kube
 from modelship.domain.admission import policy_yaml
@@ -43,7 +45,8 @@ def namespace(stack: StackContext) -> Iterator[str]:
         stack.run_kubectl("apply", "--server-side", "--field-manager=modelship-stack", "-f",
                           str(REPO / "crds" / "modeldeployments.yaml"))
         stack.run_kubectl("wait", "--for=condition=Established", "--timeout=60s", CRD_NAME)
-    stack.run_kubectl("apply", "--server-side", "--field-manager=modelship-stack", "-f", "-", stdin=policy_yaml())
+    stack.run_kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelship-stack", "-f", "-",
+                      stdin=policy_yaml())
     ns = f"requester-{uuid.uuid4().hex[:8]}"
     stack.run_kubectl("create", "namespace", ns)
     stack.run_kubectl("create", "role", "steer", "-n", ns, "--verb=get,list,watch,patch,update,create",
@@ -155,3 +158,44 @@ def test_an_oversized_request_is_refused(stack: StackContext, namespace: str) ->
 def test_the_operator_sees_the_installed_policy_as_in_force(stack: StackContext, namespace: str) -> None:
     check = RequesterPolicyCheck(Kube(ApiClientTransport.from_kubeconfig(str(stack.kubeconfig))))
     assert asyncio.run(check.in_force()) is True
+
+
+ARGOCD_SERVER = "system:serviceaccount:argocd:argocd-server"
+
+
+def argocd_action(stack: StackContext, namespace: str, action: str) -> dict[str, Any]:
+    """What Argo CD sends for a resource action: the shipped Lua run on the live object, as a merge patch of
+    what changed (Argo CD diffs the Lua's result against the live object)."""
+    live = json.loads(stack.run_kubectl("get", "modeldeployment", NAME, "-n", namespace, "-o", "json"))
+    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
+    runtime.globals().obj = runtime.table_from(live, recursive=True)
+    result = runtime.execute((REPO / "deploy" / "argocd" / "actions" / action / "action.lua").read_text())
+    after = dict(result["metadata"]["annotations"].items())
+    before = live["metadata"].get("annotations") or {}
+    return {"metadata": {"annotations": {k: v for k, v in after.items() if before.get(k) != v}}}
+
+
+def patch_as(stack: StackContext, namespace: str, user: str, patch: dict[str, Any]
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(stack.kubectl), f"--kubeconfig={stack.kubeconfig}", f"--as={user}", "patch", "modeldeployment", NAME,
+         "-n", namespace, "--type=merge", "-p", json.dumps(patch)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+
+
+def test_argo_cd_actions_pass_the_policy_as_argo_cds_service_account(stack: StackContext, namespace: str) -> None:
+    """Given Argo CD's server account allowed to patch ModelDeployments (as its ClusterRole allows),
+    when it runs the shipped actions, the API server accepts them and requested-by names that account;
+    the same patch sent by anyone else is refused, so the name in history is Argo CD's, verified."""
+    stack.run_kubectl("create", "rolebinding", "steer-argocd", "-n", namespace, "--role=steer",
+                      "--serviceaccount=argocd:argocd-server")
+    for action in ("pause", "abort"):  # the second keeps requested-by: only the request is in its patch
+        patch = argocd_action(stack, namespace, action)
+        sent = patch_as(stack, namespace, ARGOCD_SERVER, patch)
+        assert sent.returncode == 0, sent.stderr
+        written = annotations(stack, namespace)
+        assert written["modelship.dev/requested-by"] == ARGOCD_SERVER
+        assert json.loads(written["modelship.dev/request"])["action"] == action
+    forged = patch_as(stack, namespace, "carol", argocd_action(stack, namespace, "retry"))
+    assert forged.returncode != 0 and 'must be your own user name "carol"' in forged.stderr

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import yaml
 from lupa import lua51
-from modelship.domain.status import ManualRequest
+from modelship.controller.requests import REQUEST_ANNOTATION, REQUESTER_ANNOTATION, parse_request
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
 ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+ARGOCD_SERVER = "system:serviceaccount:argocd:argocd-server"
 
 SANDBOX = """
 local safe_os = {time = os.time, date = os.date}
@@ -162,13 +163,45 @@ def test_action_sets_only_the_request_annotation(action: str) -> None:
     assert after["spec"] == before["spec"] and after["metadata"] == before["metadata"]
     assert after["status"] == before["status"]
     assert annotations.pop("team") == before_annotations["team"]
-    request = json.loads(annotations.pop("modelship.dev/request"))
+    written = {key: annotations.pop(key) for key in (REQUEST_ANNOTATION, REQUESTER_ANNOTATION)}
     assert annotations == {}
-    parsed = ManualRequest.model_validate(request)
-    assert (parsed.action, parsed.by) == (action, "argocd")
+    request = json.loads(written[REQUEST_ANNOTATION])
+    parsed = parse_request(written, policy_in_force=True)
+    assert parsed is not None and parsed.problem is None
+    assert (parsed.action, parsed.by, parsed.verified) == (action, ARGOCD_SERVER, True)
     assert parsed.at is not None and abs(datetime.now(UTC) - parsed.at) < timedelta(seconds=5)
     assert request["at"].endswith("Z") and len(request["at"]) == 20
     assert request["id"].startswith("argocd-") and request["id"].endswith(f"-{action}-4711")
+    assert "by" not in request  # who asked is requested-by alone, checked by the admission policy
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_action_replaces_a_previous_requester(action: str) -> None:
+    """An earlier request by someone else stays in the annotations; the action must not send its own request
+    under that name (the admission policy would refuse it, and history would blame the wrong user)."""
+    obj = mdep({"phase": "Progressing", **CANARY})
+    obj["metadata"]["annotations"].update({REQUEST_ANNOTATION: '{"id":"old"}', REQUESTER_ANNOTATION: "alice"})
+    after = run_lua((ROOT / "actions" / action / "action.lua").read_text(), obj)
+    assert after["metadata"]["annotations"][REQUESTER_ANNOTATION] == ARGOCD_SERVER
+    assert json.loads(after["metadata"]["annotations"][REQUEST_ANNOTATION])["id"] != "old"
+
+
+def test_generate_renders_the_actions_for_another_argo_cd_identity() -> None:
+    generate = generator()
+    other = "system:serviceaccount:kube-system:argocd-manager"
+    data = yaml.safe_load(generate.render(requester=other))["data"]
+    definitions = yaml.safe_load(data["resource.customizations.actions.modelship.dev_ModelDeployment"])["definitions"]
+    assert [d["name"] for d in definitions] == list(ACTIONS)
+    for definition in definitions:
+        after = run_lua(definition["action.lua"], mdep({"phase": "Progressing", **CANARY}))
+        assert after["metadata"]["annotations"][REQUESTER_ANNOTATION] == other
+        assert ARGOCD_SERVER not in definition["action.lua"]
+
+
+@pytest.mark.parametrize("name", ["", 'a"b', "a\\b", "line\nbreak", "x" * 254])
+def test_generate_refuses_a_requester_that_breaks_the_lua(name: str) -> None:
+    with pytest.raises(ValueError, match="--requester"):
+        generator().render(requester=name)
 
 
 def test_action_creates_annotations_when_absent() -> None:
@@ -178,11 +211,17 @@ def test_action_creates_annotations_when_absent() -> None:
     assert json.loads(after["metadata"]["annotations"]["modelship.dev/request"])["action"] == "retry"
 
 
-def test_argocd_cm_patch_matches_the_lua_files() -> None:
+def generator() -> Any:
+    """deploy/argocd/generate.py as a module (it is a script, not part of the package)."""
     spec = importlib.util.spec_from_file_location("argocd_generate", ROOT / "generate.py")
     assert spec is not None and spec.loader is not None
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
+    return generate
+
+
+def test_argocd_cm_patch_matches_the_lua_files() -> None:
+    generate = generator()
     checked_in = (ROOT / "argocd-cm-patch.yaml").read_text()
     assert checked_in == generate.render(), (
         "run: python deploy/argocd/generate.py > deploy/argocd/argocd-cm-patch.yaml"

@@ -76,3 +76,4 @@ def test_views_print_hostile_cluster_text_escaped(command: list[str]) -> None:
 def test_errors_from_the_cluster_are_escaped_too() -> None:
     code, out, err = run(FakeApi(), "status", "evil\x1b]52;c;eA==\x07", "-n", "ml")
     assert code == 1 and shows_nothing_raw(err) and "\\x1b]52" in err
+    assert shows_nothing_raw(out)
