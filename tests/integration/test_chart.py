@@ -8,7 +8,7 @@
 - RBAC is really installed (``helm install --skip-crds``, operator scaled to 0) and probed with
   ``kubectl auth can-i --as=system:serviceaccount:...``: what the operator needs is granted, the rest
   (Secrets, nodes, pod writes, ModelDeployment create/update/delete, RBAC writes, other namespaces in
-  namespaced mode) is not.
+  namespaced mode) is not. ``test_chart_operator.py`` runs the operator itself with the ServiceAccount's token.
 
 RBAC cannot tell ``spec`` from ``metadata``: the operator keeps ``patch`` on modeldeployments for
 kopf's finalizer and progress annotations, so "never writes spec" is the code's promise, not RBAC's.
@@ -16,89 +16,20 @@ kopf's finalizer and progress annotations, so "never writes spec" is the code's 
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from chart_support import CHART, ensure_namespace, kubectl, render, run, sa_of
 
-from e2e.stack import CACHE, HERE, REPO, StackContext, load_versions
+from e2e.stack import StackContext
 
 pytestmark = pytest.mark.integration
 
-CHART = REPO / "charts" / "modelship"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 VALUE_SETS = [None, *CI_VALUES]
 IDS = ["defaults", *[p.stem for p in CI_VALUES]]
-
-
-def helm_path() -> Path:
-    """Where e2e/stack/build-helm.sh caches helm: ``<cache>/bin/helm-<version>/helm``."""
-    return CACHE / "bin" / f"helm-{load_versions()['HELM_VERSION']}" / "helm"
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """The pinned helm binary; built once from the Go module proxy when it is not cached yet."""
-    path = helm_path()
-    if not path.exists():
-        proc = subprocess.run(
-            ["bash", str(HERE / "build-helm.sh")], capture_output=True, text=True, timeout=1800, check=False
-        )
-        if proc.returncode != 0 or not path.exists():
-            pytest.skip(f"helm could not be built (e2e/stack/build-helm.sh): {proc.stderr.strip()[-500:]}")
-    return path
-
-
-def run(*argv: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in argv], input=stdin, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def render(helm: Path, values: Path | None, namespace: str, *extra: str) -> str:
-    args: list[str | Path] = [
-        helm,
-        "template",
-        "modelship",
-        CHART,
-        "--namespace",
-        namespace,
-        "--include-crds",
-    ]
-    if values:
-        args += ["-f", values]
-    proc = run(*args, *extra)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def kubectl(stack: StackContext, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return run(stack.kubectl, f"--kubeconfig={stack.kubeconfig}", *args, stdin=stdin)
-
-
-@pytest.fixture
-def namespaces(stack: StackContext) -> Iterator[list[str]]:
-    """Namespaces created for one test (by name, appended by the test); deleted afterwards."""
-    made: list[str] = []
-    yield made
-    for ns in made:
-        kubectl(stack, "delete", "namespace", ns, "--wait=false", "--ignore-not-found")
-
-
-def ensure_namespace(
-    stack: StackContext, made: list[str], name: str, labels: dict[str, str] | None = None
-) -> str:
-    proc = kubectl(stack, "create", "namespace", name)
-    if proc.returncode == 0:
-        made.append(name)
-    else:
-        assert "AlreadyExists" in proc.stderr, proc.stderr
-    for key, value in (labels or {}).items():
-        kubectl(stack, "label", "--overwrite", "namespace", name, f"{key}={value}")
-    return name
 
 
 # --- helm only --------------------------------------------------------------------------------------
@@ -204,44 +135,6 @@ def can_i(stack: StackContext, sa: str, verb: str, resource: str, *flags: str) -
     return answer == "yes"
 
 
-@pytest.fixture
-def installed(helm: Path, stack: StackContext, namespaces: list[str]) -> Iterator[dict[str, object]]:
-    """Install the chart for real (``helm install``, operator at 0 replicas) in the requested mode."""
-    releases: list[tuple[str, str]] = []
-
-    def install(watch: list[str] | None = None, auth_secret: str = "") -> str:
-        suffix = uuid.uuid4().hex[:6]
-        release_ns = ensure_namespace(stack, namespaces, f"chart-rbac-{suffix}")
-        for ns in watch or []:
-            ensure_namespace(stack, namespaces, ns)
-        args: list[str | Path] = [
-            helm,
-            "install",
-            f"ms-{suffix}",
-            CHART,
-            "--namespace",
-            release_ns,
-            f"--kubeconfig={stack.kubeconfig}",
-            "--skip-crds",  # the CRD is the dry-run test's; leave the shared cluster's CRD alone
-            "--set",
-            "replicaCount=0",
-            "--set",
-            "prometheus.url=http://127.0.0.1:9090",
-        ]
-        for i, ns in enumerate(watch or []):
-            args += ["--set", f"watchNamespaces[{i}]={ns}"]
-        if auth_secret:
-            args += ["--set", f"prometheus.auth.existingSecret={auth_secret}"]
-        proc = run(*args)
-        assert proc.returncode == 0, proc.stderr
-        releases.append((f"ms-{suffix}", release_ns))
-        return release_ns
-
-    yield {"install": install}
-    for release, ns in releases:
-        run(helm, "uninstall", release, "--namespace", ns, f"--kubeconfig={stack.kubeconfig}", "--wait")
-
-
 MDEP = "modeldeployments.modelship.dev"
 NEEDED = [  # (verb, resource, extra flags) the operator must have in a watched namespace
     ("watch", MDEP, ()),
@@ -292,13 +185,6 @@ CLUSTER_DENIED = [
 ]
 
 
-def sa_of(stack: StackContext, release_ns: str) -> str:
-    out = kubectl(stack, "get", "serviceaccounts", "-n", release_ns, "-o", "name")
-    names = [n.split("/", 1)[1] for n in out.stdout.split() if "modelship" in n]
-    assert len(names) == 1, out.stdout
-    return f"system:serviceaccount:{release_ns}:{names[0]}"
-
-
 def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], namespaces: list[str]) -> None:
     release_ns = installed["install"]()  # type: ignore[operator]
     sa = sa_of(stack, release_ns)
@@ -309,6 +195,9 @@ def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], na
     assert can_i(stack, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert can_i(stack, sa, "get", "namespaces"), "the per-namespace Prometheus URL annotation is read with get"
     assert not can_i(stack, sa, "list", "namespaces"), "cluster-wide kopf scans no namespaces"
+    policies = "validatingadmissionpolicies.admissionregistration.k8s.io"
+    assert can_i(stack, sa, "get", f"{policies}/modelship-requester"), "is the requester policy in force?"
+    assert not can_i(stack, sa, "get", f"{policies}/someone-elses"), "only the requester policy is readable"
     for verb, resource, flags in DENIED:
         for ns in (elsewhere, release_ns):
             assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
