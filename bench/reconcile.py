@@ -36,7 +36,7 @@ from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import ManualClock
 from modelship.controller.ports import Owner
 from modelship.controller.reconciler import Reconciler
-from modelship.controller.requests import REQUEST_ANNOTATION
+from modelship.controller.requests import REQUEST_ANNOTATION, REQUESTER_ANNOTATION
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, ValidationReport
 from modelship.domain.status import Revision
@@ -243,7 +243,9 @@ async def drive(objs: list[Obj], reconciler: Reconciler, server: FakeApiServer, 
             meta["generation"] = 2
         elif st.get("awaitingApproval") and not obj.requests:
             obj.requests += 1
-            meta["annotations"][REQUEST_ANNOTATION] = json.dumps({"id": f"a{i}", "action": "promote", "by": "bench"})
+            at = clock.now().isoformat(timespec="milliseconds")
+            meta["annotations"][REQUEST_ANNOTATION] = json.dumps({"id": f"a{i}", "action": "promote", "at": at})
+            meta["annotations"][REQUESTER_ANNOTATION] = "bench"
         elif (meta["generation"] == 2 and st.get("stage") == "Stable" and not st.get("canaryRevision")
               and not st.get("retiredRevisions") and st.get("phase") in ("Healthy", "RolledBack")):
             obj.done, obj.outcome = True, str(st["phase"])
