@@ -213,11 +213,12 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         assert during_step and min(during_step) >= ceil(replicas * 0.5), fig
         promoting = [s.replicas[v1] for s in watch.samples if s.stage == "Promoting" and v1 in s.replicas]
         assert all(n >= 1 for n in promoting), promoting
-        # Known limit, measured: while promoting, stable may lend down to 1 pod (the floor of a 100% share)
-        # although it still carries the last step's 50% until the canary reaches full size.
+        # While promoting, stable lends only the GPUs of the share it no longer carries (issue 8 item 11):
+        # the weight follows the canary's ready pods, so stable is never below its current share.
         short = [s.t for s in watch.samples if s.stage == "Promoting" and (s.replicas.get(v1) or replicas) < ceil(
             replicas * (100 - s.weight) / 100)]
         fig["promoting_stable_below_share_s"] = round(max(short) - min(short), 1) if short else 0.0
+        assert not short, fig
         assert watch.first(lambda s: s.stage == "Promoting") is not None
         assert done["stableRevision"]["hash"] == v2
         wait_for("v2 at full size", lambda: len([p for p in pods(kubectl, ns, v2)
@@ -230,17 +231,19 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         fig.update(totals)
         assert totals.get("canary_sent", 0) > 0, totals
         # The stack has no kubelet: a pod removed on scale-down stops serving at once while EndpointSlices
-        # still list it, and kwok marks the canary's last pod Ready (so promotion switches to it) before its
+        # still list it, and kwok marks each new canary pod Ready (so promotion moves weight onto it) before its
         # Triton listens; a real cluster closes both gaps (preStop delay, readiness probe). So transport
-        # failures are allowed only within 6 s of stable losing a pod (promotion follows it), and few.
+        # failures are allowed only within 6 s of stable losing a pod (the canary grows in its place); stable's
+        # own are few (it is never starved), the canary's are counted and bounded loosely.
         shrinks = [b.t for a, b in pairwise(watch.samples)
                    if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
         fig["stable_shrinks_at_s"] = [round(t, 1) for t in shrinks]
         fig["transport_failures"] = watch.failures()
         for t, _pos, _failed in watch.failures():  # failure times are rounded to 0.1 s: compare alike
             assert any(0 <= t - round(t0, 1) <= 6 for t0 in shrinks), (t, shrinks, watch.failures())
+        assert totals.get("stable_failed", 0) <= 0.02 * totals.get("stable_sent", 0), totals
         failed = totals.get("stable_failed", 0) + totals.get("canary_failed", 0)
-        assert failed <= 0.02 * (totals.get("stable_sent", 0) + totals.get("canary_sent", 0)), totals
+        assert failed <= 0.1 * (totals.get("stable_sent", 0) + totals.get("canary_sent", 0)), totals
 
 
 # --- 7. Prometheus down mid-analysis -----------------------------------------------------------------------
