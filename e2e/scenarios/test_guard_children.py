@@ -126,6 +126,9 @@ def test_refused_route_is_a_condition_an_event_and_a_rollback_at_the_deadline(
             done = status_when(kubectl, ns, "v2 RolledBack", lambda s: s.get("phase") == "RolledBack",
                                timeout=90, interval=0.3, name=NAME)
             rolled_at = watch.now()
+            # status_when saw it first: let the watcher's own sampling catch up before it stops.
+            wait_for("the watcher sees RolledBack", lambda: watch.first(
+                lambda s: s.t >= refused_at and s.phase == "RolledBack"), timeout=15)
         summary = gen.summary()
 
         # Then: the refusal is in status, with the API server's words.
@@ -150,7 +153,6 @@ def test_refused_route_is_a_condition_an_event_and_a_rollback_at_the_deadline(
         assert "API server refused" in rolled[-1]["reason"], rolled[-1]
         assert done["stableRevision"]["hash"] == v1 and done.get("canaryRevision") is None
         assert condition(done, "Applied").get("status") == "True", "the rollback's applies went through"
-        assert watch.first(lambda s: s.t >= refused_at and s.phase == "RolledBack") is not None
         # The route never gave v2 weight; stable served throughout.
         canary_weights = sorted({s.route_canary_weight or 0 for s in watch.samples})
         fig["route_canary_weights_seen"] = canary_weights
