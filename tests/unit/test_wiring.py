@@ -39,7 +39,7 @@ class NamespaceReads:
     def __init__(self) -> None:
         self.reads = 0
 
-    async def _call(self, method: str, path: str) -> dict[str, Any]:
+    async def read(self, path: str) -> dict[str, Any]:
         self.reads += 1
         return {"metadata": {"annotations": {"modelship.dev/prometheus-url": "http://prom.team:9090"}}}
 

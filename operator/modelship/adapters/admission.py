@@ -38,7 +38,7 @@ class RequesterPolicyCheck:
 
     async def _get(self, kind: str) -> Any:
         try:
-            return await self.kube._call("GET", f"{PATH}/{kind}/{POLICY_NAME}")
+            return await self.kube.read(f"{PATH}/{kind}/{POLICY_NAME}")
         except KubeError as exc:
             log.debug("cannot read %s/%s: %s", kind, POLICY_NAME, exc)
             return None

@@ -42,6 +42,7 @@ TRANSIENT_CLIENT_ERRORS = (408, 409, 429)
 log = logging.getLogger("modelship.kube")
 
 Obj = dict[str, Any]
+Objs = list[Obj]
 Query = list[tuple[str, str]]
 
 _PLURALS = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices", "Endpoints": "endpoints"}
@@ -181,8 +182,12 @@ class Kube:
         return result
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        return await self.read(resource_path(api_version, kind, namespace, name))
+
+    async def read(self, path: str) -> Obj | None:
+        """GET any path (cluster-scoped objects included); None when it is not found."""
         try:
-            result: Obj = await self._call("GET", resource_path(api_version, kind, namespace, name))
+            result: Obj = await self._call("GET", path)
         except KubeError as exc:
             if exc.not_found:
                 return None
@@ -194,6 +199,13 @@ class Kube:
         result = await self._call("GET", resource_path(api_version, kind, namespace), query=query)
         items: list[Obj] = list((result or {}).get("items") or [])
         return items
+
+    async def list_controlled(
+        self, api_version: str, kind: str, owner: OwnerLike, labels: Mapping[str, str]
+    ) -> Objs:
+        """Objects with `labels` that `owner` controls: a decoy carrying our labels is not ours."""
+        found = await self.list(api_version, kind, owner.namespace, labels)
+        return [obj for obj in found if controlled_by(obj, owner.uid)]
 
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
@@ -318,9 +330,7 @@ class KubeCluster:
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
 
     async def _deployments(self, owner: OwnerLike, labels: Mapping[str, str]) -> list[Obj]:
-        """Deployments with `labels` that this ModelDeployment controls (a decoy with our labels is not ours)."""
-        found = await self.kube.list("apps/v1", "Deployment", owner.namespace, labels)
-        return [d for d in found if controlled_by(d, owner.uid)]
+        return await self.kube.list_controlled("apps/v1", "Deployment", owner, labels)
 
     async def _pods(self, owner: OwnerLike, deployments: Sequence[Obj], labels: Mapping[str, str]) -> list[Obj]:
         """Pods with `labels` whose controller chain Pod -> ReplicaSet -> Deployment ends at `deployments`."""

@@ -48,7 +48,7 @@ class PrometheusMetrics:
 
     async def _read_annotations(self, namespace: str) -> Mapping[str, str]:
         try:
-            ns = await self.kube._call("GET", f"/api/v1/namespaces/{namespace}")
+            ns = await self.kube.read(f"/api/v1/namespaces/{namespace}")
         except KubeError as exc:  # no right to read namespaces: use the operator-wide Prometheus
             log.debug("namespace %s not readable (%s); using the default Prometheus", namespace, exc.reason)
             return {}

@@ -30,7 +30,7 @@ def requester(request: ManualRequest) -> str:
     return request.by if request.verified else f"{request.by} ({UNVERIFIED})"
 
 
-def refusal(ctx: Ctx, request: ManualRequest) -> str | None:
+def request_problem(ctx: Ctx, request: ManualRequest) -> str | None:
     """Why a new request must not run at all (unreadable, stale, from the future, a replay), else None."""
     if request.problem is not None:
         return request.problem
@@ -68,7 +68,7 @@ def handle_request(ctx: Ctx, desired: Revision) -> None:
         return
     st.last_request_id = request.id
     by = requester(request)
-    why = refusal(ctx, request)
+    why = request_problem(ctx, request)
     if why is not None or request.action is None:
         _ignore(ctx, request, by, why or "no action")
         return

@@ -93,13 +93,8 @@ def clip(text: str, limit: int) -> str:
     return text[: max(0, limit - len(marker))] + marker
 
 
-def history_budget(entry: HistoryEntry) -> int:
-    """How many entries of this entry's kind history keeps: ignored requests, outcomes and progress apart."""
-    if entry.outcome == IGNORED:
-        return IGNORED_HISTORY_LIMIT
-    if entry.outcome is not None:
-        return OUTCOME_HISTORY_LIMIT
-    return HISTORY_LIMIT
+HISTORY_BUDGETS = {IGNORED: IGNORED_HISTORY_LIMIT, "outcome": OUTCOME_HISTORY_LIMIT, "progress": HISTORY_LIMIT}
+"""How many entries of each kind history keeps: ignored requests, outcomes and progress apart."""
 
 
 def _kind(entry: HistoryEntry) -> str:
@@ -114,7 +109,7 @@ def trim_history(history: list[HistoryEntry]) -> list[HistoryEntry]:
     for entry in reversed(history):
         kind = _kind(entry)
         seen[kind] = seen.get(kind, 0) + 1
-        if seen[kind] <= history_budget(entry):
+        if seen[kind] <= HISTORY_BUDGETS[kind]:
             kept.append(entry)
     kept.reverse()
     return kept

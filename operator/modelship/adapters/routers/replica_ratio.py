@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelship.adapters import objects
-from modelship.adapters.kube import Kube, controlled_by
+from modelship.adapters.kube import Kube
 from modelship.adapters.owner import OwnerLike
 from modelship.adapters.routers.base import ensure_backends
 from modelship.domain.actions import Role, SetTraffic
@@ -74,8 +74,7 @@ class ReplicaRatioRouter:
 
     async def _deployments(self, owner: OwnerLike) -> list[dict[str, Any]]:
         selector = objects.owned_selector(owner.name)
-        found = await self.kube.list("apps/v1", "Deployment", owner.namespace, selector)
-        return [d for d in found if controlled_by(d, owner.uid)]
+        return await self.kube.list_controlled("apps/v1", "Deployment", owner, selector)
 
     @staticmethod
     def _state(by: dict[str, int], stable: int, canary: int) -> RouteState:
