@@ -18,6 +18,27 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number of seconds") from exc
 
 
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not true or false")
+
+
 def _patterns(name: str) -> tuple[str, ...]:
     """A comma-separated list of shell-style patterns; blanks dropped."""
     return tuple(p.strip() for p in os.environ.get(name, "").split(",") if p.strip())
@@ -39,6 +60,25 @@ class Settings:
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     route_scope: RouteScope = field(default_factory=RouteScope)
     """Istio hosts and gateways beyond the object's own namespace that ModelDeployments may name."""
+    api_qps: float = 40.0
+    """Client-side rate limit on API requests (token bucket: `api_qps` per second, bursts of `api_burst`)."""
+    api_burst: int = 80
+    workers: int = 16
+    """Reconciles in flight at once (one per object at a time); the rest wait in the queue."""
+    resync_seconds: float = 600.0
+    """Every object is reconciled from cache this often (jittered +-10%); it writes only on drift."""
+    leader_election: bool = True
+    lease_name: str = ""
+    """'' = derived: `modelship` (+ `-<shard>`), or `modelship-<hash of the watched namespaces>`."""
+    lease_namespace: str = ""
+    """'' = POD_NAMESPACE, else the one watched namespace, else `default`."""
+    lease_duration_seconds: float = 10.0
+    renew_deadline_seconds: float = 7.0
+    retry_period_seconds: float = 2.0
+    shard: str = ""
+    """Serve only ModelDeployments labelled `modelship.dev/shard=<shard>` ('' = those without the label)."""
+    metrics_max_objects: int = 1000
+    """Per-object metric series are kept for at most this many ModelDeployments (rollouts in flight first)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,4 +98,16 @@ class Settings:
             namespaces=namespaces,
             route_scope=RouteScope(_patterns("MODELSHIP_ISTIO_ALLOWED_HOSTS"),
                                    _patterns("MODELSHIP_ISTIO_ALLOWED_GATEWAYS")),
+            api_qps=_float("MODELSHIP_API_QPS", cls.api_qps),
+            api_burst=_int("MODELSHIP_API_BURST", cls.api_burst),
+            workers=_int("MODELSHIP_WORKERS", cls.workers),
+            resync_seconds=_float("MODELSHIP_RESYNC_SECONDS", cls.resync_seconds),
+            leader_election=_bool("MODELSHIP_LEADER_ELECTION", cls.leader_election),
+            lease_name=os.environ.get("MODELSHIP_LEASE_NAME", cls.lease_name),
+            lease_namespace=os.environ.get("MODELSHIP_LEASE_NAMESPACE", cls.lease_namespace),
+            lease_duration_seconds=_float("MODELSHIP_LEASE_DURATION_SECONDS", cls.lease_duration_seconds),
+            renew_deadline_seconds=_float("MODELSHIP_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds),
+            retry_period_seconds=_float("MODELSHIP_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
+            shard=os.environ.get("MODELSHIP_SHARD", cls.shard),
+            metrics_max_objects=_int("MODELSHIP_METRICS_MAX_OBJECTS", cls.metrics_max_objects),
         )
