@@ -227,6 +227,52 @@ def test_podspec_contract() -> None:
     assert len(parse_pod(broken).errors) == 2
 
 
+class RecordingNetwork:
+    """The pod network as the runner sees it, in memory: which IPs it holds."""
+
+    name, cidr = "fake-pods", "10.79.0.0/16"
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.adds = 0
+
+    def owns(self, ip: str) -> bool:
+        return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(self.cidr)
+
+    def add_ip(self, ip: str) -> None:
+        self.adds += 1
+        self.held.add(ip)
+
+    def del_ip(self, ip: str) -> None:
+        self.held.discard(ip)
+
+    def ips(self) -> set[str]:
+        return set(self.held)
+
+
+def test_ip_only_pods_get_their_ip_and_no_tritonserver(tmp_path: Path) -> None:
+    """Given pods with PODRUNNER_MODE=ip-only (the fleet bench's), when the runner reconciles them,
+    then each IP is held once, no server starts, no scrape target is written, and deletion frees the IP."""
+    network = RecordingNetwork()
+    runner = PodRunner(network, tmp_path)  # type: ignore[arg-type]
+    pods = [fake_pod(name, f"10.79.2.{i}", 1, PODRUNNER_MODE="ip-only") for i, name in enumerate(("a", "b"), 1)]
+    assert [parse_pod(p).ip_only for p in pods] == [True, True]
+    assert not parse_pod(fake_pod("c", "10.79.2.3", 1, PODRUNNER_MODE="triton")).ip_only
+    try:
+        runner.reconcile(pods)
+        runner.reconcile(pods)  # every watch event reconciles again: the IP is added once
+        status = json.loads((tmp_path / "status.json").read_text())["pods"]
+        assert network.ips() == {"10.79.2.1", "10.79.2.2"} and network.adds == 2
+        assert {key: (pod["ip_only"], pod["pid"], pod["error"]) for key, pod in status.items()} == {
+            "ml/a": (True, None, ""), "ml/b": (True, None, "")}  # fmt: skip
+        assert json.loads((tmp_path / "targets.json").read_text()) == []
+        runner.reconcile(pods[:1])  # pod b deleted
+        assert network.ips() == {"10.79.2.1"}
+    finally:
+        runner.shutdown()
+    assert network.ips() == set()
+
+
 @needs_root
 def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: Path) -> None:
     runner = PodRunner(netns, tmp_path)

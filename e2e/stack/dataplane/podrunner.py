@@ -64,6 +64,7 @@ class Running:
     next_start: float = 0.0
     error: str = ""
     history: list[float] = field(default_factory=list)  # ready times of every start
+    ip_held: bool = False  # an ip-only pod's IP is in the namespace (no server to run)
 
 
 class PodRunner:
@@ -112,6 +113,9 @@ class PodRunner:
             now = time.monotonic()
             for key, pod in wanted.items():
                 run = self.running.setdefault(key, Running(pod))
+                if pod.ip_only:
+                    self._hold_ip(run)
+                    continue
                 alive = run.proc is not None and run.proc.poll() is None
                 if not alive and now >= run.next_start:
                     self._start(run)
@@ -162,6 +166,19 @@ class PodRunner:
                  pod.name, run.proc.pid, pod.ip, ",".join(models), pod.version, source)  # fmt: skip
         threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
 
+    def _hold_ip(self, run: Running) -> None:
+        """An ip-only pod: its IP answers in the namespace (whoever listens there), no tritonserver."""
+        if run.ip_held:
+            return
+        try:
+            self.network.add_ip(run.pod.ip)
+        except (RuntimeError, ValueError) as exc:
+            run.error = f"cannot add {run.pod.ip}: {exc}"
+            log.error("%s/%s: %s", run.pod.namespace, run.pod.name, run.error)
+            return
+        run.ip_held, run.error = True, ""
+        log.info("%s/%s: ip-only, %s in the pod network", run.pod.namespace, run.pod.name, run.pod.ip)
+
     def _watch_ready(self, run: Running, proc: Any) -> None:
         url = f"http://{run.pod.ip}:{run.pod.ports['http']}/v2/health/ready"
         while proc.poll() is None and run.proc is proc:
@@ -203,6 +220,8 @@ class PodRunner:
         """
         groups = []
         for p in sorted(pods, key=lambda p: p.key):
+            if p.ip_only:  # nothing serves its metrics port
+                continue
             labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in p.labels.items()}
             labels.update(namespace=p.namespace, pod=p.name, node=p.node)
             groups.append({"targets": [f"{p.ip}:{p.ports['metrics']}"], "labels": labels})
@@ -220,7 +239,7 @@ class PodRunner:
             alive = run.proc is not None and run.proc.poll() is None
             pods[f"{p.namespace}/{p.name}"] = {
                 "uid": p.uid, "ip": p.ip, "ports": dict(p.ports), "models": list(p.models),
-                "version": p.version, "repository": p.repository_uri,
+                "version": p.version, "repository": p.repository_uri, "ip_only": p.ip_only,
                 "pid": run.proc.pid if alive else None, "running": alive,
                 "ready_after_s": run.ready_after_s, "ready_history_s": run.history,
                 "restarts": run.restarts, "error": run.error,

@@ -14,7 +14,10 @@ Contract (see e2e/README-dataplane.md):
   executable itself are the stack's; every other ``--flag`` is passed through to tritonserver;
 - env: literal ``value``s plus ``fieldRef`` to metadata.name/namespace/uid, status.podIP and
   metadata.labels['k']; ``MODELSHIP_MODEL_VERSION`` pins the loaded model(s) to that version,
-  ``MODELSHIP_MODEL_NAME`` names the model when no ``--load-model`` is given.
+  ``MODELSHIP_MODEL_NAME`` names the model when no ``--load-model`` is given;
+- ``PODRUNNER_MODE=ip-only`` in the container's env (``spec.serving.env`` of a ModelDeployment): the pod
+  gets its IP in the pod network but no tritonserver. The fleet bench (bench/fleet.py) runs 1,000 such
+  pods and answers on their IPs with its own stand-in; a real Triton each would not fit on the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "modelship")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+IP_ONLY = ("PODRUNNER_MODE", "ip-only")
 # flags the stack sets itself (values from the pod would bind wrong addresses or paths)
 _OWNED = {
     "model-repository", "model-store", "model-control-mode", "load-model", "backend-directory",
@@ -55,6 +59,7 @@ class TritonPod:
     passthrough: tuple[str, ...] = ()
     control_mode: str = "explicit"
     errors: tuple[str, ...] = field(default=())
+    ip_only: bool = False  # IP in the pod network, no tritonserver (see IP_ONLY)
 
     @property
     def key(self) -> str:
@@ -179,6 +184,7 @@ def parse_pod(pod: Any) -> TritonPod:
         passthrough=tuple(rest),
         control_mode=mode,
         errors=tuple(errors),
+        ip_only=env.get(IP_ONLY[0]) == IP_ONLY[1],
     )
 
 
