@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from modelship.adapters import objects
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import ApiClientTransport, Kube, KubeError
 from modelship.adapters.routers.factory import router_for
 from modelship.adapters.routers.gateway_api import API_VERSION as HTTPROUTE_API
 from modelship.domain import crd as crd_mod

@@ -14,7 +14,8 @@ from adapter_fixtures import CANARY, OWNER, STABLE, fake_kube, make_spec
 from kubernetes import client
 from modelship.adapters import kube as kube_mod
 from modelship.adapters import objects
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import ApiClientTransport, Kube, KubeError
 from modelship.domain.actions import EventType, Role
 from modelship.domain.revision import revision_hash
 from modelship.domain.status import Revision

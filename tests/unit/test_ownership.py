@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from adapter_fixtures import CANARY, OWNER, STABLE, fake_kube, make_spec
 from modelship.adapters import objects
-from modelship.adapters.kube import KubeCluster, KubeError, controlled_by
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import KubeError, controlled_by
 from modelship.adapters.routers.gateway_api import GatewayApiRouterAdapter
 from modelship.adapters.routers.replica_ratio import ReplicaRatioRouter
 from modelship.domain.actions import Role, SetTraffic

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from adapter_fixtures import CANARY, OWNER, STABLE, FakeTransport, fake_kube, make_spec
 from modelship.adapters import objects
-from modelship.adapters.kube import APPLY_CONTENT_TYPE, KubeCluster
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import APPLY_CONTENT_TYPE
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.routers.factory import router_for

@@ -7,12 +7,14 @@ import time
 from collections.abc import Mapping
 
 from modelship.adapters.admission import RequesterPolicyCheck
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeCluster, KubeError
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import Kube, KubeError
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.routers.factory import RouterFactory
 from modelship.adapters.telemetry import Telemetry
+from modelship.adapters.transport import AsyncTransport
 from modelship.adapters.triton import TritonValidator
 from modelship.controller.clock import Clock, SystemClock
 from modelship.controller.ports import Owner
@@ -89,7 +91,7 @@ class TritonChecks:
 
 def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig: str | None = None) -> Reconciler:
     """Concrete adapters for a real cluster and Prometheus."""
-    kube = Kube(ApiClientTransport.from_kubeconfig(kubeconfig))
+    kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst))
     prometheus = PrometheusSettings(
         url=settings.prometheus_url,
         bearer_token_file=settings.prometheus_token_file,
@@ -105,7 +107,7 @@ def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig:
         metrics=metrics,
         checker=TritonChecks(TritonValidator()),
         clock=clock or SystemClock(),
-        telemetry=Telemetry(),
+        telemetry=Telemetry(max_objects=settings.metrics_max_objects),
         idle_resync_seconds=settings.idle_resync_seconds,
         requester_policy=RequesterPolicyCheck(kube),
         route_scope=settings.route_scope,

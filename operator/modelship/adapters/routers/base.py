@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from modelship.adapters import objects
+from modelship.adapters.cache import ApiCache, ChildCache, ensure
 from modelship.adapters.kube import Kube, controlled_by, not_ours
 from modelship.adapters.owner import OwnerLike, owner_reference
 from modelship.domain.actions import Role, SetTraffic
@@ -95,7 +96,9 @@ def in_sync(desired: Mapping[str, Any], found: Mapping[str, Any] | None) -> bool
     )
 
 
-async def ensure_backends(kube: Kube, owner: OwnerLike, action: SetTraffic, *, roles: bool = True) -> None:
+async def ensure_backends(
+    kube: Kube, cache: ChildCache, owner: OwnerLike, action: SetTraffic, *, roles: bool = True
+) -> None:
     """Point `<name>-stable` / `<name>-canary` at the action's revisions and keep the entry Service.
 
     The role Services follow SetTraffic (not EnsureRevision) because only SetTraffic says authoritatively
@@ -103,12 +106,12 @@ async def ensure_backends(kube: Kube, owner: OwnerLike, action: SetTraffic, *, r
     keeps its last selector: no route references it then.
     """
     live_canary = action.canary is not None and action.canary_weight > 0
-    await kube.apply(objects.entry_service(owner, only=None if live_canary else action.stable))
+    await ensure(kube, cache, objects.entry_service(owner, only=None if live_canary else action.stable))
     if not roles:
         return
-    await kube.apply(objects.role_service(owner, action.stable, Role.STABLE))
+    await ensure(kube, cache, objects.role_service(owner, action.stable, Role.STABLE))
     if action.canary is not None:
-        await kube.apply(objects.role_service(owner, action.canary, Role.CANARY))
+        await ensure(kube, cache, objects.role_service(owner, action.canary, Role.CANARY))
 
 
 class RouteObjectRouter:
@@ -121,8 +124,9 @@ class RouteObjectRouter:
     api_version: str
     kind: str
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, cache: ChildCache | None = None) -> None:
         self.kube = kube
+        self.cache: ChildCache = cache or ApiCache(kube)
 
     def desired(self, owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:
         raise NotImplementedError
@@ -131,7 +135,7 @@ class RouteObjectRouter:
         raise NotImplementedError
 
     async def _found(self, owner: OwnerLike) -> dict[str, Any] | None:
-        return await self.kube.get(self.api_version, self.kind, owner.namespace, owner.name)
+        return await self.cache.lookup(self.api_version, self.kind, owner, owner.name)
 
     async def observe(self, owner: OwnerLike, spec: ModelDeploymentSpec) -> RouteState:
         return self.read_state(owner, await self._found(owner))
@@ -145,8 +149,8 @@ class RouteObjectRouter:
         synced = in_sync(desired, found)
         if not synced:
             # Services first: a route in sync (its annotations name the revisions) implies they were applied.
-            await ensure_backends(self.kube, owner, action)
-            await self.kube.apply(desired)
+            await ensure_backends(self.kube, self.cache, owner, action)
+            await ensure(self.kube, self.cache, desired)
         return RouteState(
             exists=state.exists, canary_weight=state.canary_weight, mirror_percent=state.mirror_percent,
             in_sync=synced,
@@ -154,4 +158,6 @@ class RouteObjectRouter:
 
     async def cleanup(self, owner: OwnerLike) -> None:
         """Delete the route only when this ModelDeployment controls it (another team's route may share the name)."""
+        if self.cache.authoritative and self.cache.cached(self.kind, owner.uid, owner.name) is None:
+            return  # the watch cache holds every route we control: none to delete, no request
         await self.kube.delete_owned(self.api_version, self.kind, owner, owner.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelship.adapters.cache import ChildCache
 from modelship.adapters.kube import Kube
 from modelship.adapters.routers.base import TrafficRouter
 from modelship.adapters.routers.gateway_api import GatewayApiRouterAdapter
@@ -13,34 +14,35 @@ from modelship.domain.api import GatewayApiRouter, IstioRouter, ModelDeploymentS
 _ANY_GATEWAY = GatewayApiRouter.model_validate({"parentRefs": [{"name": "unused"}]})
 
 
-def router_for(traffic: Traffic, kube: Kube) -> TrafficRouter:
+def router_for(traffic: Traffic, kube: Kube, cache: ChildCache | None = None) -> TrafficRouter:
     """The one router `spec.traffic` selects."""
     if traffic.gateway_api is not None:
-        return GatewayApiRouterAdapter(kube, traffic.gateway_api)
+        return GatewayApiRouterAdapter(kube, traffic.gateway_api, cache)
     if traffic.istio is not None:
-        return IstioRouterAdapter(kube, traffic.istio)
-    return ReplicaRatioRouter(kube)
+        return IstioRouterAdapter(kube, traffic.istio, cache)
+    return ReplicaRatioRouter(kube, cache)
 
 
-def stale_routers(traffic: Traffic, kube: Kube) -> list[TrafficRouter]:
+def stale_routers(traffic: Traffic, kube: Kube, cache: ChildCache | None = None) -> list[TrafficRouter]:
     """Routers other than the selected one: call `cleanup` on them after the spec switched routers."""
     stale: list[TrafficRouter] = []
     if traffic.kind != "gatewayAPI":
-        stale.append(GatewayApiRouterAdapter(kube, _ANY_GATEWAY))
+        stale.append(GatewayApiRouterAdapter(kube, _ANY_GATEWAY, cache))
     if traffic.kind != "istio":
-        stale.append(IstioRouterAdapter(kube, IstioRouter()))
+        stale.append(IstioRouterAdapter(kube, IstioRouter(), cache))
     return stale
 
 
 class RouterFactory:
     """The controller's RouterFactory port: `factory(spec) -> router`."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, cache: ChildCache | None = None) -> None:
         self.kube = kube
+        self.cache = cache
 
     def __call__(self, spec: ModelDeploymentSpec) -> TrafficRouter:
-        return router_for(spec.traffic, self.kube)
+        return router_for(spec.traffic, self.kube, self.cache)
 
     def stale(self, spec: ModelDeploymentSpec) -> list[TrafficRouter]:
         """Routers the spec no longer selects, whose routes must go after a router switch."""
-        return stale_routers(spec.traffic, self.kube)
+        return stale_routers(spec.traffic, self.kube, self.cache)

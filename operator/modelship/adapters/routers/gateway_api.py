@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelship.adapters import objects
+from modelship.adapters.cache import ChildCache
 from modelship.adapters.kube import Kube
 from modelship.adapters.owner import OwnerLike
 from modelship.adapters.routers.base import (
@@ -93,8 +94,8 @@ class GatewayApiRouterAdapter(RouteObjectRouter):
     api_version = API_VERSION
     kind = KIND
 
-    def __init__(self, kube: Kube, config: GatewayApiRouter) -> None:
-        super().__init__(kube)
+    def __init__(self, kube: Kube, config: GatewayApiRouter, cache: ChildCache | None = None) -> None:
+        super().__init__(kube, cache)
         self.config = config
 
     def desired(self, owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelship.adapters import objects
+from modelship.adapters.cache import ApiCache, ChildCache
 from modelship.adapters.kube import Kube
 from modelship.adapters.owner import OwnerLike
 from modelship.adapters.routers.base import ensure_backends
@@ -69,12 +70,13 @@ def _ready(deployment: dict[str, Any] | None) -> int:
 class ReplicaRatioRouter:
     """TrafficRouter for clusters without a mesh."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, cache: ChildCache | None = None) -> None:
         self.kube = kube
+        self.cache: ChildCache = cache or ApiCache(kube)
 
     async def _deployments(self, owner: OwnerLike) -> list[dict[str, Any]]:
         selector = objects.owned_selector(owner.name)
-        return await self.kube.list_controlled("apps/v1", "Deployment", owner, selector)
+        return await self.cache.owned("apps/v1", "Deployment", owner.namespace, owner.uid, selector)
 
     @staticmethod
     def _state(by: dict[str, int], stable: int, canary: int) -> RouteState:
@@ -95,7 +97,7 @@ class ReplicaRatioRouter:
     async def apply(self, owner: OwnerLike, spec: ModelDeploymentSpec, action: SetTraffic) -> RouteState:
         """Keep the entry Service; report the weight the ready replicas give (replica drift is the
         controller's to fix with EnsureRevision, so nothing here counts as a restored route)."""
-        await ensure_backends(self.kube, owner, action, roles=False)
+        await ensure_backends(self.kube, self.cache, owner, action, roles=False)
         by_hash = {
             d["metadata"].get("labels", {}).get(objects.LABEL_REVISION, ""): _ready(d)
             for d in await self._deployments(owner)
