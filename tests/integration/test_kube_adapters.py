@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from modelship.adapters import objects
 from modelship.adapters.cluster import KubeCluster
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeError
+from modelship.adapters.kube import Kube, KubeError
 from modelship.adapters.routers.factory import router_for
 from modelship.adapters.routers.gateway_api import API_VERSION as HTTPROUTE_API
+from modelship.adapters.transport import AsyncTransport
 from modelship.domain import crd as crd_mod
 from modelship.domain.actions import EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
@@ -100,7 +101,9 @@ def _create_owner(
 
 @pytest.fixture
 async def kube(stack: StackContext) -> AsyncIterator[Kube]:
-    yield Kube(ApiClientTransport(stack.api_client()))
+    transport = AsyncTransport.from_kubeconfig(str(stack.kubeconfig))
+    yield Kube(transport)
+    await transport.close()
 
 
 def _managers(obj: dict[str, Any]) -> dict[str, str]:

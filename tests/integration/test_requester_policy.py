@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from lupa import lua51
 from modelship.adapters.admission import RequesterPolicyCheck
-from modelship.adapters.kube import ApiClientTransport, Kube
+from modelship.adapters.kube import Kube
+from modelship.adapters.transport import AsyncTransport
 from modelship.domain.admission import policy_yaml
 from test_plugin_cluster import NAME, manifest, plugin, user_kubeconfig
 
@@ -156,7 +157,7 @@ def test_an_oversized_request_is_refused(stack: StackContext, namespace: str) ->
 
 
 def test_the_operator_sees_the_installed_policy_as_in_force(stack: StackContext, namespace: str) -> None:
-    check = RequesterPolicyCheck(Kube(ApiClientTransport.from_kubeconfig(str(stack.kubeconfig))))
+    check = RequesterPolicyCheck(Kube(AsyncTransport.from_kubeconfig(str(stack.kubeconfig))))
     assert asyncio.run(check.in_force()) is True
 
 

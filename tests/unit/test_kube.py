@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +16,8 @@ from kubernetes import client
 from modelship.adapters import kube as kube_mod
 from modelship.adapters import objects
 from modelship.adapters.cluster import KubeCluster
-from modelship.adapters.kube import ApiClientTransport, Kube, KubeError
+from modelship.adapters.kube import Kube, KubeError
+from modelship.adapters.transport import AsyncTransport
 from modelship.domain.actions import EventType, Role
 from modelship.domain.revision import revision_hash
 from modelship.domain.status import Revision
@@ -195,7 +197,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def recorder() -> Any:
+async def recorder() -> AsyncIterator[Kube]:
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -204,7 +206,9 @@ def recorder() -> Any:
     config.host = f"http://127.0.0.1:{server.server_port}"
     config.api_key = {"authorization": "Bearer s3cr3t"}
     config.proxy = None
-    yield Kube(ApiClientTransport(client.ApiClient(config), timeout_s=5))
+    transport = AsyncTransport.from_configuration(config)
+    yield Kube(transport)
+    await transport.close()
     server.shutdown()
 
 
@@ -217,7 +221,7 @@ async def test_real_client_sends_apply_patch_yaml_with_field_manager(recorder: K
     assert req["path"] == "/api/v1/namespaces/ml/services/fraud-scorer-stable"
     assert req["headers"]["Content-Type"] == "application/apply-patch+yaml"
     assert req["query"] == {"fieldManager": ["modelship"], "force": ["true"], "fieldValidation": ["Strict"]}
-    assert req["headers"]["authorization"] == "Bearer s3cr3t"
+    assert req["headers"]["Authorization"] == "Bearer s3cr3t"
     assert json.loads(req["body"]) == obj
 
 

@@ -1,0 +1,177 @@
+"""The asyncio HTTP transport to the API server, behind a client-side token-bucket rate limit.
+
+Why not the blocking `kubernetes` client: it needs a thread per call in flight, and a fleet-sized backlog
+queued behind a thread pool. One shared aiohttp session multiplexes every call on the event loop; the
+`kubernetes.config` loaders still supply host, TLS and credentials (kubeconfig or in-cluster service
+account, token refresh included). Request bodies and headers are never logged: they carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from modelship.adapters.kube import KubeError, Query
+
+REQUEST_TIMEOUT_S = 30.0
+POOL_SIZE = 32
+"""Pooled HTTP connections to the API server; requests beyond it wait for a free connection."""
+
+
+class RateLimiter:
+    """Token bucket: `qps` tokens a second, at most `burst` saved up; qps <= 0 means unlimited.
+
+    Each caller reserves its token at once (no lock, so any event loop may use it) and sleeps until the
+    bucket would have refilled it, so waiters are served in arrival order at the steady rate.
+    """
+
+    def __init__(
+        self, qps: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if qps > 0 and burst < 1:
+            raise ValueError(f"burst={burst}: the rate limit needs a burst of at least 1 (MODELSHIP_API_BURST)")
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._updated = clock()
+        self.waited_seconds = 0.0
+        """Total time callers were held back: throttling that telemetry can expose."""
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.qps) - 1
+        self._updated = now
+        if self._tokens >= 0:
+            return
+        delay = -self._tokens / self.qps
+        self.waited_seconds += delay
+        try:
+            await self._sleep(delay)
+        except asyncio.CancelledError:
+            self._tokens += 1  # the reserved token was never used: give it back
+            raise
+
+
+def _error_from_body(status: int, reason: str, data: bytes) -> KubeError:
+    """The API server's Status message names the field and the problem; keep it, drop the rest."""
+    try:
+        payload = json.loads(data)
+        message = str(payload.get("message", "")) if isinstance(payload, dict) else ""
+        reason = str(payload.get("reason", reason)) if isinstance(payload, dict) else reason
+    except ValueError:
+        message = ""
+    return KubeError(status, reason, message)
+
+
+def ssl_context(configuration: Any) -> ssl.SSLContext:
+    """Verification and client certificate as a `kubernetes.client.Configuration` describes them."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif configuration.assert_hostname is False:
+        context.check_hostname = False
+    return context
+
+
+class AsyncTransport:
+    """`Transport` over one aiohttp session; returns the decoded JSON body or raises KubeError."""
+
+    def __init__(
+        self, host: str, *, limiter: RateLimiter | None = None, authorization: Callable[[], str | None] = lambda: None,
+        ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None, proxy: str | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S, pool_size: int = POOL_SIZE,
+    ) -> None:
+        self.host = host.rstrip("/")
+        self.limiter = limiter or RateLimiter(0, 0)
+        self._authorization = authorization
+        self._ssl = ssl_context
+        self._server_hostname = server_hostname
+        self._proxy = proxy
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_configuration(cls, configuration: Any, limiter: RateLimiter | None = None) -> AsyncTransport:
+        """From a loaded `kubernetes.client.Configuration`: its token is read per request (refresh hooks run)."""
+        https = str(configuration.host).startswith("https")
+        return cls(
+            configuration.host, limiter=limiter,
+            authorization=lambda: configuration.get_api_key_with_prefix("BearerToken", alias="authorization"),
+            ssl_context=ssl_context(configuration) if https else None,
+            server_hostname=getattr(configuration, "tls_server_name", None) or None,
+            proxy=configuration.proxy or None,
+        )
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1) -> AsyncTransport:
+        """In-cluster service account when running in a pod, else the kubeconfig (path or $KUBECONFIG)."""
+        # Imported as Any: the client's own annotations are incomplete under mypy --strict.
+        client: Any = importlib.import_module("kubernetes.client")
+        config: Any = importlib.import_module("kubernetes.config")
+        configuration = client.Configuration()
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return cls.from_configuration(configuration, RateLimiter(qps, burst))
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The shared session, made on first use inside the loop that will run it (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl if self._ssl else True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+            self._loop = loop
+        return self._session
+
+    async def request(
+        self, method: str, path: str, *, query: Query | None = None, body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        token = self._authorization()
+        if token:
+            headers["Authorization"] = token
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type or "application/json"
+        await self.limiter.acquire()
+        try:
+            async with self._client().request(
+                method, self.host + path, params=query or None, data=data, headers=headers, proxy=self._proxy,
+                server_hostname=self._server_hostname,
+            ) as response:
+                payload = await response.read()
+                status, reason = response.status, response.reason or "error"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(0, type(exc).__name__, str(exc)) from None
+        if status >= 400:
+            raise _error_from_body(status, reason, payload)
+        try:
+            return json.loads(payload) if payload else None
+        except ValueError:
+            raise KubeError(0, "InvalidResponse", f"{method} {path}: answer is not JSON") from None
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
