@@ -1,0 +1,1 @@
+"""Peers run side by side with Modelship on the same local stack (issue 10 item 5)."""

@@ -1,0 +1,144 @@
+"""The objects the Argo Rollouts bench creates: its own kwok nodes, the Rollouts, and the CRDs.
+
+Why its own nodes: the stack's two GPU nodes hold 110 pods each and serve other people's e2e scenarios; 1,000
+Rollouts need 1,000 pods settled and 2,000 mid-rollout. The bench adds kwok nodes (kwok makes their pods Ready
+without running anything) that only its pods can use: a taint keeps everyone else's pods off, a label and a
+toleration put the bench's pods on. Their pod CIDRs (10.78.x.0/20) lie outside the data plane's routed pod
+network (10.77.0.0/16), and the pods carry no `app.kubernetes.io/managed-by: modelship` label, so the
+stack's pod runner starts no Triton for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from e2e.stack import StackContext
+from e2e.stack.controlplane import KWOK_SELECTOR
+
+NODE_LABEL = "modelship.dev/bench-peer"
+NODES = 2
+STEP_ENV = "MODEL_VERSION"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, flag: str = "--pause") -> float:
+    """'30s', '2m', '90' (seconds) -> seconds; anything else is refused with the flag's name and a fix."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise SystemExit(f"{flag}: {text!r} is not a duration; write e.g. 30s, 2m or 90 (seconds)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Argo's pause duration string ('30s'; whole seconds, as the CRD's examples)."""
+    return f"{round(seconds)}s"
+
+
+def canary_steps(pause_seconds: float) -> list[dict[str, Any]]:
+    """The Modelship bench's canary (10% for D, 50% for D, then promote) in Argo's step language."""
+    pause = {"pause": {"duration": go_duration(pause_seconds)}}
+    return [{"setWeight": 10}, pause, {"setWeight": 50}, pause]
+
+
+def pause_steps(steps: list[dict[str, Any]]) -> frozenset[int]:
+    return frozenset(i for i, step in enumerate(steps) if "pause" in step)
+
+
+def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: float,
+                     version: str = "1") -> dict[str, Any]:
+    """One basic-canary Rollout (no traffic router: replica ratio, like Modelship's `traffic: {none: {}}`)."""
+    labels = {"app": name, NODE_LABEL: node_value}
+    container = {
+        "name": "model",
+        "image": "bench.invalid/model:1",  # never pulled: kwok runs nothing
+        "env": [{"name": STEP_ENV, "value": version}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}},
+    }
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": namespace, "labels": {NODE_LABEL: node_value}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {NODE_LABEL: node_value},
+                    "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [container],
+                },
+            },
+            "strategy": {"canary": {"steps": canary_steps(pause_seconds)}},
+        },
+    }
+
+
+def new_version_patch(version: str) -> dict[str, Any]:
+    """A merge patch that changes the pod template (a new env value): a new revision to roll out."""
+    env = [{"name": STEP_ENV, "value": version}]
+    return {"spec": {"template": {"spec": {"containers": [{"name": "model", "env": env}]}}}}
+
+
+def node_manifests(run_id: str, objects: int) -> list[dict[str, Any]]:
+    """kwok nodes only the bench's pods land on, with room for every pod of a rollout in flight."""
+    pods = str(2 * objects + 100)
+    capacity = {"cpu": "64", "memory": "256Gi", "pods": pods}
+    ann_key, ann_value = KWOK_SELECTOR.split("=")
+    nodes = []
+    for i in range(NODES):
+        name = f"{run_id}-node-{i}"
+        cidr = f"10.78.{16 * i}.0/20"
+        nodes.append({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {ann_key: ann_value, "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                           "kubernetes.io/arch": "amd64", NODE_LABEL: run_id},
+            },
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr],
+                     "taints": [{"key": NODE_LABEL, "value": run_id, "effect": "NoSchedule"}]},
+            "status": {"capacity": capacity, "allocatable": capacity},
+        })
+    return nodes
+
+
+def create_nodes(stack: StackContext, run_id: str, objects: int, timeout: float = 60.0) -> list[str]:
+    """Create the bench's nodes and wait until kwok reports them Ready."""
+    nodes = node_manifests(run_id, objects)
+    stack.run_kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+    names = [node["metadata"]["name"] for node in nodes]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = json.loads(stack.run_kubectl("get", "nodes", "-l", f"{NODE_LABEL}={run_id}", "-o", "json"))["items"]
+        ready = {item["metadata"]["name"] for item in items
+                 if any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in item.get("status", {}).get("conditions", []))}
+        if set(names) <= ready:
+            return names
+        time.sleep(0.5)
+    raise SystemExit(f"bench nodes {names} not Ready after {timeout:.0f}s (is kwok running? .stack/logs/kwok.log)")
+
+
+def delete_nodes(stack: StackContext, run_id: str) -> None:
+    stack.run_kubectl("delete", "nodes", "-l", f"{NODE_LABEL}={run_id}", "--wait=false", check=False)
+
+
+def install_crds(stack: StackContext, crds_dir: Path) -> list[str]:
+    """Apply the Rollouts CRDs server-side (idempotent; they are too big for client-side apply's annotation)."""
+    files = sorted(crds_dir.glob("*.yaml"))
+    if not files:
+        raise SystemExit(f"no CRD files in {crds_dir}; rebuild with e2e/stack/build-argo-rollouts.sh")
+    for path in files:
+        stack.run_kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelship-bench",
+                          "-f", str(path))
+    for path in files:
+        stack.run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+    return [path.name for path in files]

@@ -1,0 +1,305 @@
+"""Argo Rollouts beside Modelship: its real controller, out of cluster, on the real local API server.
+
+The peer of issue 10 item 5. `e2e/stack/build-argo-rollouts.sh` builds `rollouts-controller` (pinned in
+versions.env) once and caches it with the CRDs. Per row, the bench creates a fresh namespace, starts
+`rollouts-controller --namespaced --namespace NS` (leader election off, or on for the second row; its Lease
+then lives in NS), creates N basic-canary Rollouts (`argo_objects.canary_steps`: 10% / pause D / 50% / pause
+D, replicas 1, pods Ready on the bench's own kwok nodes), lets them settle, stays idle, then changes every pod
+template and follows the canary to the end. Figures (the same keys as the Modelship side, `KEYS`):
+
+- cold_start_s: controller process start -> every Rollout Healthy at its generation (objects created after
+  the start by 8 client threads, as bench.operator_scale does);
+- rss_mib_settled: VmRSS after the idle window; rss_mib_per_1000: that, times 1,000 / N;
+- idle_requests/writes_per_object_minute: the controller's own `controller_clientset_k8s_request_total`
+  over the idle window (API server counters minus a baseline window are kept beside it as a cross-check);
+- writes_per_second_rollout: controller writes from the first template change to all Healthy again;
+- cpu_seconds_per_1000_transitions: utime+stime over that phase per 1,000 step advances seen by the watch;
+- step_lateness_p50_s/p99_s: each pause's startTime + D -> the watch shows the next step (see rollout_watch).
+
+The stack is brought up if needed and never down; namespace and nodes are deleted at the end.
+
+    python -m bench.peers.argo_rollouts [--objects N] [--quick] [--pause 30s] [--idle 120] [--rows both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, percentile, table, write_results
+from bench.measure import ProcessSampler, apiserver_requests, is_write, others_rate, scrape_counter
+from bench.peers import argo_objects
+from bench.peers.rollout_watch import GROUP, PLURAL, VERSION, RolloutBook, RolloutWatcher
+from e2e.stack import StackContext, free_port
+
+BUILD_SCRIPT = REPO / "e2e" / "stack" / "build-argo-rollouts.sh"
+CLIENT_COUNTER = "controller_clientset_k8s_request_total"
+KEYS = ("objects", "cold_start_s", "rss_mib_settled", "rss_mib_per_1000", "idle_requests_per_object_minute",
+        "idle_writes_per_object_minute", "writes_per_second_rollout", "cpu_seconds_per_1000_transitions",
+        "step_lateness_p50_s", "step_lateness_p99_s", "transitions", "leader_election")
+
+
+def build() -> tuple[Path, Path]:
+    """The controller binary and its CRD directory, built by the script on first use (cached after)."""
+    proc = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    print(proc.stdout, end="", flush=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{BUILD_SCRIPT.name} failed (exit {proc.returncode}); see its messages above")
+    binary = Path(lines[-1])
+    return binary, binary.parent / "crds"
+
+
+def load() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+@dataclass
+class ArgoRow:
+    """One row: one controller process, one namespace, N Rollouts from creation to a finished canary."""
+
+    stack: StackContext
+    binary: Path
+    node_value: str
+    n: int
+    pause_s: float
+    idle_s: float
+    baseline_s: float
+    leader_election: bool
+    namespace: str = field(default_factory=lambda: f"bench-argo-{uuid.uuid4().hex[:4]}")
+    metrics_port: int = field(default_factory=free_port)
+    healthz_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.stack.stack_dir / "logs" / f"{self.namespace}-controller.log"
+
+    def api(self) -> Any:
+        from kubernetes import client  # noqa: PLC0415
+
+        return client.CustomObjectsApi(self.stack.api_client())
+
+    def start_controller(self) -> subprocess.Popen[bytes]:
+        cmd = [str(self.binary), "--kubeconfig", str(self.stack.kubeconfig), "--namespaced",
+               "--namespace", self.namespace, f"--leader-elect={str(self.leader_election).lower()}",
+               "--healthzPort", str(self.healthz_port), "--metricsPort", str(self.metrics_port)]
+        # POD_NAMESPACE: where the leader-election Lease lives (Argo's default is the pod's namespace).
+        env = {**os.environ, "POD_NAMESPACE": self.namespace}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"  starting {' '.join(cmd)}  (log {self.log_path})", flush=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self.proc
+
+    def requests(self) -> Counter[str]:
+        """The controller's own API request count by verb."""
+        return scrape_counter(f"http://127.0.0.1:{self.metrics_port}/metrics", CLIENT_COUNTER, ("verb",))
+
+    def wait_metrics(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise SystemExit(f"rollouts-controller exited ({self.proc.returncode}); see {self.log_path}")
+            try:
+                self.requests()
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit(f"rollouts-controller metrics not served on :{self.metrics_port}; see {self.log_path}")
+
+    def for_all(self, action: Any) -> float:
+        """Run `action(i)` for every object on 8 client threads; seconds taken."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(action, range(self.n)))
+        return time.monotonic() - started
+
+    def wait_healthy(self, book: RolloutBook, timeout: float) -> float | None:
+        """Monotonic time at which the watch showed every Rollout Healthy; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if book.healthy_count() >= self.n:
+                return time.monotonic()
+            if self.proc is not None and self.proc.poll() is not None:
+                raise SystemExit(f"rollouts-controller exited ({self.proc.returncode}); see {self.log_path}")
+            time.sleep(0.2)
+        return None
+
+    def run(self) -> dict[str, Any]:
+        """The row's figures (exactly `KEYS`); more in `self.details`."""
+        steps = argo_objects.canary_steps(self.pause_s)
+        book = RolloutBook(argo_objects.pause_steps(steps), self.pause_s)
+        api = self.api()
+        self.stack.run_kubectl("create", "namespace", self.namespace)
+        watcher = RolloutWatcher(self.stack.api_client(), self.namespace, book)
+        self.details.update(namespace=self.namespace, load_start=load())
+        try:
+            base_start, t_base = apiserver_requests(self.stack), time.monotonic()
+            time.sleep(self.baseline_s)
+            baseline, baseline_s = apiserver_requests(self.stack) - base_start, time.monotonic() - t_base
+            watcher.start()
+
+            t_start = time.monotonic()
+            sampler = ProcessSampler(self.start_controller().pid)
+            sampler.start()
+            self.wait_metrics()
+            self.details["rss_mib_empty"] = sampler.rss_mib()
+
+            def create(i: int) -> None:
+                body = argo_objects.rollout_manifest(f"r{i:05d}", self.namespace, self.node_value, self.pause_s)
+                api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+
+            self.details["create_s"] = self.for_all(create)
+            t_healthy = self.wait_healthy(book, max(600.0, self.n * 0.9))
+            cold_start = t_healthy - t_start if t_healthy is not None else None
+            self.details["healthy_after_cold_start"] = book.healthy_count()
+            print(f"  cold start: {book.healthy_count()}/{self.n} Healthy after "
+                  f"{time.monotonic() - t_start:.0f}s (load {load()})", flush=True)
+
+            time.sleep(10.0)  # let the last status writes and events land before the idle window
+            idle0, api0, t_idle = self.requests(), apiserver_requests(self.stack), time.monotonic()
+            time.sleep(self.idle_s)
+            idle, api_idle = self.requests() - idle0, apiserver_requests(self.stack) - api0
+            idle_min = (time.monotonic() - t_idle) / 60
+            rss_settled = sampler.rss_mib()
+            ours_idle = others_rate(baseline, baseline_s, api_idle, idle_min * 60)
+            self.details.update(
+                load_idle=load(),
+                idle_window_s=idle_min * 60,
+                idle_controller_requests_by_verb=dict(idle),
+                idle_apiserver_requests_per_object_minute_est=sum(ours_idle.values()) / self.n / idle_min,
+                idle_apiserver_writes_per_object_minute_est=sum(
+                    v for k, v in ours_idle.items() if is_write(k.split()[0])) / self.n / idle_min,
+                idle_apiserver_requests_est=dict(ours_idle),
+                vmhwm_mib_settled=sampler.hwm_mib(),
+            )
+
+            book.start_recording()
+            roll0, api_r0, cpu0, t_roll = self.requests(), apiserver_requests(self.stack), sampler.cpu_seconds(), \
+                time.monotonic()
+            patch = argo_objects.new_version_patch("2")
+
+            def change(i: int) -> None:
+                api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, f"r{i:05d}", patch)
+
+            self.details["patch_s"] = self.for_all(change)
+            time.sleep(1.0)  # the watch shows the new generations before "all Healthy" is asked again
+            t_done = self.wait_healthy(book, max(900.0, 4 * self.pause_s + self.n * 1.2))
+            roll_s = (t_done or time.monotonic()) - t_roll
+            cpu = sampler.cpu_seconds() - cpu0
+            writes = sum(v for k, v in (self.requests() - roll0).items() if is_write(k))
+            ours_roll = others_rate(baseline, baseline_s, apiserver_requests(self.stack) - api_r0, roll_s)
+            lateness = book.lateness()
+            self.details.update(
+                load_rollout=load(),
+                rollout_s=roll_s,
+                rollout_finished=book.healthy_count(),
+                rollout_cpu_s=cpu,
+                rollout_apiserver_writes_per_s_est=sum(
+                    v for k, v in ours_roll.items() if is_write(k.split()[0])) / roll_s,
+                pauses_measured=len(lateness),
+                step_lateness_max_s=max(lateness, default=0.0),
+                vmhwm_mib=sampler.hwm_mib(),
+                rss_mib_max_sampled=sampler.max_sampled_mib(),
+                watch_errors=watcher.errors[-5:],
+            )
+            sampler.stopped.set()
+            return {
+                "objects": self.n,
+                "cold_start_s": cold_start,
+                "rss_mib_settled": rss_settled,
+                "rss_mib_per_1000": rss_settled * 1000 / self.n,
+                "idle_requests_per_object_minute": sum(idle.values()) / self.n / idle_min,
+                "idle_writes_per_object_minute": sum(v for k, v in idle.items() if is_write(k)) / self.n / idle_min,
+                "writes_per_second_rollout": writes / roll_s,
+                "cpu_seconds_per_1000_transitions": cpu / book.transitions * 1000 if book.transitions else None,
+                "step_lateness_p50_s": percentile(lateness, 50),
+                "step_lateness_p99_s": percentile(lateness, 99),
+                "transitions": book.transitions,
+                "leader_election": self.leader_election,
+            }
+        finally:
+            watcher.stopped.set()
+            self.cleanup()
+
+    def cleanup(self, timeout: float = 180.0) -> None:
+        """Stop the controller, then delete the namespace and wait (bounded) until it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stack.run_kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.stack.run_kubectl("get", "namespace", self.namespace, "--ignore-not-found", "-o", "name",
+                                           check=False)
+            if not found.strip():
+                return
+            time.sleep(2.0)
+        print(f"  namespace {self.namespace} still terminating after {timeout:.0f}s; left to the API server")
+
+
+def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.0, baseline_s: float = 20.0,
+        rows: tuple[bool, ...] = (False, True)) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Install the CRDs, add the bench's nodes, run one row per leader-election setting; (figures, details)."""
+    binary, crds = build()
+    print(f"  CRDs: {', '.join(argo_objects.install_crds(stack, crds))}", flush=True)
+    node_value = f"bench-argo-{uuid.uuid4().hex[:4]}"
+    argo_objects.create_nodes(stack, node_value, n)
+    figures, details = [], []
+    try:
+        for leader_election in rows:
+            row = ArgoRow(stack, binary, node_value, n, pause_s, idle_s, baseline_s, leader_election)
+            print(f"row: {n} Rollouts, leader election {'on' if leader_election else 'off'}, "
+                  f"namespace {row.namespace}, load {load()}", flush=True)
+            figures.append(row.run())
+            details.append(row.details)
+    finally:
+        argo_objects.delete_nodes(stack, node_value)
+    return figures, details
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.argo_rollouts", description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=None, help="Rollouts (default 1000, --quick 100)")
+    parser.add_argument("--quick", action="store_true", help="100 objects, 60 s idle window, 10 s baseline")
+    parser.add_argument("--pause", default="30s", help="each canary pause step's duration (default 30s)")
+    parser.add_argument("--idle", default=None, help="idle window (default 120s, --quick 60s)")
+    parser.add_argument("--rows", choices=("both", "off", "on"), default="both",
+                        help="leader election off, on, or one row of each (default)")
+    args = parser.parse_args(argv)
+    if args.objects is not None and args.objects < 1:
+        raise SystemExit(f"--objects: {args.objects} is not a positive number of Rollouts; use e.g. --objects 100")
+    n = args.objects or (100 if args.quick else 1000)
+    pause_s = argo_objects.parse_duration(args.pause, "--pause")
+    idle_s = argo_objects.parse_duration(args.idle or ("60s" if args.quick else "120s"), "--idle")
+    rows = {"both": (False, True), "off": (False,), "on": (True,)}[args.rows]
+
+    from bench.operator_scale import ensure_stack  # noqa: PLC0415  (the stack is only needed when run)
+
+    figures, details = run(ensure_stack(), n, pause_s, idle_s, 10.0 if args.quick else 20.0, rows)
+    for row, extra in zip(figures, details, strict=True):
+        title = f"Argo Rollouts v1.10.2: {n} Rollouts, leader election {'on' if row['leader_election'] else 'off'}"
+        print(table([(key, row[key]) for key in KEYS], title))
+        print(table(sorted((k, v) for k, v in extra.items() if not isinstance(v, dict | list)), "details"))
+    result = {"pause_s": pause_s, "idle_s": idle_s, "rows": figures, "details": details}
+    print(f"  results: {write_results('argo_rollouts', result)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
