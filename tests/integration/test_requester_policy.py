@@ -157,8 +157,15 @@ def test_an_oversized_request_is_refused(stack: StackContext, namespace: str) ->
 
 
 def test_the_operator_sees_the_installed_policy_as_in_force(stack: StackContext, namespace: str) -> None:
-    check = RequesterPolicyCheck(Kube(AsyncTransport.from_kubeconfig(str(stack.kubeconfig))))
-    assert asyncio.run(check.in_force()) is True
+    transport = AsyncTransport.from_kubeconfig(str(stack.kubeconfig))
+
+    async def in_force() -> bool:
+        try:
+            return await RequesterPolicyCheck(Kube(transport)).in_force()
+        finally:
+            await transport.close()
+
+    assert asyncio.run(in_force()) is True
 
 
 ARGOCD_SERVER = "system:serviceaccount:argocd:argocd-server"
