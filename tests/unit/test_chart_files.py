@@ -12,10 +12,12 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from modelship.adapters.telemetry import Telemetry
+from modelship.domain.status import AnalysisRecord, MetricResult, Verdict
 from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,12 +44,15 @@ def exposed_names() -> set[str]:
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)
     telemetry.observe_phase("ns", "n", "Progressing", 5)
-    telemetry.analysis.labels("ns", "n", "Pass").inc()
-    telemetry.rollbacks.labels("ns", "n", "SLOBreach").inc()
-    telemetry.reconcile_errors.labels("ns", "n").inc()
-    telemetry.slo_value.labels("ns", "n", "errorRate").set(0.1)
-    telemetry.slo_bound.labels("ns", "n", "errorRate").set(0.2)
+    check = AnalysisRecord(time=datetime(2026, 11, 23, tzinfo=UTC), verdict=Verdict.PASS, metrics=[
+        MetricResult(name="errorRate", value=0.1, max=0.2, verdict=Verdict.PASS)])
+    telemetry.record_decision("ns", "n", check, "SLOBreach", promoted=True)
+    telemetry.count_reconcile_error("ns", "n")
     telemetry.reconcile_seconds.observe(0.1)
+    telemetry.observe_queue(depth=1, oldest_age_seconds=2.0, in_flight=1)
+    telemetry.observe_leader(True)
+    telemetry.count_api_request("patch", written=True)
+    telemetry.observe_throttle(0.1)
     return {s.name for family in registry.collect() for s in family.samples}
 
 
