@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelship.adapters.kube import Kube, KubeCluster, KubeError
+from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.kube import Kube, KubeError
 from modelship.adapters.routers.factory import RouterFactory
 from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import ManualClock
