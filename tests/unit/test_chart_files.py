@@ -81,6 +81,12 @@ def test_dashboard_queries_only_real_metrics() -> None:
         "modelship_slo_bound",
         "modelship_rollbacks_total",
         "modelship_reconcile_duration_seconds_bucket",
+        "modelship_queue_depth",
+        "modelship_queue_oldest_age_seconds",
+        "modelship_reconciles_in_flight",
+        "modelship_leader",
+        "modelship_api_requests_total",
+        "modelship_api_throttled_seconds_total",
     ],
 )
 def test_dashboard_has_a_panel_for(metric: str) -> None:
@@ -102,6 +108,8 @@ def test_alerts_query_only_real_metrics() -> None:
         "modelship_deployment_phase",
         "modelship_analysis_total",
         "modelship_reconcile_errors_total",
+        "modelship_queue_oldest_age_seconds",
+        "modelship_leader",
     }
     assert used <= exposed_names()
     for alert in (
@@ -109,5 +117,7 @@ def test_alerts_query_only_real_metrics() -> None:
         "ModelshipRolloutStuck",
         "ModelshipAnalysisErroring",
         "ModelshipReconcileErrors",
+        "ModelshipReconcileBacklog",
+        "ModelshipNoLeader",
     ):
         assert f"alert: {alert}" in rules
