@@ -145,7 +145,6 @@ def start_operator(cluster: Cluster) -> subprocess.Popen[bytes]:
     if stop_operator():
         say("stopped the operator a previous demo left running")
     env = {**os.environ, **cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
-    env.setdefault("MODELSHIP_TICK_SECONDS", "1")
     env.setdefault("MODELSHIP_METRICS_PORT", "0")
     OPERATOR_LOG.parent.mkdir(parents=True, exist_ok=True)
     log = OPERATOR_LOG.open("ab")

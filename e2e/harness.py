@@ -113,7 +113,6 @@ class OperatorProcess:
         env = dict(os.environ)
         env.update({k: str(v) for k, v in self.stack.env.items()})
         env["KUBECONFIG"] = str(self.stack.kubeconfig)
-        env.setdefault("MODELSHIP_TICK_SECONDS", "1")
         env.setdefault("MODELSHIP_METRICS_PORT", "0")
         env.update(self.extra_env)
         return env

@@ -12,6 +12,7 @@ kopf and the handlers are imported only by `run`, so the generators work without
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,12 +56,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"liveness endpoint served by kopf, '' to disable (default {DEFAULT_LIVENESS})",
     )
-    run.add_argument(
-        "--peering",
-        default=None,
-        metavar="NAME",
-        help="kopf peering object for running several replicas (one active); default: standalone",
-    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -95,12 +90,15 @@ def _run(args: argparse.Namespace) -> int:  # pragma: no cover - needs a cluster
 
     kopf.configure(verbose=args.verbose)
     namespaces: list[str] = list(args.namespace)
+    # Settings (lease name, lease namespace) read the watched namespaces from the environment.
+    os.environ["MODELSHIP_NAMESPACES"] = ",".join(namespaces)
+    # standalone: kopf's peering pauses operators that see each other; Lease election (controller/wiring.py)
+    # decides which replica writes, and standbys keep their watch caches warm.
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness or None,
-        standalone=args.peering is None,
-        peering_name=args.peering,
+        standalone=True,
     )
     return 0
 

@@ -149,20 +149,6 @@ async def test_next_reconcile_time_is_kept_in_status() -> None:
     assert 0 < result.requeue_after <= 60
 
 
-async def test_a_second_handler_with_the_body_from_before_our_patch_does_not_decide_again() -> None:
-    """Given a reconcile that patched status, when the timer hands over the same (pre-patch) body, then nothing
-    is decided or announced again; once the patched status arrives, reconciling goes on."""
-    cluster, routers = FakeCluster(), FakeRouters()
-    rec = reconciler(cluster, routers)
-    first = await rec.reconcile(body(SPEC))
-    started = cluster.events.count(("Normal", "RolloutStarted"))
-    assert started == 1
-    stale = await rec.reconcile(body(SPEC))
-    assert stale.status_patch == {} and cluster.events.count(("Normal", "RolloutStarted")) == 1
-    fresh = await rec.reconcile(body(SPEC, first.status))
-    assert fresh.status["phase"] == "Healthy"
-
-
 # --- issue 8: analysis counted once per check (item 17), Invalid specs keep the rollout guarded (item 2) ---
 
 V2 = {**SPEC, "model": {**SPEC["model"], "version": "2"}}  # type: ignore[dict-item]

@@ -18,6 +18,7 @@ from modelship.adapters.owner import OwnerLike
 
 FIELD_MANAGER = "modelship"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_PATCH_TYPE = "application/merge-patch+json"
 REPORTING_CONTROLLER = "modelship.dev/operator"
 EVENT_MESSAGE_LIMIT = 1024
 
@@ -105,6 +106,14 @@ class Kube:
         path = resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         result: Obj = await self._call(
             "PATCH", path, query=query, body=dict(obj), content_type=APPLY_CONTENT_TYPE
+        )
+        return result
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> Obj:
+        """JSON merge patch of any path (e.g. a `/status` subresource). Put `metadata.resourceVersion` in `body`
+        to make it conditional: the API server answers 409 when the object changed since that version."""
+        result: Obj = await self._call(
+            "PATCH", path, query=[("fieldManager", FIELD_MANAGER)], body=dict(body), content_type=MERGE_PATCH_TYPE
         )
         return result
 

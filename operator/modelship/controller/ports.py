@@ -6,9 +6,9 @@ dependency arrow pointing from the controller to interfaces, not to client libra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelship.domain.actions import EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
@@ -57,6 +57,18 @@ class ModelChecker(Protocol):
     async def validate(
         self, spec: ModelDeploymentSpec, canary_ips: list[str], stable_ip: str | None
     ) -> ValidationReport: ...
+
+
+class ModelDeployments(Protocol):
+    """Writes to the ModelDeployment itself, each conditional on `resource_version` (409 when it moved on)."""
+
+    async def patch_status(
+        self, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any]: ...
+    async def set_finalizers(
+        self, namespace: str, name: str, resource_version: str, finalizers: list[str]
+    ) -> Mapping[str, Any]: ...
+    async def read(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
 
 
 class RequesterPolicy(Protocol):

@@ -2,7 +2,9 @@
 
 Nothing about a rollout is remembered between calls: a restarted operator reads status and child objects
 and continues at the same step. The only in-process things are locks (one reconcile per object at a time)
-and metrics.
+and metrics. `step` returns the Events instead of sending them: the control loop sends them only once the
+status that records their decision is written (a decision whose status patch loses a conflict, e.g. to a new
+leader, announces nothing).
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ log = logging.getLogger("modelship.reconciler")
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """The status patch to send and when to look again."""
+    """The status patch to send (empty when nothing but the next due time moved), the Events to send once it
+    is written, and when to look again."""
 
     status_patch: dict[str, Any]
     status: dict[str, Any]
     requeue_after: float
+    events: tuple[EmitEvent, ...] = ()
 
 
 def owner_of(body: Mapping[str, Any]) -> Owner:
@@ -69,10 +73,7 @@ def route_was_edited(route: RouteState, action: SetTraffic, before: ModelDeploym
     return not moving or (route.canary_weight, route.mirror_percent) != previous
 
 
-STALE_BODY_SECONDS = 10.0
-"""How long a body equal to the input of our last status patch counts as stale (the patch not yet seen);
-after that it is trusted again, so a lost patch cannot stall an object."""
-STALE_RETRY_SECONDS = 1.0
+NEXT_RECONCILE_AT = "nextReconcileAt"
 REFUSED_RETRY_SECONDS = 10.0
 """How soon a refused apply is tried again (the object or policy may be fixed; the deadline may pass)."""
 
@@ -92,12 +93,6 @@ def describe(action: Action) -> str:
 
 ANY_ROUTER = ModelDeploymentSpec.model_validate({"model": {"name": "any", "version": "1", "repository": "any"}})
 """A spec routed by `none`: every other router is stale for it, so its routers clean up a route of any kind."""
-
-
-def _snapshot(body: Mapping[str, Any]) -> Any:
-    """What a decision depends on: status, generation and annotations (manual requests)."""
-    meta = body.get("metadata") or {}
-    return (dict(body.get("status") or {}), meta.get("generation"), dict(meta.get("annotations") or {}))
 
 
 class Reconciler:
@@ -125,7 +120,6 @@ class Reconciler:
         self.requester_policy = requester_policy
         self.route_scope = route_scope or RouteScope()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._patched_from: dict[str, tuple[Any, float]] = {}
 
     def lock_for(self, uid: str) -> asyncio.Lock:
         """Serialise reconciles of one object (timer and change handlers may fire together)."""
@@ -134,7 +128,6 @@ class Reconciler:
     def forget(self, body: Mapping[str, Any]) -> None:
         owner = owner_of(body)
         self._locks.pop(owner.uid, None)
-        self._patched_from.pop(owner.uid, None)
         self.telemetry.forget(owner.namespace, owner.name)
 
     async def delete(self, body: Mapping[str, Any]) -> None:
@@ -156,36 +149,30 @@ class Reconciler:
         self.forget(body)
 
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
+        """`step`, then its Events (for callers that write the status themselves afterwards, e.g. tests)."""
+        result = await self.step(body)
+        await self.publish(owner_of(body), result.events)
+        return result
+
+    async def step(self, body: Mapping[str, Any]) -> ReconcileResult:
+        """Decide and apply children; the status patch and the Events are the caller's to send, in that order."""
         owner = owner_of(body)
         async with self.lock_for(owner.uid):
             if body.get("metadata", {}).get("deletionTimestamp"):  # being deleted: apply nothing, route included
                 return ReconcileResult({}, dict(body.get("status") or {}), self.idle_resync_seconds)
-            seen = _snapshot(body)
-            if self._stale(owner.uid, seen):
-                return ReconcileResult({}, dict(body.get("status") or {}), STALE_RETRY_SECONDS)
             started = time.perf_counter()
             try:
-                result = await self._reconcile(owner, body)
-                if result.status_patch:
-                    self._patched_from[owner.uid] = (seen, time.monotonic())
-                return result
+                return await self._reconcile(owner, body)
             except Exception:
                 self.telemetry.reconcile_errors.labels(owner.namespace, owner.name).inc()
                 raise
             finally:
                 self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
 
-    def _stale(self, uid: str, seen: Any) -> bool:
-        """True when `body` is the very object our last status patch was computed from: a second handler (the
-        timer beside on.create/on.update) took it before that patch landed. Deciding again from it would
-        repeat the transition: the Events twice, and a patch that overwrites the newer status."""
-        last = self._patched_from.get(uid)
-        if last is None:
-            return False
-        if last[0] == seen and time.monotonic() - last[1] < STALE_BODY_SECONDS:
-            return True
-        self._patched_from.pop(uid, None)
-        return False
+    async def publish(self, owner: Owner, events: tuple[EmitEvent, ...]) -> None:
+        """Send Events (after the status recording their decision was written)."""
+        for event in events:
+            await self._emit(owner, event)
 
     async def _reconcile(self, owner: Owner, body: Mapping[str, Any]) -> ReconcileResult:
         raw_status: dict[str, Any] = dict(body.get("status") or {})
@@ -198,32 +185,36 @@ class Reconciler:
         spec = last_valid_spec(status) if problems else newest
         if spec is None:  # nothing valid was ever kept: freeze, touch nothing
             new_status = mark_invalid(status, list(problems), owner.generation, now)
+            said: tuple[EmitEvent, ...] = ()
             if new_status.phase != status.phase:
-                await self._emit(owner, EmitEvent(EventType.WARNING, "Invalid", "; ".join(problems)[:1000]))
-            return self._result(owner, raw_status, new_status, self.idle_resync_seconds)
+                said = (EmitEvent(EventType.WARNING, "Invalid", "; ".join(problems)[:1000]),)
+            return self._result(owner, raw_status, new_status, self.idle_resync_seconds, events=said)
 
         observations = replace(await self._observe(owner, body, spec, status), invalid=problems)
         decision = decide(spec, status, observations, now)
-        refused = await self._execute(owner, spec, decision.actions, status)
+        events, refused = await self._execute(owner, spec, decision.actions, status)
         if refused is not None:
-            return await self._refused(owner, raw_status, status, refused)
+            return self._refused(owner, raw_status, status, refused)
         if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
-        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision), decision)
+        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision), decision,
+                            events=tuple(events))
 
     def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
         """What the schema cannot check: semantic problems, and Istio hosts/gateways outside the namespace."""
         return [*map(str, semantic_problems(spec)), *self.route_scope.problems(spec, owner.namespace)]
 
-    async def _refused(
+    def _refused(
         self, owner: Owner, raw_status: dict[str, Any], before: ModelDeploymentStatus, what: str
     ) -> ReconcileResult:
         """Keep the status from before the decision (its transition did not happen), record the refusal
         there and say it once as a Warning Event; retry soon, the deadline is the engine's to enforce."""
         new_status = mark_refused(before, what, self.clock.now())
+        events: tuple[EmitEvent, ...] = ()
         if refusal(before) != refusal(new_status):
-            await self._emit(owner, EmitEvent(EventType.WARNING, REFUSED_REASON, f"API server refused {what}"))
-        return self._result(owner, raw_status, new_status, min(REFUSED_RETRY_SECONDS, self.idle_resync_seconds))
+            events = (EmitEvent(EventType.WARNING, REFUSED_REASON, f"API server refused {what}"),)
+        return self._result(owner, raw_status, new_status, min(REFUSED_RETRY_SECONDS, self.idle_resync_seconds),
+                            events=events)
 
     async def _observe(
         self, owner: Owner, body: Mapping[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
@@ -269,11 +260,12 @@ class Reconciler:
 
     async def _execute(
         self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action], before: ModelDeploymentStatus
-    ) -> str | None:
-        """Apply in the engine's order; Events go last so a failed apply never reports what did not happen.
+    ) -> tuple[list[EmitEvent], str | None]:
+        """Apply in the engine's order; the Events are returned, to be sent after the status is written, so a
+        failed apply never reports what did not happen.
 
-        Returns what the API server refused (the action and its error) and stops there: the remaining
-        actions depended on it. Transient errors (5xx, timeouts, throttling) raise for kopf to retry.
+        Also returns what the API server refused (the action and its error), stopping there: the remaining
+        actions depended on it. Transient errors (5xx, timeouts, throttling) raise for the queue to retry.
         """
         events: list[EmitEvent] = []
         for action in actions:
@@ -283,10 +275,8 @@ class Reconciler:
                 if not exc.refused:
                     raise
                 log.warning("%s/%s: %s refused: %s", owner.namespace, owner.name, describe(action), exc)
-                return f"{describe(action)}: {exc}"
-        for event in events:
-            await self._emit(owner, event)
-        return None
+                return [], f"{describe(action)}: {exc}"
+        return events, None
 
     async def _apply(
         self, owner: Owner, spec: ModelDeploymentSpec, action: Action, before: ModelDeploymentStatus
@@ -325,14 +315,25 @@ class Reconciler:
 
     def _result(
         self, owner: Owner, raw_status: dict[str, Any], status: ModelDeploymentStatus, requeue_after: float,
-        decision: Decision | None = None,
+        decision: Decision | None = None, events: tuple[EmitEvent, ...] = (),
     ) -> ReconcileResult:
-        """The patch for `status`; operator metrics from `decision` when it was carried out."""
+        """The patch for `status`; operator metrics from `decision` when it was carried out.
+
+        `nextReconcileAt` alone never makes a patch: it moves on every reconcile of an idle object, and writing
+        it would cost a request per object per resync for nothing (the schedule lives in the work queue and is
+        rebuilt from status by the first reconcile after a restart). It is written along with real changes.
+        """
         now = self.clock.now()
         status = status.model_copy(update={"next_reconcile_at": now + timedelta(seconds=requeue_after)})
         new_raw = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         self._record(owner, status, decision)
-        return ReconcileResult(status_diff(raw_status, new_raw), new_raw, requeue_after)
+        patch = status_diff(raw_status, new_raw)
+        if set(patch) <= {NEXT_RECONCILE_AT}:
+            patch = {}
+            new_raw = {**new_raw, NEXT_RECONCILE_AT: raw_status.get(NEXT_RECONCILE_AT)}
+            if new_raw[NEXT_RECONCILE_AT] is None:
+                del new_raw[NEXT_RECONCILE_AT]
+        return ReconcileResult(patch, new_raw, requeue_after, events)
 
     def _record(self, owner: Owner, status: ModelDeploymentStatus, decision: Decision | None) -> None:
         """Update operator metrics from what the decision says happened: each check and rollback is in exactly

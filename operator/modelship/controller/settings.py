@@ -46,14 +46,12 @@ def _patterns(name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where metrics come from and how often idle objects are re-checked."""
+    """Where metrics come from, how the control loop runs (workers, resync, API rate), leader election."""
 
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_token_file: str | None = None
     prometheus_ca_file: str | None = None
     revision_label: str = "modelship_dev_revision"
-    tick_seconds: float = 2.0
-    idle_resync_seconds: float = 60.0
     metrics_port: int = 8080
     min_window_seconds: float = 10.0
     """Shortest PromQL range: increase() needs at least two scrapes inside it, or it returns nothing."""
@@ -91,8 +89,6 @@ class Settings:
             prometheus_token_file=os.environ.get("MODELSHIP_PROMETHEUS_TOKEN_FILE") or None,
             prometheus_ca_file=os.environ.get("MODELSHIP_PROMETHEUS_CA_FILE") or None,
             revision_label=os.environ.get("MODELSHIP_REVISION_LABEL", cls.revision_label),
-            tick_seconds=_float("MODELSHIP_TICK_SECONDS", cls.tick_seconds),
-            idle_resync_seconds=_float("MODELSHIP_IDLE_RESYNC_SECONDS", cls.idle_resync_seconds),
             metrics_port=int(os.environ.get("MODELSHIP_METRICS_PORT", cls.metrics_port)),
             min_window_seconds=_float("MODELSHIP_MIN_WINDOW_SECONDS", cls.min_window_seconds),
             namespaces=namespaces,

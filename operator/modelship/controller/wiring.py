@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from modelship.adapters.admission import RequesterPolicyCheck
+from modelship.adapters.cache import ChildCache, WatchCache
 from modelship.adapters.cluster import KubeCluster
 from modelship.adapters.kube import Kube, KubeError
+from modelship.adapters.leader import LeaderElector
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
+from modelship.adapters.modeldeployments import ModelDeploymentWrites
 from modelship.adapters.routers.factory import RouterFactory
 from modelship.adapters.telemetry import Telemetry
 from modelship.adapters.transport import AsyncTransport
 from modelship.adapters.triton import TritonValidator
 from modelship.controller.clock import Clock, SystemClock
+from modelship.controller.loop import ControlLoop
 from modelship.controller.ports import Owner
 from modelship.controller.reconciler import Reconciler
 from modelship.controller.settings import Settings
@@ -89,9 +96,43 @@ class TritonChecks:
         )
 
 
-def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig: str | None = None) -> Reconciler:
-    """Concrete adapters for a real cluster and Prometheus."""
-    kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst))
+@dataclass
+class Operator:
+    """Everything `modelship run` starts: the control loop, the watch cache it reads, the leader election."""
+
+    loop: ControlLoop
+    cache: WatchCache
+    elector: LeaderElector
+
+
+def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
+    """The watch-driven operator: children from watch caches, writes fenced by the Lease."""
+    queue_paused = settings.leader_election
+
+    def lost() -> None:  # called in the election thread: stop reconciling, the fence already refuses writes
+        operator.loop.queue.paused = True
+        log.error("leadership lost: this replica stops reconciling and exits so that it restarts as a standby")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    elector = LeaderElector(settings, on_lost=lost)
+    kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst),
+                fence=elector.fence)
+    cache = WatchCache(kube)
+    reconciler = build_reconciler(settings, kube=kube, cache=cache)
+    loop = ControlLoop(reconciler, ModelDeploymentWrites(kube), reconciler.telemetry, workers=settings.workers,
+                       resync_seconds=settings.resync_seconds, leading=elector.is_leader)
+    loop.queue.paused = queue_paused
+    operator = Operator(loop, cache, elector)
+    return operator
+
+
+def build_reconciler(
+    settings: Settings, clock: Clock | None = None, kubeconfig: str | None = None, *, kube: Kube | None = None,
+    cache: ChildCache | None = None,
+) -> Reconciler:
+    """Concrete adapters for a real cluster and Prometheus (children listed over the API unless `cache`)."""
+    if kube is None:
+        kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst))
     prometheus = PrometheusSettings(
         url=settings.prometheus_url,
         bearer_token_file=settings.prometheus_token_file,
@@ -102,13 +143,13 @@ def build_reconciler(settings: Settings, clock: Clock | None = None, kubeconfig:
         MetricsSources(MetricsSettings(prometheus=prometheus)), kube, min_window_seconds=settings.min_window_seconds
     )
     return Reconciler(
-        cluster=KubeCluster(kube),
-        routers=RouterFactory(kube),
+        cluster=KubeCluster(kube, cache=cache),
+        routers=RouterFactory(kube, cache),
         metrics=metrics,
         checker=TritonChecks(TritonValidator()),
         clock=clock or SystemClock(),
         telemetry=Telemetry(max_objects=settings.metrics_max_objects),
-        idle_resync_seconds=settings.idle_resync_seconds,
+        idle_resync_seconds=settings.resync_seconds,
         requester_policy=RequesterPolicyCheck(kube),
         route_scope=settings.route_scope,
     )

@@ -1,84 +1,150 @@
-"""kopf handlers: thin. They hand the object to the Reconciler and copy its status patch into kopf's patch.
+"""kopf handlers: thin. kopf watches; the control loop (controller/loop.py) decides when and what to reconcile.
 
-Reconciling happens on every spec/annotation change (create, update, resume after restart) and on a timer
-whose work is skipped until `status.nextReconcileAt`, so idle objects cost no API calls and due checks are
-picked up within one tick.
+- ModelDeployments: every watch event goes to `ControlLoop.observe` (newest body kept, object queued).
+- Children (Deployments, ReplicaSets, Pods, Services, HTTPRoutes, VirtualServices labelled
+  `app.kubernetes.io/managed-by=modelship`, filtered by the API server): kept in kopf indexes keyed by the uid of
+  their controller (the watch cache the reconciler reads), and each event wakes the owning ModelDeployment.
+  kopf starts no handler before every index holds its initial listing, so the first reconcile already sees every
+  child. A route kind the cluster does not serve is simply not watched.
+- No timers and no change handlers: kopf therefore writes nothing to the objects (no progress annotations, no
+  finalizer of its own); `modelship.dev/finalizer` is the control loop's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from modelship.controller.requests import parse_request
+from modelship.adapters.cache import trim
+from modelship.adapters.kube import controller_uid
+from modelship.adapters.objects import MANAGED_BY, MANAGER
 from modelship.controller.settings import Settings
-from modelship.controller.wiring import build_reconciler
+from modelship.controller.wiring import build_operator
 from modelship.domain.api import GROUP, PLURAL, VERSION
-from modelship.handlers.diffbase import DigestDiffBaseStorage
 
 KOPF_PREFIX = "kopf.modelship.dev"
-TICK_SECONDS = float(os.environ.get("MODELSHIP_TICK_SECONDS", "2"))
+KOPF_FINALIZER = f"{KOPF_PREFIX}/unused"
+"""kopf removes its configured finalizer from objects no handler of its needs it for; naming one we never set
+keeps kopf away from ours."""
+SHARD_LABEL = "modelship.dev/shard"
+MANAGED = f"{MANAGED_BY}={MANAGER}"
+CHILDREN = (
+    ("apps/v1", "deployments"),
+    ("apps/v1", "replicasets"),
+    ("v1", "pods"),
+    ("v1", "services"),
+    ("gateway.networking.k8s.io/v1", "httproutes"),
+    ("networking.istio.io/v1", "virtualservices"),
+)
+"""(group/version, plural) of every child kind: watched with a server-side label selector, indexed, waking."""
+INDEX_KIND = {
+    "deployments": "Deployment", "replicasets": "ReplicaSet", "pods": "Pod", "services": "Service",
+    "httproutes": "HTTPRoute", "virtualservices": "VirtualService",
+}
 log = logging.getLogger("modelship.handlers")
 
 
+def _shard_selector(shard: str) -> str:
+    """Server-side: an operator with a shard serves only objects labelled with it; one without serves the rest."""
+    return f"{SHARD_LABEL}={shard}" if shard else f"!{SHARD_LABEL}"
+
+
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Operator-wide settings: our own annotation prefix and finalizer, bounded watches, adapters."""
-    settings.persistence.finalizer = "modelship.dev/finalizer"
-    # kopf ignores annotations under its own storage prefix when diffing; keeping its bookkeeping under
-    # kopf.modelship.dev lets a `modelship.dev/request` annotation (kubectl modelship) trigger on.update.
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Operator-wide settings, watch selectors, the control loop and leader election."""
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    # A digest, not kopf's copy of the spec: a copy of a large spec overflowed the 256 KiB annotation budget.
-    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.WARNING
+    # kopf logs every handled event at INFO ("Handler ... succeeded"): a line per watch event at fleet scale.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.networking.request_timeout = 30
     operator_settings = Settings.from_env()
-    memo.reconciler = build_reconciler(operator_settings)
+    settings.watching.label_selectors[f"{GROUP}/{VERSION}", PLURAL] = _shard_selector(operator_settings.shard)
+    for group_version, plural in CHILDREN:
+        settings.watching.label_selectors[group_version, plural] = MANAGED
+    operator = build_operator(operator_settings)
+    operator.cache.bind({INDEX_KIND[name]: index for name, index in kwargs.items() if name in INDEX_KIND})
+    memo.operator = operator
+    memo.loop_task = asyncio.create_task(operator.loop.run(), name="control-loop")
+    operator.elector.start()
+    memo.leader_task = asyncio.create_task(_lead(operator), name="leadership")
     if operator_settings.metrics_port > 0:
-        memo.reconciler.telemetry.serve(operator_settings.metrics_port)
+        operator.loop.reconciler.telemetry.serve(operator_settings.metrics_port)
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    result = await memo.reconciler.reconcile(body)
-    for key, value in result.status_patch.items():
-        patch.status[key] = value
+async def _lead(operator: Any) -> None:
+    """A standby keeps its watches and queue warm; it starts reconciling once it holds the Lease."""
+    await operator.elector.wait_until_leader()
+    log.info("leading: reconciling")
+    operator.loop.queue.resume()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Spec or annotation (manual request) changed, or the operator restarted: reconcile now."""
-    await _reconcile(body, patch, memo)
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop reconciling, then hand the Lease over at once (a rolling update waits for no lease expiry)."""
+    for task in (getattr(memo, "leader_task", None), getattr(memo, "loop_task", None)):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    operator = getattr(memo, "operator", None)
+    if operator is not None:
+        await asyncio.to_thread(operator.elector.release)
 
 
-# kopf puts its finalizer (modelship.dev/finalizer) on every object because of this timer. Keep it: it is what
-# stops the timer when the object is deleted. Without it kopf keeps ticking on the last body it saw after the
-# object is gone, and those ticks re-apply the deleted object's children (tried and measured in e2e scenario 14).
-# The price: delete ModelDeployments while an operator watches them (or remove the finalizer by hand).
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
-async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile when status says something is due (step end, next SLO check, deadline, scale-down), or when
-    a manual request is still unhandled (on.update normally handles it at once; this is the safety net when
-    that handler is retrying after an error)."""
-    status = body.get("status") or {}
-    request = parse_request(body.get("metadata", {}).get("annotations"))
-    pending = request is not None and request.id != status.get("lastRequestId")
-    due = status.get("nextReconcileAt")
-    if not pending and due and datetime.fromisoformat(str(due).replace("Z", "+00:00")) > datetime.now(UTC):
-        return
-    await _reconcile(body, patch, memo)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def on_modeldeployment(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """Every ModelDeployment event: keep the newest body, queue the object."""
+    memo.operator.loop.observe(event.get("type"), event["object"])
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Routes go first, before kopf releases its finalizer; the rest goes with owner references (garbage
-    collection), so no route ever names a Service that is already gone."""
-    await memo.reconciler.delete(body)
+def _by_controller(body: Mapping[str, Any]) -> dict[str, Any]:
+    uid = controller_uid(body)
+    return {uid: trim(body)} if uid else {}
+
+
+async def _wake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.loop.wake(body)
+
+
+# One index (the watch cache) and one waker per child kind. kopf names an index after its function.
+@kopf.index("apps/v1", "deployments")
+def deployments(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+@kopf.index("apps/v1", "replicasets")
+def replicasets(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+@kopf.index("v1", "pods")
+def pods(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+@kopf.index("v1", "services")
+def services(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+@kopf.index("gateway.networking.k8s.io/v1", "httproutes")
+def httproutes(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+@kopf.index("networking.istio.io/v1", "virtualservices")
+def virtualservices(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return _by_controller(body)
+
+
+for _group_version, _plural in CHILDREN:
+    kopf.on.event(_group_version, _plural, id=f"wake-{_plural}")(_wake)
