@@ -6,7 +6,8 @@ should use them too rather than keep its own copies (its RssSampler and apiserve
 
 - `ProcessSampler`: VmRSS every second (and VmHWM, the kernel's peak) from /proc/PID/status, and CPU seconds
   (utime + stime) from /proc/PID/stat.
-- `scrape_counter`: a Prometheus counter from a /metrics endpoint, summed by some of its labels.
+- `scrape_counter` / `parse_counter` / `parse_histogram_counts`: a Prometheus counter (or a histogram's
+  observation count) from a /metrics endpoint, summed by some of its labels.
 - `apiserver_requests`: the API server's own `apiserver_request_total` by 'VERB resource' (WATCH left out),
   the cross-check that does not trust the controller's own counting; minus a baseline window of other clients
   (`others_rate`), because the stack is shared and the counter has no per-client label.
@@ -44,19 +45,28 @@ def http_get(url: str, token: str | None = None, ca: Path | None = None, timeout
         return str(response.read().decode())
 
 
-def parse_counter(text: str, name: str, by: Iterable[str]) -> Counter[str]:
-    """Counter `name` (with or without its `_total` suffix) summed by the labels `by`, joined by spaces."""
-    base = name.removesuffix("_total")
+def parse_samples(text: str, family_name: str, sample_name: str, by: Iterable[str]) -> Counter[str]:
+    """Samples `sample_name` of metric family `family_name` summed by the labels `by`, joined by spaces."""
     labels = tuple(by)
     out: Counter[str] = Counter()
     for family in text_string_to_metric_families(text):
-        if family.name != base:
+        if family.name != family_name:
             continue
         for sample in family.samples:
-            if sample.name != f"{base}_total":
-                continue
-            out[" ".join(sample.labels.get(label, "") for label in labels)] += int(sample.value)
+            if sample.name == sample_name:
+                out[" ".join(sample.labels.get(label, "") for label in labels)] += int(sample.value)
     return out
+
+
+def parse_counter(text: str, name: str, by: Iterable[str]) -> Counter[str]:
+    """Counter `name` (with or without its `_total` suffix) summed by the labels `by`, joined by spaces."""
+    base = name.removesuffix("_total")
+    return parse_samples(text, base, f"{base}_total", by)
+
+
+def parse_histogram_counts(text: str, name: str, by: Iterable[str]) -> Counter[str]:
+    """Observation counts (`<name>_count`) of histogram `name` summed by the labels `by`."""
+    return parse_samples(text, name, f"{name}_count", by)
 
 
 def scrape_counter(url: str, name: str, by: Iterable[str]) -> Counter[str]:

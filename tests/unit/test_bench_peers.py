@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from bench.measure import CLOCK_TICKS, is_write, others_rate, parse_counter, parse_cpu_seconds
+from bench.measure import (
+    CLOCK_TICKS,
+    is_write,
+    others_rate,
+    parse_counter,
+    parse_cpu_seconds,
+    parse_histogram_counts,
+)
 from bench.peers import argo_objects
 from bench.peers.rollout_watch import RolloutBook, parse_time
 
@@ -92,6 +99,18 @@ controller_clientset_k8s_request_total{kind="Rollout",name="r2",namespace="n",st
     assert counts == {"Get": 5, "Update": 4}
     assert [verb for verb in counts if is_write(verb)] == ["Update"]
     assert is_write("PATCH") and is_write("POST") and not is_write("LIST")
+
+
+def test_a_histogram_count_per_name_tells_which_objects_were_reconciled() -> None:
+    text = """# HELP rollout_reconcile Rollout reconciliation performance.
+# TYPE rollout_reconcile histogram
+rollout_reconcile_bucket{name="r1",namespace="n",le="0.01"} 1
+rollout_reconcile_bucket{name="r1",namespace="n",le="+Inf"} 2
+rollout_reconcile_sum{name="r1",namespace="n"} 0.02
+rollout_reconcile_count{name="r1",namespace="n"} 2
+rollout_reconcile_count{name="r2",namespace="n"} 0
+"""
+    assert parse_histogram_counts(text, "rollout_reconcile", ("name",)) == {"r1": 2, "r2": 0}
 
 
 def test_other_clients_are_subtracted_at_their_baseline_rate() -> None:
