@@ -309,6 +309,11 @@ class LeaderElector:
         record = self._election.observed_record
         return record is not None and record.holder_identity != self.identity
 
+    @property
+    def renewed_at(self) -> float | None:
+        """When (on the election clock) the last successful renewal was sent; None while not leading."""
+        return self._renewed_at
+
     def is_leader(self) -> bool:
         """True only while the last successful renewal is younger than the renew deadline (always, when
         leader election is off)."""
