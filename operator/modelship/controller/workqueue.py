@@ -13,6 +13,7 @@ is due again, or None for "only on change, and at the jittered resync".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -49,6 +50,8 @@ class _Key:
     again: float | None = None
     """Due time asked for while running: scheduled when the running reconcile ends."""
     failures: int = 0
+    forgotten: bool = False
+    """Forgotten while it ran: dropped when that reconcile ends, unless added again meanwhile."""
 
 
 @dataclass
@@ -59,6 +62,7 @@ class WorkQueue:
     workers: int = 16
     resync_seconds: float = 600.0
     jitter: float = 0.1
+    backoff_start: float = BACKOFF_START_SECONDS
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     _keys: dict[Hashable, _Key] = field(default_factory=dict)
@@ -76,6 +80,7 @@ class WorkQueue:
         due = self.clock() + max(0.0, delay)
         entry = self._keys.setdefault(key, _Key())
         if entry.running:
+            entry.forgotten = False
             entry.again = due if entry.again is None else min(entry.again, due)
             return
         if entry.ready_since is not None:
@@ -95,7 +100,7 @@ class WorkQueue:
         if entry.running:
             entry.again = None
             entry.due = None
-            entry.failures = -1  # marks "forgotten while running"
+            entry.forgotten = True
             return
         self._keys.pop(key, None)  # heap and ready entries are skipped lazily
 
@@ -150,10 +155,8 @@ class WorkQueue:
                         self._has_ready.notify(len(self._ready))
             else:
                 wait = None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait if wait is not None else 5.0)
-            except TimeoutError:
-                pass
 
     def resume(self) -> None:
         """Start reconciling (this replica now leads)."""
@@ -195,14 +198,14 @@ class WorkQueue:
         if entry is None:
             return
         entry.running = False
-        if entry.failures < 0:  # forgotten while it ran
+        if entry.forgotten:
             self._keys.pop(key, None)
             return
         again = entry.again
         entry.again = None
         if failed:
             entry.failures += 1
-            delay = min(BACKOFF_MAX_SECONDS, BACKOFF_START_SECONDS * 2 ** (entry.failures - 1))
+            delay = min(BACKOFF_MAX_SECONDS, self.backoff_start * 2 ** (entry.failures - 1))
         else:
             entry.failures = 0
             if delay is None:
