@@ -1,7 +1,7 @@
 """The Helm chart against the real local API server (e2e/stack) with a real helm binary.
 
 - ``helm lint --strict`` passes with the defaults and every ``ci/`` values file; the values schema
-  rejects unknown keys and more than one replica.
+  rejects unknown keys and more than one replica without leader election.
 - Every ``ci/`` example renders and is accepted by the API server (``kubectl apply --dry-run=server``:
   CRD, RBAC, ServiceMonitor and PrometheusRule schemas of the installed CRDs, admission), and its
   pod spec passes the ``restricted`` Pod Security Standard.
@@ -43,7 +43,8 @@ def test_lint(helm: Path, values: Path | None) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("bogus=1", "additional properties 'bogus' not allowed"), ("replicaCount=2", "maximum")],
+    [("bogus=1", "additional properties 'bogus' not allowed"),
+     ("replicaCount=2,leaderElection.enabled=false", "maximum")],
 )
 def test_schema_rejects_bad_values(helm: Path, setting: str, message: str) -> None:
     proc = run(helm, "template", "m", CHART, "--set", setting)
@@ -58,7 +59,9 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide(helm: Path) -> N
     by_name = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}  # resourceNames-scoped gets
     assert resources - by_name == {"customresourcedefinitions", "namespaces"}
     roles = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"}
-    assert roles == {"ml-team-a", "ml-team-b"}
+    assert roles == {"ml-team-a", "ml-team-b", "ops"}
+    (lease_role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "ops"]
+    assert {r for rule in lease_role["rules"] for r in rule["resources"]} == {"leases"}, "ops gets the Lease only"
     for doc in docs:
         for rule in doc.get("rules", []):
             assert "secrets" not in rule["resources"] and "*" not in rule["resources"] + rule["verbs"]
@@ -136,6 +139,8 @@ def can_i(stack: StackContext, sa: str, verb: str, resource: str, *flags: str) -
 
 
 MDEP = "modeldeployments.modelship.dev"
+LEASES = "leases.coordination.k8s.io"
+LEASE_VERBS = ("get", "create", "update")
 NEEDED = [  # (verb, resource, extra flags) the operator must have in a watched namespace
     ("watch", MDEP, ()),
     ("patch", MDEP, ()),
@@ -203,6 +208,16 @@ def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], na
             assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
     for verb, resource, flags in CLUSTER_DENIED:
         assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
+    assert_lease_grants(stack, sa, release_ns, elsewhere)
+
+
+def assert_lease_grants(stack: StackContext, sa: str, release_ns: str, elsewhere: str) -> None:
+    """Leader election: get/create/update on Leases in the release namespace, nothing more, nowhere else."""
+    for verb in LEASE_VERBS:
+        assert can_i(stack, sa, verb, LEASES, "-n", release_ns), f"cannot {verb} leases in {release_ns}"
+        assert not can_i(stack, sa, verb, LEASES, "-n", elsewhere), f"can {verb} leases in {elsewhere}"
+    for verb in ("delete", "patch", "list", "watch"):
+        assert not can_i(stack, sa, verb, LEASES, "-n", release_ns), f"can {verb} leases in {release_ns}"
 
 
 def test_namespaced_mode_rbac(
@@ -235,3 +250,4 @@ def test_namespaced_mode_rbac(
             assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
     for verb, resource, flags in CLUSTER_DENIED:
         assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
+    assert_lease_grants(stack, sa, release_ns, other)

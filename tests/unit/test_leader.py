@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lease_fakes import FakeClock, FakeLeaseServer
@@ -242,6 +245,31 @@ def test_no_two_replicas_ever_lead_at_once(script: list[Step]) -> None:
         assert len(leaders) <= 1, leaders
         if leaders:
             assert server.holder() == leaders[0], "whoever counts itself leader holds the Lease"
+
+
+# --- the chart's grant -----------------------------------------------------------------------------
+
+HELPERS = Path(__file__).resolve().parents[2] / "charts" / "modelship" / "templates" / "_helpers.tpl"
+
+
+def test_the_chart_grants_exactly_the_lease_verbs_the_elector_uses(world: tuple[FakeLeaseServer, FakeClock]) -> None:
+    """Every path (create, renew, conflict fallback, take over, release) over the recording API; the chart's
+    Lease rule grants exactly those verbs."""
+    server, clock = world
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    a.tick()
+    b.tick()
+    server.overwrite(holder="a")
+    clock.advance(RETRY)
+    a.tick()
+    a.release()
+    b.tick()
+    used = {("coordination.k8s.io", "leases", verb) for _, verb in server.calls}
+    match = re.search(r'define "modelship\.leaseRules" -\}\}\n(.*?)\{\{- end', HELPERS.read_text(), re.S)
+    assert match, f"no modelship.leaseRules in {HELPERS}"
+    granted = {(group, resource, verb) for rule in yaml.safe_load(match.group(1))
+               for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted == used
 
 
 # --- names and settings -----------------------------------------------------------------------------

@@ -120,3 +120,11 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
+
+{{/* Release namespace, with leader election on: the Lease the replicas elect a leader with (the kubernetes
+     client's LeaseLock reads, creates and replaces it; nothing lists, watches, patches or deletes it). */}}
+{{- define "modelship.leaseRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end }}
