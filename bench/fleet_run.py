@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,10 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from bench import fleet_objects
+from bench import counted, fleet_objects
 from bench.common import REPO, percentile
 from bench.fleet_watch import GROUP, PLURAL, VERSION, FleetBook, ObjectWatcher
 from bench.measure import ProcessSampler, apiserver_requests, http_get, is_write, others_rate
@@ -25,25 +23,9 @@ from bench.operator_scale import reconcile_histogram
 from e2e.stack import StackContext, free_port
 from e2e.stack.dataplane.netns import DEFAULT_NETNS
 
-OWN_COUNTER = re.compile(r"^modelship_\w*(api|kube)\w*request")
-
 
 def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def operator_requests(port: int) -> Counter[str] | None:
-    """The operator's own API request counter by verb, if its /metrics has one (None: not exposed)."""
-    text = http_get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
-    out: Counter[str] | None = None
-    for family in text_string_to_metric_families(text):
-        if family.type != "counter" or not OWN_COUNTER.match(family.name):
-            continue
-        out = out if out is not None else Counter()
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                out[str(sample.labels.get("verb", "?"))] += int(sample.value)
-    return out
 
 
 class StandIns:
@@ -167,8 +149,9 @@ class FleetRun:
         env.pop("PROMETHEUS_URL", None)
         if self.operator_path is not None:
             env["PYTHONPATH"] = str(self.operator_path)
-        cmd = [sys.executable, "-m", "modelship", "run", "--namespace", self.namespace,
-               f"--liveness=http://127.0.0.1:{free_port()}/healthz"]
+        api = urlsplit(self.stack.server).netloc
+        cmd = [sys.executable, "-m", "bench.counted", "--out", str(self.counts_file), "--api", api, "--",
+               "run", "--namespace", self.namespace, f"--liveness=http://127.0.0.1:{free_port()}/healthz"]
         with (self.logs / f"operator-{self.starts}.log").open("ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         return self.proc
@@ -188,11 +171,13 @@ class FleetRun:
         except OSError:
             return None
 
-    def own_requests(self) -> Counter[str] | None:
-        try:
-            return operator_requests(self.metrics_port)
-        except OSError:
-            return None
+    @property
+    def counts_file(self) -> Path:
+        return self.logs / f"operator-{self.starts}-requests.json"
+
+    def own_requests(self) -> Counter[str]:
+        """The running operator's own API requests by HTTP method (WATCH apart), counted by bench.counted."""
+        return counted.read(self.counts_file)
 
     def for_all(self, indices: list[int], action: Callable[[int], None]) -> float:
         started = time.monotonic()
@@ -271,11 +256,10 @@ class FleetRun:
         rss_settled = sampler.rss_mib()
         d.update(load_idle=load(), idle_window_s=idle_min * 60, vmhwm_mib_settle=sampler.hwm_mib(),
                  idle_apiserver_requests_est=dict(ours))
-        if own0 is not None and own1 is not None:
-            own = own1 - own0
-            d["idle_operator_requests_per_object_minute"] = sum(own.values()) / self.n / idle_min
-            d["idle_operator_writes_per_object_minute"] = sum(
-                v for k, v in own.items() if is_write(k)) / self.n / idle_min
+        own = Counter({k: v for k, v in (own1 - own0).items() if k != "WATCH"})
+        d["idle_operator_requests_by_method"] = dict(own)
+        d["idle_operator_requests_per_object_minute"] = sum(own.values()) / self.n / idle_min
+        d["idle_operator_writes_per_object_minute"] = sum(v for k, v in own.items() if is_write(k)) / self.n / idle_min
         sampler.stopped.set()
 
         # cold start over N Healthy objects
@@ -323,9 +307,9 @@ class FleetRun:
         cpu = sampler.cpu_seconds() - cpu0
         ours = others_rate(baseline, baseline_s, apiserver_requests(self.stack) - api0, roll_s)
         writes = sum(v for k, v in ours.items() if is_write(k.split()[0]))
-        own1 = self.own_requests()
-        if own0 is not None and own1 is not None:
-            d["rollout_operator_writes_per_s"] = sum(v for k, v in (own1 - own0).items() if is_write(k)) / roll_s
+        own = self.own_requests() - own0
+        d["rollout_operator_requests_by_method"] = dict(own)
+        d["rollout_operator_writes_per_s"] = sum(v for k, v in own.items() if is_write(k)) / roll_s
         lateness = self.book.lateness()
         transitions = self.book.transitions
         d.update(load_rollout=load(), rollout_s=roll_s, rollout_finished=done is not None,
