@@ -17,7 +17,9 @@ import yaml
 from adapter_fixtures import CANARY, OWNER, STABLE, FakeTransport, fake_kube, make_spec
 from modelship.adapters import objects
 from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.cache import WATCHED_CHILDREN
 from modelship.adapters.kube import APPLY_CONTENT_TYPE
+from modelship.adapters.modeldeployments import ModelDeploymentWrites
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.routers.factory import router_for
@@ -32,13 +34,17 @@ INSTALL = REPO / "docs" / "install.md"
 Grant = tuple[str, str, str]  # (API group, resource, verb)
 
 KOPF: set[Grant] = {
-    # watch and handle the custom resource; patch for finalizers, progress annotations and status
+    # watch the custom resource (the control loop patches status and its finalizer itself: measured above)
     ("modelship.dev", "modeldeployments", "list"),
     ("modelship.dev", "modeldeployments", "watch"),
-    ("modelship.dev", "modeldeployments", "patch"),
-    ("modelship.dev", "modeldeployments/status", "patch"),
     ("", "events", "create"),  # kopf posts its own Events (core v1)
 }
+WATCHES: set[Grant] = {
+    (group_version.rpartition("/")[0], plural, verb)
+    for group_version, plural, _ in WATCHED_CHILDREN
+    for verb in ("list", "watch")
+}
+"""The watch caches (kopf indexes) of every child kind."""
 KOPF_CLUSTER: set[Grant] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
@@ -57,6 +63,8 @@ def _grant(method: str, path: str, content_type: str | None) -> set[Grant]:
         resource, named = "namespaces", len(rest) == 2
     else:
         resource, named = rest[2], len(rest) > 3
+        if len(rest) == 5:  # a subresource: .../NAME/status
+            resource = f"{resource}/{rest[4]}"
     verbs = {"GET": {"get" if named else "list"}, "POST": {"create"}, "DELETE": {"delete"},
              "PATCH": {"patch", "create"} if content_type == APPLY_CONTENT_TYPE else {"patch"}}[method]
     return {(group, resource, verb) for verb in verbs}
@@ -79,7 +87,8 @@ async def _every_adapter_call() -> set[Grant]:
     lagging = _owned(t.objects[stable_path], "dep-1")
     lagging["status"] = {"readyReplicas": 0}
     t.lists["/apis/apps/v1/namespaces/ml/deployments"] = [lagging]
-    t.lists["/apis/apps/v1/namespaces/ml/replicasets"] = []
+    t.lists["/apis/apps/v1/namespaces/ml/replicasets"] = [
+        {"metadata": {"uid": "rs-1", "ownerReferences": [{"controller": True, "uid": "dep-1"}]}}]
     t.lists["/api/v1/namespaces/ml/pods"] = []
     await cluster.revision_states(OWNER)
     await cluster.ready_pod_ips(OWNER, STABLE.hash)
@@ -92,6 +101,13 @@ async def _every_adapter_call() -> set[Grant]:
         await router.apply(OWNER, routed, SetTraffic(STABLE, CANARY, 20, 0))
         await router.observe(OWNER, routed)
         await router.cleanup(OWNER)
+    writes = ModelDeploymentWrites(kube)
+    md_path = f"/apis/modelship.dev/v1alpha1/namespaces/ml/modeldeployments/{OWNER.name}"
+    t.objects[md_path] = {"metadata": {"name": OWNER.name}}
+    t.objects[md_path + "/status"] = {"metadata": {"name": OWNER.name}}
+    await writes.set_finalizers("ml", OWNER.name, "1", ["modelship.dev/finalizer"])
+    await writes.patch_status("ml", OWNER.name, "1", {"phase": "Healthy"})
+    await writes.read("ml", OWNER.name)
     metrics = PrometheusMetrics(MetricsSources(MetricsSettings(prometheus=PrometheusSettings(url="http://p"))), kube)
     await metrics._read_annotations("ml")
     return set().union(*(_grant(c.method, c.path, c.content_type) for c in t.calls))
@@ -114,7 +130,7 @@ async def test_the_chart_grants_exactly_what_the_code_and_kopf_use() -> None:
     (nothing missing, no `update`, no events `patch`, no pod `watch`), and the cluster-wide rules are the
     Namespace read plus kopf's CRD discovery; namespace scanning only in namespaced mode."""
     used = await _every_adapter_call()
-    namespaced = {g for g in used if g[1] != "namespaces"} | KOPF
+    namespaced = {g for g in used if g[1] != "namespaces"} | KOPF | WATCHES
     assert _rules("namespacedRules") == namespaced
     assert _rules("clusterRules") == {g for g in used if g[1] == "namespaces"} | KOPF_CLUSTER
     assert _rules("namespaceScanRules") == KOPF_NAMESPACE_SCAN

@@ -53,16 +53,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Rules the operator needs in every namespace it watches. Least privilege, and why:
-- modeldeployments: list/watch them (kopf); patch for kopf's finalizer and progress annotations (metadata
-  only: RBAC cannot tell metadata from spec, the operator never writes spec). No get/create/update/delete.
+- modeldeployments: list/watch them (kopf); patch for the operator's finalizer (metadata only: RBAC cannot
+  tell metadata from spec, the operator never writes spec); get to re-read one after a write conflict.
+  No create/update/delete.
 - modeldeployments/status: patch; the operator's only durable state.
+- every child kind (deployments, replicasets, pods, services, httproutes, virtualservices): list/watch with
+  the label selector app.kubernetes.io/managed-by=modelship: the watch caches the control loop reads.
 - deployments, services: the Triton revisions and their Services it owns. Every write is a server-side
-  apply (PATCH, which creates what is missing: patch + create); deployments are read to keep a revision's
-  pod template and to check ownership before a delete; services are never read or deleted (owner
-  references let the garbage collector remove them).
-- replicasets, pods: list only; the ownerReference chain Pod -> ReplicaSet -> Deployment decides which pods
-  are ours (Triton checks, scheduling state for GPU surge). Nothing watches them.
-- httproutes, virtualservices: get (drift and ownership), apply, delete on a router switch or deletion.
+  apply (PATCH, which creates what is missing: patch + create), sent only when it changes something;
+  deployments are read to keep a revision's pod template and to check ownership of a name not in the cache;
+  services are never deleted (owner references let the garbage collector remove them).
+- replicasets, pods: read-only; the ownerReference chain Pod -> ReplicaSet -> Deployment decides which pods
+  are ours (Triton checks, scheduling state for GPU surge).
+- httproutes, virtualservices: get (ownership of a name not in the cache), apply, delete on a router switch
+  or deletion.
 - events (core v1 only, create): decision evidence on `kubectl describe`; never patched.
 No `update` anywhere, no Secrets: the Prometheus token is mounted as a file by the kubelet.
 tests/unit/test_rbac.py derives these from every adapter call and fails on any difference.
@@ -70,28 +74,28 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
 {{- define "modelship.namespacedRules" -}}
 - apiGroups: [modelship.dev]
   resources: [modeldeployments]
-  verbs: [list, watch, patch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [modelship.dev]
   resources: [modeldeployments/status]
   verbs: [patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [replicasets]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

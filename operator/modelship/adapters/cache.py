@@ -31,6 +31,17 @@ APPLIED_HASH = "modelship.dev/applied-hash"
 
 Obj = dict[str, Any]
 
+WATCHED_CHILDREN = (
+    ("apps/v1", "deployments", "Deployment"),
+    ("apps/v1", "replicasets", "ReplicaSet"),
+    ("v1", "pods", "Pod"),
+    ("v1", "services", "Service"),
+    ("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute"),
+    ("networking.istio.io/v1", "virtualservices", "VirtualService"),
+)
+"""(group/version, plural, kind) of every child kind the operator watches (labelled managed-by=modelship) and
+keeps in a WatchCache index."""
+
 _KEPT_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp")
 _KEPT_STATUS = {
     "Deployment": ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas"),

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from modelship.adapters.cache import trim
+from modelship.adapters.cache import WATCHED_CHILDREN, trim
 from modelship.adapters.kube import controller_uid
 from modelship.adapters.objects import MANAGED_BY, MANAGER
 from modelship.controller.settings import Settings
@@ -32,19 +32,8 @@ KOPF_FINALIZER = f"{KOPF_PREFIX}/unused"
 keeps kopf away from ours."""
 SHARD_LABEL = "modelship.dev/shard"
 MANAGED = f"{MANAGED_BY}={MANAGER}"
-CHILDREN = (
-    ("apps/v1", "deployments"),
-    ("apps/v1", "replicasets"),
-    ("v1", "pods"),
-    ("v1", "services"),
-    ("gateway.networking.k8s.io/v1", "httproutes"),
-    ("networking.istio.io/v1", "virtualservices"),
-)
-"""(group/version, plural) of every child kind: watched with a server-side label selector, indexed, waking."""
-INDEX_KIND = {
-    "deployments": "Deployment", "replicasets": "ReplicaSet", "pods": "Pod", "services": "Service",
-    "httproutes": "HTTPRoute", "virtualservices": "VirtualService",
-}
+INDEX_KIND = {plural: kind for _, plural, kind in WATCHED_CHILDREN}
+"""kopf names an index after its function: one function per child kind, named by its plural."""
 log = logging.getLogger("modelship.handlers")
 
 
@@ -69,7 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.networking.request_timeout = 30
     operator_settings = Settings.from_env()
     settings.watching.label_selectors[f"{GROUP}/{VERSION}", PLURAL] = _shard_selector(operator_settings.shard)
-    for group_version, plural in CHILDREN:
+    for group_version, plural, _ in WATCHED_CHILDREN:
         settings.watching.label_selectors[group_version, plural] = MANAGED
     operator = build_operator(operator_settings)
     operator.cache.bind({INDEX_KIND[name]: index for name, index in kwargs.items() if name in INDEX_KIND})
@@ -146,5 +135,5 @@ def virtualservices(body: kopf.Body, **_: Any) -> dict[str, Any]:
     return _by_controller(body)
 
 
-for _group_version, _plural in CHILDREN:
+for _group_version, _plural, _ in WATCHED_CHILDREN:
     kopf.on.event(_group_version, _plural, id=f"wake-{_plural}")(_wake)
