@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 from adapter_fixtures import CANARY, OWNER, STABLE, FakeTransport, fake_kube, make_spec
 from modelship.adapters import objects
-from modelship.adapters.cluster import KubeCluster
 from modelship.adapters.cache import WATCHED_CHILDREN
+from modelship.adapters.cluster import KubeCluster
 from modelship.adapters.kube import APPLY_CONTENT_TYPE
-from modelship.adapters.modeldeployments import ModelDeploymentWrites
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
+from modelship.adapters.modeldeployments import ModelDeploymentWrites
 from modelship.adapters.routers.factory import router_for
 from modelship.controller.wiring import PrometheusMetrics
 from modelship.domain.actions import EventType, Role, SetTraffic

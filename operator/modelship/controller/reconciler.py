@@ -164,7 +164,7 @@ class Reconciler:
             try:
                 return await self._reconcile(owner, body)
             except Exception:
-                self.telemetry.reconcile_errors.labels(owner.namespace, owner.name).inc()
+                self.telemetry.count_reconcile_error(owner.namespace, owner.name)
                 raise
             finally:
                 self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
