@@ -237,8 +237,9 @@ class LeaderElector:
         clock: Clock = time.monotonic,
         identity: str | None = None,
         environ: Mapping[str, str] = os.environ,
+        kubeconfig: str | None = None,
     ) -> None:
-        """`api`: a `CoordinationV1Api` (built from the in-cluster account or kubeconfig when None);
+        """`api`: a `CoordinationV1Api` (else built from the in-cluster account, or `kubeconfig` / $KUBECONFIG);
         `on_lost`: called in the election thread when a held lease is lost (not on `release()`)."""
         self.enabled = settings.leader_election
         self.name = lease_name(settings)
@@ -255,7 +256,7 @@ class LeaderElector:
         self._thread: threading.Thread | None = None
         self._election: Any = None
         if self.enabled:
-            lock = _LeaseLock(self.name, self.namespace, self.identity, api or _coordination_api(),
+            lock = _LeaseLock(self.name, self.namespace, self.identity, api or _coordination_api(kubeconfig),
                               timeout_s=self.renew_deadline / 2)
             config = _config.Config(lock, self.lease_duration, self.renew_deadline, self.retry_period,
                                     onstarted_leading=_nothing, onstopped_leading=_nothing)
@@ -384,13 +385,13 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _coordination_api() -> Any:
+def _coordination_api(kubeconfig: str | None) -> Any:
     """A `CoordinationV1Api` on its own connection pool: the in-cluster account in a pod, else kubeconfig."""
     client: Any = importlib.import_module("kubernetes.client")
     config: Any = importlib.import_module("kubernetes.config")
     configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)
     else:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     return client.CoordinationV1Api(client.ApiClient(configuration))
