@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only NAME ...]`: run every benchmark in turn and print their numbers.
 
-decide and reconcile are in-process (no cluster); operator_scale and fleet need the local stack (they bring it
-up if needed, never down). Nothing here asserts on timings: numbers are printed and saved under .stack/bench/.
+decide and reconcile are in-process (no cluster); operator_scale, fleet and failover need the local stack (they
+bring it up if needed, never down). Nothing here asserts on timings: numbers are printed and saved under .stack/bench/.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decide, fleet, operator_scale, reconcile
+from bench import decide, failover, fleet, operator_scale, reconcile
 
 BENCHES: dict[str, Callable[[list[str] | None], dict[str, Any]]] = {
     "decide": decide.main,
     "reconcile": reconcile.main,
     "operator_scale": operator_scale.main,
     "fleet": fleet.main,
+    "failover": failover.main,
 }
 
 
