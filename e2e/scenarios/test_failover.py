@@ -64,7 +64,7 @@ def test_standby_takes_over_mid_canary_without_repeating_a_step(
     with printed_figures(f"failover ({fault})") as fig, StatusWatch(stack, ns) as watch:
         # Given: v1 Healthy, one replica leading, the other standing by; v2 at step 1 under traffic.
         kubectl.apply(model_deployment(NAME, ns, "1", **kw))
-        status_when(kubectl, ns, "v1 Healthy", lambda s: s.get("phase") == "Healthy", timeout=90)
+        status_when(kubectl, ns, "v1 Healthy", lambda s: s.get("phase") == "Healthy", timeout=180)
         triton_ready(kubectl, ns, NAME)
         traffic(ns, NAME)
         leader = by_pid[lease.held_by(set(by_pid))]
