@@ -273,6 +273,32 @@ def test_ip_only_pods_get_their_ip_and_no_tritonserver(tmp_path: Path) -> None:
     assert network.ips() == set()
 
 
+def test_an_unchanged_pod_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given 1,000 ip-only pods, when every pod event reconciles all of them again, then only a pod at a new
+    resourceVersion is parsed again (each event used to re-read every pod: the runner fell behind the bench)."""
+    import e2e.stack.dataplane.podrunner as podrunner_module  # noqa: PLC0415
+
+    reads: list[str] = []
+
+    def counting_parse(raw: Any) -> Any:
+        reads.append(raw.metadata.name)
+        return parse_pod(raw)
+
+    monkeypatch.setattr(podrunner_module, "parse_pod", counting_parse)
+    runner = PodRunner(RecordingNetwork(), tmp_path)  # type: ignore[arg-type]
+    pods = [fake_pod(f"p{i}", f"10.79.{i // 200}.{i % 200 + 1}", 1, PODRUNNER_MODE="ip-only") for i in range(1000)]
+    for pod in pods:
+        pod.metadata.resource_version = "1"
+    try:
+        runner.reconcile(pods)
+        pods[7].metadata.resource_version = "2"
+        runner.reconcile(pods)
+        assert len(reads) == 1001 and reads[-1] == "p7"
+        assert len(json.loads((tmp_path / "status.json").read_text())["pods"]) == 1000
+    finally:
+        runner.shutdown()
+
+
 @needs_root
 def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: Path) -> None:
     runner = PodRunner(netns, tmp_path)

@@ -34,6 +34,7 @@ from e2e.stack.dataplane.podspec import (
     TritonPod,
     identity_env,
     is_candidate,
+    parse_key,
     parse_pod,
     resolve_repository,
 )
@@ -85,6 +86,8 @@ class PodRunner:
         self.repo_table = dict(repo_table or {})
         self.fault_file = fault_file
         self.running: dict[str, Running] = {}
+        self.parsed: dict[tuple[str, str], TritonPod | None] = {}  # by parse_key (None: skipped): read once
+        self.status_written = 0.0
         self.lock = threading.Lock()
         self.closed = False
         self.backend_dir = prepare_backend_dir(workdir / "backends")
@@ -93,33 +96,47 @@ class PodRunner:
     def reconcile(self, pods: Iterable[Any]) -> None:
         """Stop what should not run, (re)start what should; never blocks on readiness."""
         wanted: dict[str, TritonPod] = {}
+        parsed: dict[tuple[str, str], TritonPod | None] = {}
         for raw in pods:
             if not is_candidate(raw):
+                continue
+            key = parse_key(raw)
+            if key[1] and key in self.parsed:  # seen at this resourceVersion: same verdict, nothing to log
+                pod = parsed[key] = self.parsed[key]
+                if pod is not None:
+                    wanted[pod.key] = pod
                 continue
             pod = parse_pod(raw)
             if not self.network.owns(pod.ip):
                 log.warning("skip %s/%s: IP %s not in %s", pod.namespace, pod.name, pod.ip, self.network.cidr)
-                continue
-            if pod.errors:
+                pod = None
+            elif pod.errors:
                 log.warning("skip %s/%s: %s", pod.namespace, pod.name, "; ".join(pod.errors))
-                continue
-            wanted[pod.key] = pod
+                pod = None
+            if key[1]:  # a pod without resourceVersion (a test's fake) is read afresh every time
+                parsed[key] = pod
+            if pod is not None:
+                wanted[pod.key] = pod
+        self.parsed = parsed
         self._write_targets(wanted.values())
         with self.lock:
             if self.closed:
                 return
+            changed = False
             for key in [k for k in self.running if k not in wanted]:
                 self._stop(self.running.pop(key))
+                changed = True
             now = time.monotonic()
             for key, pod in wanted.items():
                 run = self.running.setdefault(key, Running(pod))
                 if pod.ip_only:
-                    self._hold_ip(run)
+                    changed = self._hold_ip(run) or changed
                     continue
                 alive = run.proc is not None and run.proc.poll() is None
                 if not alive and now >= run.next_start:
                     self._start(run)
-            self._write_status()
+                    changed = True
+            self._write_status(force=changed)
 
     def _pod_dir(self, pod: TritonPod) -> Path:
         return self.workdir / "pods" / f"{pod.namespace}_{pod.name}"
@@ -166,18 +183,20 @@ class PodRunner:
                  pod.name, run.proc.pid, pod.ip, ",".join(models), pod.version, source)  # fmt: skip
         threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
 
-    def _hold_ip(self, run: Running) -> None:
-        """An ip-only pod: its IP answers in the namespace (whoever listens there), no tritonserver."""
+    def _hold_ip(self, run: Running) -> bool:
+        """An ip-only pod: its IP answers in the namespace (whoever listens there), no tritonserver.
+        Whether anything changed."""
         if run.ip_held:
-            return
+            return False
         try:
             self.network.add_ip(run.pod.ip)
         except (RuntimeError, ValueError) as exc:
             run.error = f"cannot add {run.pod.ip}: {exc}"
             log.error("%s/%s: %s", run.pod.namespace, run.pod.name, run.error)
-            return
+            return True
         run.ip_held, run.error = True, ""
         log.info("%s/%s: ip-only, %s in the pod network", run.pod.namespace, run.pod.name, run.pod.ip)
+        return True
 
     def _watch_ready(self, run: Running, proc: Any) -> None:
         url = f"http://{run.pod.ip}:{run.pod.ports['http']}/v2/health/ready"
@@ -232,7 +251,12 @@ class PodRunner:
             tmp.write_text(body)
             tmp.replace(path)
 
-    def _write_status(self) -> None:
+    def _write_status(self, force: bool = True) -> None:
+        """status.json; unforced (nothing started or stopped) at most once a second: with 1,000 pods one
+        write costs tens of milliseconds, and every pod event reconciles."""
+        if not force and time.monotonic() - self.status_written < 1.0:
+            return
+        self.status_written = time.monotonic()
         pods = {}
         for run in self.running.values():
             p = run.pod

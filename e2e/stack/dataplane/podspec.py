@@ -87,6 +87,11 @@ def is_candidate(pod: Any) -> bool:
     )
 
 
+def parse_key(pod: Any) -> tuple[str, str]:
+    """(uid, resourceVersion): a pod with the same key parses to the same TritonPod."""
+    return str(_get(pod, "metadata", "uid") or ""), str(_get(pod, "metadata", "resource_version") or "")
+
+
 def parse_flags(tokens: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Split ``--flag=value`` / ``--flag value`` tokens into owned flag values and passthrough tokens."""
     owned: dict[str, list[str]] = {}
