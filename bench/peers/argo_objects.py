@@ -53,12 +53,6 @@ def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: 
                      version: str = "1") -> dict[str, Any]:
     """One basic-canary Rollout (no traffic router: replica ratio, like Modelship's `traffic: {none: {}}`)."""
     labels = {"app": name, NODE_LABEL: node_value}
-    container = {
-        "name": "model",
-        "image": "bench.invalid/model:1",  # never pulled: kwok runs nothing
-        "env": [{"name": STEP_ENV, "value": version}],
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}},
-    }
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -71,7 +65,7 @@ def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: 
                 "spec": {
                     "nodeSelector": {NODE_LABEL: node_value},
                     "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [container],
+                    "containers": [container(version)],
                 },
             },
             "strategy": {"canary": {"steps": canary_steps(pause_seconds)}},
@@ -79,10 +73,23 @@ def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: 
     }
 
 
+def container(version: str) -> dict[str, Any]:
+    """The Rollout's one container; `version` is an env value, so a new one is a new pod template."""
+    return {
+        "name": "model",
+        "image": "bench.invalid/model:1",  # never pulled: kwok runs nothing
+        "env": [{"name": STEP_ENV, "value": version}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}},
+    }
+
+
 def new_version_patch(version: str) -> dict[str, Any]:
-    """A merge patch that changes the pod template (a new env value): a new revision to roll out."""
-    env = [{"name": STEP_ENV, "value": version}]
-    return {"spec": {"template": {"spec": {"containers": [{"name": "model", "env": env}]}}}}
+    """A merge patch giving the pod template a new env value: a new revision to roll out.
+
+    The whole container goes in: a merge patch replaces lists (custom resources have no strategic merge), so
+    a container with only `env` would drop the image and Argo would refuse the Rollout as InvalidSpec.
+    """
+    return {"spec": {"template": {"spec": {"containers": [container(version)]}}}}
 
 
 def node_manifests(run_id: str, objects: int) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ import argparse
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -118,9 +119,9 @@ class ArgoRow:
     def metrics(self) -> str:
         return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10.0)
 
-    def requests(self, text: str | None = None) -> Counter[str]:
-        """The controller's own API request count by verb."""
-        return parse_counter(self.metrics() if text is None else text, CLIENT_COUNTER, ("verb",))
+    def requests(self, text: str | None = None, by: tuple[str, ...] = ("verb",)) -> Counter[str]:
+        """The controller's own API request count by verb (or other labels of its counter)."""
+        return parse_counter(self.metrics() if text is None else text, CLIENT_COUNTER, by)
 
     def wait_metrics(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -147,6 +148,10 @@ class ArgoRow:
         while time.monotonic() < deadline:
             if book.healthy_count() >= self.n:
                 return time.monotonic()
+            refused = book.refused()
+            if refused:
+                name, message = next(iter(refused.items()))
+                raise SystemExit(f"{len(refused)} Rollouts refused by Argo, e.g. {name}: {message}")
             if self.proc is not None and self.proc.poll() is not None:
                 raise SystemExit(f"rollouts-controller exited ({self.proc.returncode}); see {self.log_path}")
             time.sleep(0.2)
@@ -190,14 +195,18 @@ class ArgoRow:
     def idle(self, sampler: ProcessSampler, baseline: Counter[str], baseline_s: float) -> dict[str, Any]:
         """Phase 3: nothing changes for `idle_s`; requests by the controller's counter and the API server's."""
         time.sleep(10.0)  # let the last status writes and events land before the window
-        idle0, api0, t_idle = self.requests(), apiserver_requests(self.stack), time.monotonic()
+        kinds = ("kind", "verb")
+        idle0, api0, t_idle = self.requests(by=kinds), apiserver_requests(self.stack), time.monotonic()
         time.sleep(self.idle_s)
-        idle, api_idle = self.requests() - idle0, apiserver_requests(self.stack) - api0
+        by_kind, api_idle = self.requests(by=kinds) - idle0, apiserver_requests(self.stack) - api0
+        idle: Counter[str] = Counter()
+        for key, count in by_kind.items():
+            idle[key.split()[-1]] += count
         minutes = (time.monotonic() - t_idle) / 60
         rss = sampler.rss_mib()
         ours = others_rate(baseline, baseline_s, api_idle, minutes * 60)
         self.details.update(
-            load_idle=load(), idle_window_s=minutes * 60, idle_controller_requests_by_verb=dict(idle),
+            load_idle=load(), idle_window_s=minutes * 60, idle_controller_requests_by_kind_verb=dict(by_kind),
             idle_apiserver_requests_per_object_minute_est=sum(ours.values()) / self.n / minutes,
             idle_apiserver_writes_per_object_minute_est=sum(
                 v for k, v in ours.items() if is_write(k.split()[0])) / self.n / minutes,
@@ -348,6 +357,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rows", choices=("both", "off", "on"), default="both",
                         help="leader election off, on, or one row of each (default)")
     args = parser.parse_args(argv)
+    # SIGTERM (e.g. `kill` of a nohup'd run, which ignores SIGINT) still stops the controller and deletes
+    # the namespace and nodes (the `finally` blocks), instead of orphaning them on the shared stack.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.objects is not None and args.objects < 1:
         raise SystemExit(f"--objects: {args.objects} is not a positive number of Rollouts; use e.g. --objects 100")
     n = args.objects or (100 if args.quick else 1000)
@@ -365,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         title = f"Argo Rollouts v1.10.2: {n} Rollouts, leader election {'on' if row['leader_election'] else 'off'}"
         print(table([(key, row[key]) for key in KEYS], title))
         print(table(sorted((k, v) for k, v in extra.items() if not isinstance(v, dict | list)), "details"))
+        idle = extra.get("idle_controller_requests_by_kind_verb", {})
+        print(table(sorted(idle.items(), key=lambda item: -item[1])[:15], "idle requests by kind and verb"))
     result = {"pause_s": pause_s, "idle_s": idle_s, "rows": figures, "details": details}
     print(f"  results: {write_results('argo_rollouts', result)}")
     return result

@@ -37,6 +37,7 @@ class RolloutState:
     step_index: int | None = None
     stable_rs: str = ""
     pod_hash: str = ""
+    message: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -75,6 +76,7 @@ class RolloutBook:
             state.step_index = int(index) if index is not None else None
             state.stable_rs = str(status.get("stableRS") or "")
             state.pod_hash = str(status.get("currentPodHash") or "")
+            state.message = str(status.get("message") or "")
             if not self.recording or state.step_index is None:
                 return
             if previous is not None and state.step_index > previous:
@@ -97,6 +99,12 @@ class RolloutBook:
     def healthy_count(self) -> int:
         with self.lock:
             return sum(1 for state in self.states.values() if state.healthy)
+
+    def refused(self) -> dict[str, str]:
+        """Rollouts Argo refuses (phase Degraded, `InvalidSpec: ...`): they will never become Healthy."""
+        with self.lock:
+            return {name: state.message for name, state in self.states.items()
+                    if state.phase == "Degraded" and state.message.startswith("InvalidSpec")}
 
     def lateness(self) -> list[float]:
         """Seconds from each pause's due time (startTime + duration) to the watch showing the next step."""

@@ -130,6 +130,23 @@ def test_rollout_pods_land_only_on_the_bench_nodes() -> None:
     assert int(node["status"]["capacity"]["pods"]) >= 2000 // argo_objects.NODES
 
 
+def test_the_new_version_patch_keeps_a_valid_container_because_merge_patches_replace_lists() -> None:
+    original = argo_objects.rollout_manifest("r1", "ns", "n", 30)["spec"]["template"]["spec"]["containers"]
+    patched = argo_objects.new_version_patch("2")["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in patched] == [c["image"] for c in original]
+    assert [c["resources"] for c in patched] == [c["resources"] for c in original]
+    assert patched[0]["env"] != original[0]["env"]
+
+
+def test_a_rollout_argo_refuses_is_reported_rather_than_waited_for() -> None:
+    watched = book()
+    refused = rollout("r1", 2, 2, "Degraded", 4)
+    refused["status"]["message"] = "InvalidSpec: spec.template.spec.containers[0].image: Required value"
+    watched.observe(refused, 0)
+    watched.observe(rollout("r2", 1, 1, "Degraded", 4), 0)
+    assert list(watched.refused()) == ["r1"]
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30.0), ("2m", 120.0), ("90", 90.0), ("500ms", 0.5)])
 def test_durations_are_read_like_the_flags_say(text: str, seconds: float) -> None:
     assert argo_objects.parse_duration(text) == seconds
