@@ -77,7 +77,8 @@ def test_operator_rolls_out_and_back_under_the_chart_rbac(
 
     # When the operator runs with it, v1 is applied, then a v2 whose output contract breaks
     admin = Kubectl(stack)
-    operator = ChartOperator(stack, extra_env={"KUBECONFIG": str(config)})
+    # The chart grants the Lease in the release namespace only, as in a cluster (POD_NAMESPACE there)
+    operator = ChartOperator(stack, extra_env={"KUBECONFIG": str(config), "MODELSHIP_LEASE_NAMESPACE": release_ns})
     operator.namespace = watched
     operator.start()
     try:
@@ -98,7 +99,7 @@ def test_operator_rolls_out_and_back_under_the_chart_rbac(
         wait_for(f"v2's Deployment {NAME}-{v2} deleted by the operator", retired, timeout=60)
     finally:
         operator.kill()
-        # No operator is left to remove kopf's finalizer: release it, so the namespace can go.
+        # No operator is left to remove its finalizer: release it, so the namespace can go.
         admin.run("patch", "modeldeployment", NAME, "-n", watched, "--type=merge",
                   "-p", '{"metadata":{"finalizers":null}}', check=False)
     log = operator.tail(100000)

@@ -114,7 +114,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         log.error("leadership lost: this replica stops reconciling and exits so that it restarts as a standby")
         os.kill(os.getpid(), signal.SIGTERM)
 
-    elector = LeaderElector(settings, on_lost=lost)
+    elector = LeaderElector(settings, on_lost=lost, kubeconfig=kubeconfig)
     kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst),
                 fence=elector.fence)
     cache = WatchCache(kube)
