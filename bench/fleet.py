@@ -10,14 +10,15 @@ Phases and figures (the keys shared with bench.peers.argo_rollouts are `KEYS`):
 1. baseline: API server requests of other clients (the stack is shared) for `--baseline` s, before the operator.
 2. settle: operator start, N objects created (8 client threads), until every object is Healthy at v1
    (`first_healthy_s`, `first_reconciled_s`: from operator start).
-3. idle (`--idle` s): `idle_requests_per_object_minute` / `idle_writes_per_object_minute` (API server
-   counters minus the baseline rate), `rss_mib_settled` (VmRSS after it), and the operator's own request counter
-   if it exposes one (`idle_operator_*`).
+3. idle (`--idle` s): `idle_requests_per_object_minute` / `idle_writes_per_object_minute`: the operator's own
+   requests, counted exactly by `bench.counted` (WATCH apart); the API server's counters minus the baseline
+   rate are kept as `idle_apiserver_*_est` (on a shared stack other clients' rate moves more between windows
+   than the operator's whole idle rate); `rss_mib_settled` (VmRSS after the window).
 4. cold start: the operator is restarted over the N Healthy objects; `cold_start_s` = process start -> as many
    reconciles as objects in its `modelship_reconcile_duration_seconds` count (every object reconciled once).
 5. rollout (not with `--settled-only`): `spec.model.version` -> 2 on all objects or `--rolling-fraction` of them;
    steps 10% and 50% for `--step` s each, checks every `--interval` s; until every rolled object is Healthy at
-   v2. `writes_per_second_rollout` (API server writes minus baseline), `cpu_seconds_per_1000_transitions`
+   v2. `writes_per_second_rollout` (the operator's own writes), `cpu_seconds_per_1000_transitions`
    (utime+stime / (stage, step) changes seen by the watch), `step_lateness_p50_s`/`_p99_s`
    (stepStartedAt + step -> arrival of the watch event showing the next step).
 
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, value in result.items():
         if isinstance(value, dict | list):
             print(f"  {key}: {value}")
-    print(f"  results: {write_results('fleet', result)}")
+    label = (options.operator_commit or "tree")[:12]
+    print(f"  results: {write_results(f'fleet-{options.objects}-{len(options.rolling)}-{label}', result)}")
     return result
 
 
