@@ -255,8 +255,8 @@ class ArgoRow:
         """Phase 5: a new pod template on `rolling` Rollouts, followed to the end of the canary."""
         api = self.api()
         book.start_recording()
-        roll0, api0, cpu0, t_roll = self.requests(), apiserver_requests(self.stack), sampler.cpu_seconds(), \
-            time.monotonic()
+        roll0, api0 = self.requests(by=("kind", "verb")), apiserver_requests(self.stack)
+        cpu0, t_roll = sampler.cpu_seconds(), time.monotonic()
         patch = argo_objects.new_version_patch("2")
 
         def change(i: int) -> None:
@@ -267,12 +267,14 @@ class ArgoRow:
         t_done = self.wait_healthy(book, max(900.0, 4 * self.pause_s + self.rolling * 1.2))
         seconds = (t_done or time.monotonic()) - t_roll
         cpu = sampler.cpu_seconds() - cpu0
-        writes = sum(v for k, v in (self.requests() - roll0).items() if is_write(k))
+        by_kind = self.requests(by=("kind", "verb")) - roll0
+        writes = sum(v for k, v in by_kind.items() if is_write(k.split()[-1]))
         ours = others_rate(baseline, baseline_s, apiserver_requests(self.stack) - api0, seconds)
         lateness = book.lateness()
         self.details.update(
             load_rollout=load(), rolling=self.rolling, rollout_s=seconds, rollout_finished=book.healthy_count(),
             rollout_cpu_s=cpu, rollout_controller_writes=writes,
+            rollout_controller_writes_by_kind_verb={k: v for k, v in by_kind.items() if is_write(k.split()[-1])},
             rollout_apiserver_writes_per_s_est=sum(v for k, v in ours.items() if is_write(k.split()[0])) / seconds,
             pauses_measured=len(lateness), step_lateness_max_s=max(lateness, default=0.0),
             vmhwm_mib=sampler.hwm_mib(), rss_mib_max_sampled=sampler.max_sampled_mib())
@@ -375,10 +377,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures, details = run(ensure_stack(), n, pause_s, idle_s, 10.0 if args.quick else 20.0, rows, rolling)
     for row, extra in zip(figures, details, strict=True):
         title = f"Argo Rollouts v1.10.2: {n} Rollouts, leader election {'on' if row['leader_election'] else 'off'}"
-        print(table([(key, row[key]) for key in KEYS], title))
+        shown = {**row, "leader_election": "on" if row["leader_election"] else "off"}
+        print(table([(key, shown[key]) for key in KEYS], title))
         print(table(sorted((k, v) for k, v in extra.items() if not isinstance(v, dict | list)), "details"))
         idle = extra.get("idle_controller_requests_by_kind_verb", {})
         print(table(sorted(idle.items(), key=lambda item: -item[1])[:15], "idle requests by kind and verb"))
+        writes = extra.get("rollout_controller_writes_by_kind_verb", {})
+        print(table(sorted(writes.items(), key=lambda item: -item[1])[:15], "rollout writes by kind and verb"))
     result = {"pause_s": pause_s, "idle_s": idle_s, "rows": figures, "details": details}
     print(f"  results: {write_results('argo_rollouts', result)}")
     return result
