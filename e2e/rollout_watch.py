@@ -58,8 +58,13 @@ def _route_canary_weight(routes: list[dict[str, Any]], canary_service: str) -> i
 
 
 def sample(kubectl: Kubectl, namespace: str, name: str, t0: float = 0.0) -> Sample | None:
-    """Status, HTTPRoute, Services and Deployments of `name`, read in one API round trip."""
-    result = kubectl.run("get", "modeldeployments,httproutes,services,deployments", "-n", namespace,
+    """Deployments, Services, HTTPRoute and status of `name`, read by one kubectl call.
+
+    kubectl reads the kinds one after the other, in the order given. The operator writes children first and the
+    status that records the decision last, so the status is read last: a sample may pair children with a newer
+    status, never a status with children from a later decision (which would show, e.g., a stable shrunk for
+    Promoting beside a status still at the canary step)."""
+    result = kubectl.run("get", "deployments,services,httproutes,modeldeployments", "-n", namespace,
                          "-o", "json", check=False)
     if result.returncode != 0:
         return None
