@@ -42,6 +42,15 @@ def _version(body: Mapping[str, Any] | None) -> int:
     return int(raw) if raw.isdigit() else -1
 
 
+def not_newer(seen: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+    """True when `seen` is the version we hold or an older one. resourceVersions are etcd revisions (numbers)
+    on every API server we know; should one be opaque, only an identical version counts as not newer."""
+    seen_version, held_version = _version(seen), _version(held)
+    if seen_version < 0 or held_version < 0:
+        return bool(seen["metadata"].get("resourceVersion") == held["metadata"].get("resourceVersion"))
+    return seen_version <= held_version
+
+
 def trim_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """What a reconcile reads: no managedFields, no kubectl copy of the whole object (each can be larger than
     the rest of the object; 10,000 of them are most of the memory)."""
@@ -90,7 +99,7 @@ class ControlLoop:
             return
         current = self._bodies.get(key)
         same_object = current is not None and current["metadata"].get("uid") == body["metadata"].get("uid")
-        if same_object and _version(current) >= _version(body):
+        if same_object and current is not None and not_newer(body, current):
             return  # the echo of our own write (kept already), or older than what we hold
         self._bodies[key] = trim_body(body)
         self.queue.add(key)
@@ -153,7 +162,8 @@ class ControlLoop:
         """Our write's answer is the newest body: the next reconcile must not decide from the one before."""
         trimmed = trim_body(written)
         key = key_of(trimmed)
-        if _version(trimmed) >= _version(self._bodies.get(key)):
+        held = self._bodies.get(key)
+        if held is None or _version(trimmed) < 0 or not_newer(held, trimmed):  # unless the watch is ahead
             self._bodies[key] = trimmed
         return trimmed
 

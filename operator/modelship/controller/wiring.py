@@ -103,6 +103,7 @@ class Operator:
     loop: ControlLoop
     cache: WatchCache
     elector: LeaderElector
+    transport: AsyncTransport
 
 
 def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
@@ -115,14 +116,14 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         os.kill(os.getpid(), signal.SIGTERM)
 
     elector = LeaderElector(settings, on_lost=lost, kubeconfig=kubeconfig)
-    kube = Kube(AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst),
-                fence=elector.fence)
+    transport = AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst)
+    kube = Kube(transport, fence=elector.fence)
     cache = WatchCache(kube)
     reconciler = build_reconciler(settings, kube=kube, cache=cache)
     loop = ControlLoop(reconciler, ModelDeploymentWrites(kube), reconciler.telemetry, workers=settings.workers,
                        resync_seconds=settings.resync_seconds, leading=elector.is_leader)
     loop.queue.paused = queue_paused
-    operator = Operator(loop, cache, elector)
+    operator = Operator(loop, cache, elector, transport)
     return operator
 
 

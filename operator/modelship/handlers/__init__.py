@@ -87,6 +87,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     operator = getattr(memo, "operator", None)
     if operator is not None:
         await asyncio.to_thread(operator.elector.release)
+        await operator.transport.close()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
