@@ -326,6 +326,18 @@ class ArgoRow:
         print(f"  namespace {self.namespace} still terminating after {timeout:.0f}s; left to the API server")
 
 
+def print_row(row: dict[str, Any], extra: dict[str, Any]) -> None:
+    switch = "on" if row["leader_election"] else "off"
+    title = f"Argo Rollouts v1.10.2: {row['objects']} Rollouts, leader election {switch}"
+    shown = {**row, "leader_election": switch}
+    print(table([(key, shown[key]) for key in KEYS], title))
+    print(table(sorted((k, v) for k, v in extra.items() if not isinstance(v, dict | list)), "details"))
+    idle = extra.get("idle_controller_requests_by_kind_verb", {})
+    print(table(sorted(idle.items(), key=lambda item: -item[1])[:15], "idle requests by kind and verb"))
+    writes = extra.get("rollout_controller_writes_by_kind_verb", {})
+    print(table(sorted(writes.items(), key=lambda item: -item[1])[:15], "rollout writes by kind and verb"), flush=True)
+
+
 def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.0, baseline_s: float = 20.0,
         rows: tuple[bool, ...] = (False, True), rolling: int | None = None,
         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -343,6 +355,9 @@ def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.
                   f"namespace {row.namespace}, load {load()}", flush=True)
             figures.append(row.run())
             details.append(row.details)
+            print_row(figures[-1], row.details)  # as soon as it is known: a later row may fail
+            write_results("argo_rollouts", {"pause_s": pause_s, "idle_s": idle_s, "rows": figures,
+                                            "details": details})
     finally:
         argo_objects.delete_nodes(stack, node_value)
     return figures, details
@@ -375,15 +390,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from bench.operator_scale import ensure_stack  # noqa: PLC0415  (the stack is only needed when run)
 
     figures, details = run(ensure_stack(), n, pause_s, idle_s, 10.0 if args.quick else 20.0, rows, rolling)
-    for row, extra in zip(figures, details, strict=True):
-        title = f"Argo Rollouts v1.10.2: {n} Rollouts, leader election {'on' if row['leader_election'] else 'off'}"
-        shown = {**row, "leader_election": "on" if row["leader_election"] else "off"}
-        print(table([(key, shown[key]) for key in KEYS], title))
-        print(table(sorted((k, v) for k, v in extra.items() if not isinstance(v, dict | list)), "details"))
-        idle = extra.get("idle_controller_requests_by_kind_verb", {})
-        print(table(sorted(idle.items(), key=lambda item: -item[1])[:15], "idle requests by kind and verb"))
-        writes = extra.get("rollout_controller_writes_by_kind_verb", {})
-        print(table(sorted(writes.items(), key=lambda item: -item[1])[:15], "rollout writes by kind and verb"))
     result = {"pause_s": pause_s, "idle_s": idle_s, "rows": figures, "details": details}
     print(f"  results: {write_results('argo_rollouts', result)}")
     return result
