@@ -91,9 +91,15 @@ class ArgoRow:
     rolling: int
     namespace: str = field(default_factory=lambda: f"bench-argo-{uuid.uuid4().hex[:4]}")
     metrics_port: int = field(default_factory=free_port)
-    healthz_port: int = field(default_factory=free_port)
+    healthz_port: int = 0  # chosen in __post_init__, different from metrics_port
     proc: subprocess.Popen[bytes] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # free_port() closes its socket, so two calls can return the same port; Argo then fails to serve
+        # metrics ("address already in use") while its healthz takes the port.
+        while not self.healthz_port or self.healthz_port == self.metrics_port:
+            self.healthz_port = free_port()
 
     @property
     def log_path(self) -> Path:
