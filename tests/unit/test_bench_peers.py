@@ -155,3 +155,17 @@ def test_durations_are_read_like_the_flags_say(text: str, seconds: float) -> Non
 def test_a_bad_duration_names_the_flag_and_the_fix() -> None:
     with pytest.raises(SystemExit, match=r"--pause: 'soon' is not a duration; write e.g. 30s"):
         argo_objects.parse_duration("soon")
+
+
+def test_the_controller_gets_two_different_ports_even_when_the_kernel_hands_out_one_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from bench.peers import argo_rollouts  # noqa: PLC0415
+
+    ports = iter([41000, 41000, 41001])
+    monkeypatch.setattr(argo_rollouts, "free_port", lambda: next(ports))
+    row = argo_rollouts.ArgoRow(stack=None, binary=Path("rollouts-controller"), node_value="n", n=1,  # type: ignore[arg-type]
+                                pause_s=30, idle_s=60, baseline_s=10, leader_election=False, rolling=1,
+                                metrics_port=41000)
+    assert (row.metrics_port, row.healthz_port) == (41000, 41001)
