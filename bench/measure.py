@@ -28,6 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.stack import StackContext
 
+# The figures both sides of the comparison return, in this order (bench.fleet: Modelship; bench.peers: Argo).
+COMPARED_KEYS = ("objects", "cold_start_s", "rss_mib_settled", "rss_mib_per_1000", "idle_requests_per_object_minute",
+                 "idle_writes_per_object_minute", "writes_per_second_rollout", "cpu_seconds_per_1000_transitions",
+                 "step_lateness_p50_s", "step_lateness_p99_s", "transitions", "leader_election")
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection", "apply"})
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

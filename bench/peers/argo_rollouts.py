@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.common import REPO, percentile, table, write_results
 from bench.measure import (
+    COMPARED_KEYS,
     ProcessSampler,
     apiserver_requests,
     http_get,
@@ -56,9 +57,7 @@ from e2e.stack import StackContext, free_port
 BUILD_SCRIPT = REPO / "e2e" / "stack" / "build-argo-rollouts.sh"
 CLIENT_COUNTER = "controller_clientset_k8s_request_total"
 RECONCILE_HISTOGRAM = "rollout_reconcile"
-KEYS = ("objects", "cold_start_s", "rss_mib_settled", "rss_mib_per_1000", "idle_requests_per_object_minute",
-        "idle_writes_per_object_minute", "writes_per_second_rollout", "cpu_seconds_per_1000_transitions",
-        "step_lateness_p50_s", "step_lateness_p99_s", "transitions", "leader_election")
+KEYS = COMPARED_KEYS
 
 
 def build() -> tuple[Path, Path]:

@@ -169,3 +169,11 @@ def test_the_controller_gets_two_different_ports_even_when_the_kernel_hands_out_
                                 pause_s=30, idle_s=60, baseline_s=10, leader_election=False, rolling=1,
                                 metrics_port=41000)
     assert (row.metrics_port, row.healthz_port) == (41000, 41001)
+
+
+def test_both_sides_of_the_comparison_return_the_same_keys() -> None:
+    from bench import fleet  # noqa: PLC0415
+    from bench.measure import COMPARED_KEYS  # noqa: PLC0415
+    from bench.peers import argo_rollouts  # noqa: PLC0415
+
+    assert fleet.KEYS == argo_rollouts.KEYS == COMPARED_KEYS
