@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from modelship.adapters.kube import Kube, controlled_by, controller_uid, label_selector
+from modelship.adapters.kube import Kube, KubeError, controlled_by, controller_uid, label_selector
 from modelship.adapters.owner import OwnerLike
 
 APPLIED_HASH = "modelship.dev/applied-hash"
 """Annotation on every child we apply: the hash of the desired object it was applied from."""
 
 Obj = dict[str, Any]
+MANAGED = {"app.kubernetes.io/managed-by": "modelship"}
+"""The label every child carries; the watches and the start-up LIST select by it on the API server."""
 
 WATCHED_CHILDREN = (
     ("apps/v1", "deployments", "Deployment"),
@@ -198,94 +200,117 @@ class ApiCache:
         """Nothing is cached."""
 
 
-IndexLookup = Callable[[str], Iterable[Mapping[str, Any]]]
-"""kind -> controller uid -> objects: how WatchCache reads one kopf index (bound at operator start-up)."""
-
-
 def _has_labels(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     found = (obj.get("metadata") or {}).get("labels") or {}
     return all(found.get(k) == v for k, v in labels.items())
 
 
-class WatchCache:
-    """ChildCache over kopf indexes (`bind` them at start-up), with a read-your-writes overlay.
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name)."""
 
-    The overlay and the deleted-object marks are keyed like the indexes (kind, controller uid), so a read costs
-    one lookup per kind however many writes are pending elsewhere.
+
+class WatchCache:
+    """ChildCache filled like a client-go informer: one paged LIST per kind at start-up (`prime`), then every
+    watch event (`observe`); trimmed objects keyed by (kind, controller uid).
+
+    Versions decide: an event or a write answer older than what is held is ignored, so a reconcile right after
+    our own apply does not apply again because the watch lags (read-your-writes), and an object we deleted is
+    not brought back by a late event about it (a tombstone holds its version until the DELETED event).
+    Why not kopf indexes: kopf holds every handler until each pre-existing object of every indexed kind has been
+    indexed, with one readiness toggle per object whose creation wakes every waiting worker; at 1,000
+    ModelDeployments (~5,000 children) a restart spent minutes there (bench/README.md, fleet).
     """
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self._indexes: dict[str, Mapping[str, Iterable[Mapping[str, Any]]]] = {}
-        self._overlay: dict[tuple[str, str], dict[str, Obj]] = {}
-        self._gone: dict[tuple[str, str], dict[str, int]] = {}
-
-    def bind(self, indexes: Mapping[str, Mapping[str, Iterable[Mapping[str, Any]]]]) -> None:
-        """kind -> kopf index keyed by controller uid. Kinds without an index (a route CRD the cluster does not
-        serve) read as empty."""
-        self._indexes = dict(indexes)
+        self._by_owner: dict[tuple[str, str], dict[str, Obj]] = {}
+        self._owner_of: dict[ObjectKey, str] = {}
+        self._held: dict[ObjectKey, int] = {}
+        self._tombstones: dict[ObjectKey, int] = {}
+        self._primed = False
 
     @property
     def authoritative(self) -> bool:
-        """Once bound: kopf starts no handler before every index holds its initial listing."""
-        return bool(self._indexes)
+        """Once primed: every child we control was listed, and the watches keep it current."""
+        return self._primed
 
-    def _indexed(self, kind: str, controller: str) -> dict[str, Obj]:
-        index = self._indexes.get(kind)
-        found = index.get(controller, ()) if index is not None else ()
-        return {str(obj["metadata"]["name"]): dict(obj) for obj in found}
+    async def prime(self, namespaces: Iterable[str] = ()) -> dict[str, int]:
+        """List every watched kind (label-selected, paged) in `namespaces` (none: the whole cluster); returns
+        objects per kind. A kind the cluster does not serve (a route CRD not installed) is skipped."""
+        counts: dict[str, int] = {}
+        scopes: list[str | None] = [*namespaces] or [None]
+        for group_version, plural, kind in WATCHED_CHILDREN:
+            prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            for namespace in scopes:
+                path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+                try:
+                    items = await self.kube.list_pages(path, label_selector(MANAGED))
+                except KubeError as exc:
+                    if exc.not_found:
+                        continue
+                    raise
+                for item in items:
+                    self.observe(None, {**item, "kind": kind})
+                counts[kind] = counts.get(kind, 0) + len(items)
+        self._primed = True
+        return counts
+
+    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A watch event (type None: an initial listing)."""
+        meta = obj.get("metadata") or {}
+        key: ObjectKey = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        version = _version(obj)
+        if event_type == "DELETED":
+            self._drop(key)
+            self._tombstones.pop(key, None)
+            return
+        if version and version <= max(self._held.get(key, 0), self._tombstones.get(key, 0)):
+            return  # older than what we hold (our own write's answer), or than our delete
+        self._tombstones.pop(key, None)
+        self._drop(key)
+        controller = controller_uid(obj)
+        if not controller:
+            return
+        self._by_owner.setdefault((key[0], controller), {})[key[2]] = trim(obj)
+        self._owner_of[key] = controller
+        self._held[key] = version
+
+    def _drop(self, key: ObjectKey) -> None:
+        controller = self._owner_of.pop(key, None)
+        self._held.pop(key, None)
+        if controller is None:
+            return
+        owned = self._by_owner.get((key[0], controller))
+        if owned is not None:
+            owned.pop(key[2], None)
+            if not owned:
+                del self._by_owner[(key[0], controller)]
+
+    def cached(self, kind: str, controller: str, name: str) -> Obj | None:
+        return self._by_owner.get((kind, controller), {}).get(name)
 
     async def owned(
         self, api_version: str, kind: str, namespace: str, controller: str, labels: Mapping[str, str]
     ) -> list[Obj]:
-        return [obj for obj in self._merged(kind, controller) if _has_labels(obj, labels)]
-
-    def _merged(self, kind: str, controller: str) -> list[Obj]:
-        """Index entries, overridden by our newer writes, minus what we deleted (until the watch agrees)."""
-        key = (kind, controller)
-        by_name = self._indexed(kind, controller)
-        overlay = self._overlay.get(key, {})
-        for name, written in list(overlay.items()):
-            cached = by_name.get(name)
-            if cached is not None and _version(cached) >= _version(written):
-                del overlay[name]  # the watch caught up with our write
-            else:
-                by_name[name] = written
-        gone = self._gone.get(key, {})
-        for name, version in list(gone.items()):
-            if name not in by_name or _version(by_name[name]) > version:
-                del gone[name]  # the watch dropped it, or it was created again since
-            else:
-                del by_name[name]
-        for marks, mark_key in ((self._overlay, key), (self._gone, key)):
-            if not marks.get(mark_key, True):
-                del marks[mark_key]
-        return list(by_name.values())
-
-    def cached(self, kind: str, controller: str, name: str) -> Obj | None:
-        return next((o for o in self._merged(kind, controller) if o["metadata"].get("name") == name), None)
+        owned = self._by_owner.get((kind, controller), {})
+        return [obj for obj in owned.values() if _has_labels(obj, labels)]
 
     async def lookup(self, api_version: str, kind: str, owner: OwnerLike, name: str) -> Obj | None:
         found = self.cached(kind, owner.uid, name)
         return found if found is not None else await self.kube.get(api_version, kind, owner.namespace, name)
 
     def remember(self, obj: Mapping[str, Any]) -> None:
-        name, key = self._key(obj)
-        if not key[1]:
-            return
-        self._gone.get(key, {}).pop(name, None)
-        self._overlay.setdefault(key, {})[name] = trim(obj)
+        self.observe("MODIFIED", obj)
 
     def forget(self, obj: Mapping[str, Any]) -> None:
-        name, key = self._key(obj)
-        if not key[1]:
-            return
-        written = self._overlay.get(key, {}).pop(name, None)
-        self._gone.setdefault(key, {})[name] = max(_version(written), _version(obj))
+        meta = obj.get("metadata") or {}
+        key: ObjectKey = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        held = max(self._held.get(key, 0), _version(obj))
+        self._drop(key)
+        self._tombstones[key] = held
 
-    @staticmethod
-    def _key(obj: Mapping[str, Any]) -> tuple[str, tuple[str, str]]:
-        return str(obj["metadata"].get("name")), (str(obj.get("kind")), controller_uid(obj) or "")
+    def size(self) -> int:
+        return len(self._owner_of)
 
 
 async def ensure(kube: Kube, cache: ChildCache, desired: Mapping[str, Any]) -> Obj | None:

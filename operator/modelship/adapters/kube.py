@@ -141,6 +141,21 @@ class Kube:
         items: list[Obj] = list((result or {}).get("items") or [])
         return items
 
+    async def list_pages(self, path: str, selector: str, page: int = 500) -> Objs:
+        """Every object at a collection `path` (any namespace scope) with `selector`, `page` at a time, so a
+        start-up listing of 10,000 objects is never one response in memory."""
+        items: Objs = []
+        token = ""
+        while True:
+            query: Query = [("labelSelector", selector), ("limit", str(page))]
+            if token:
+                query.append(("continue", token))
+            result = await self._call("GET", path, query=query) or {}
+            items.extend(result.get("items") or [])
+            token = str((result.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items
+
     async def list_controlled(
         self, api_version: str, kind: str, owner: OwnerLike, labels: Mapping[str, str]
     ) -> Objs:

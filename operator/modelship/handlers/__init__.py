@@ -2,10 +2,9 @@
 
 - ModelDeployments: every watch event goes to `ControlLoop.observe` (newest body kept, object queued).
 - Children (Deployments, ReplicaSets, Pods, Services, HTTPRoutes, VirtualServices labelled
-  `app.kubernetes.io/managed-by=modelship`, filtered by the API server): kept in kopf indexes keyed by the uid of
-  their controller (the watch cache the reconciler reads), and each event wakes the owning ModelDeployment.
-  kopf starts no handler before every index holds its initial listing, so the first reconcile already sees every
-  child. A route kind the cluster does not serve is simply not watched.
+  `app.kubernetes.io/managed-by=modelship`, filtered by the API server): listed once at start-up into the watch
+  cache (adapters/cache.py `WatchCache.prime`), then every watch event updates it and wakes the owning
+  ModelDeployment. A route kind the cluster does not serve is neither listed nor watched.
 - No timers and no change handlers: kopf therefore writes nothing to the objects (no progress annotations, no
   finalizer of its own); `modelship.dev/finalizer` is the control loop's.
 """
@@ -19,8 +18,7 @@ from typing import Any
 
 import kopf
 
-from modelship.adapters.cache import WATCHED_CHILDREN, trim
-from modelship.adapters.kube import controller_uid
+from modelship.adapters.cache import WATCHED_CHILDREN
 from modelship.adapters.objects import MANAGED_BY, MANAGER
 from modelship.controller.settings import Settings
 from modelship.controller.wiring import build_operator
@@ -32,8 +30,6 @@ KOPF_FINALIZER = f"{KOPF_PREFIX}/unused"
 keeps kopf away from ours."""
 SHARD_LABEL = "modelship.dev/shard"
 MANAGED = f"{MANAGED_BY}={MANAGER}"
-INDEX_KIND = {plural: kind for _, plural, kind in WATCHED_CHILDREN}
-"""kopf names an index after its function: one function per child kind, named by its plural."""
 log = logging.getLogger("modelship.handlers")
 
 
@@ -51,13 +47,21 @@ class NoDiffBase(kopf.DiffBaseStorage):
         """Nothing is kept."""
 
 
+def _prime_scope(namespaces: tuple[str, ...]) -> tuple[str, ...]:
+    """The namespaces to LIST children in: the watched ones, or the whole cluster when there are none or when
+    some are kopf glob patterns."""
+    if any(set(n) & set("*?[!") for n in namespaces):
+        return ()
+    return namespaces
+
+
 def _shard_selector(shard: str) -> str:
     """Server-side: an operator with a shard serves only objects labelled with it; one without serves the rest."""
     return f"{SHARD_LABEL}={shard}" if shard else f"!{SHARD_LABEL}"
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Operator-wide settings, watch selectors, the control loop and leader election."""
     settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
@@ -75,7 +79,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     for group_version, plural, _ in WATCHED_CHILDREN:
         settings.watching.label_selectors[group_version, plural] = MANAGED
     operator = build_operator(operator_settings)
-    operator.cache.bind({INDEX_KIND[name]: index for name, index in kwargs.items() if name in INDEX_KIND})
+    # Before any watch starts: one paged LIST per child kind, so the first reconcile sees every child (kopf's
+    # own initial listings follow and change nothing older than what this read).
+    counts = await operator.cache.prime(_prime_scope(operator_settings.namespaces))
+    log.info("watch cache primed: %s", ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "empty")
     memo.operator = operator
     memo.loop_task = asyncio.create_task(operator.loop.run(), name="control-loop")
     operator.elector.start()
@@ -110,46 +117,12 @@ async def on_modeldeployment(event: Mapping[str, Any], memo: kopf.Memo, **_: Any
     memo.operator.loop.observe(event.get("type"), event["object"])
 
 
-def _by_controller(body: Mapping[str, Any]) -> dict[str, Any]:
-    uid = controller_uid(body)
-    return {uid: trim(body)} if uid else {}
-
-
-async def _wake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def _child_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: update the watch cache, wake its ModelDeployment."""
+    body = event["object"]
+    memo.operator.cache.observe(event.get("type"), body)
     memo.operator.loop.wake(body)
 
 
-# One index (the watch cache) and one waker per child kind. kopf names an index after its function. The index
-# functions are coroutines: kopf runs a plain function in a thread pool, one hop per watch event.
-@kopf.index("apps/v1", "deployments")
-async def deployments(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
-@kopf.index("apps/v1", "replicasets")
-async def replicasets(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
-@kopf.index("v1", "pods")
-async def pods(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
-@kopf.index("v1", "services")
-async def services(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
-@kopf.index("gateway.networking.k8s.io/v1", "httproutes")
-async def httproutes(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
-@kopf.index("networking.istio.io/v1", "virtualservices")
-async def virtualservices(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return _by_controller(body)
-
-
 for _group_version, _plural, _ in WATCHED_CHILDREN:
-    kopf.on.event(_group_version, _plural, id=f"wake-{_plural}")(_wake)
+    kopf.on.event(_group_version, _plural, id=f"child-{_plural}")(_child_event)

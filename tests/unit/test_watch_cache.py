@@ -1,0 +1,111 @@
+"""The watch cache: primed by one paged LIST per kind, kept by watch events, versions decide, our writes and
+deletes are never undone by a late event, and `ensure` writes only what would change something."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter_fixtures import OWNER, FakeTransport, fake_kube
+from modelship.adapters.cache import APPLIED_HASH, WatchCache, ensure, with_hash
+from modelship.adapters.kube import KubeError
+
+
+def deployment(name: str, version: int, replicas: int = 1, controller: str = OWNER.uid,
+               labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "ml", "uid": f"uid-{name}", "resourceVersion": str(version),
+                     "labels": labels or {"app.kubernetes.io/managed-by": "modelship"},
+                     "ownerReferences": [{"controller": True, "uid": controller, "kind": "ModelDeployment"}],
+                     "managedFields": [{"manager": "modelship"}]},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "triton"}]}}},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+class PagedTransport(FakeTransport):
+    """LISTs: two pages of Deployments, nothing of the other served kinds, 404 for the route kinds (their CRDs
+    are not installed). Records each LIST's query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[dict[str, str]] = []
+
+    def request(self, method: str, path: str, *, query: Any = None, body: Any = None,
+                content_type: str | None = None) -> Any:
+        params = dict(query or [])
+        self.queries.append({"path": path, **params})
+        if "httproutes" in path or "virtualservices" in path:
+            raise KubeError(404, "NotFound", "the server could not find the requested resource")
+        if path.endswith("/deployments"):
+            if params.get("continue") == "page-2":
+                return {"items": [{k: v for k, v in deployment("b", 6).items() if k != "kind"}], "metadata": {}}
+            return {"items": [{k: v for k, v in deployment("a", 5).items() if k != "kind"}],
+                    "metadata": {"continue": "page-2"}}
+        return {"items": [], "metadata": {}}
+
+
+async def test_given_a_restart_when_primed_then_every_page_is_listed_and_unserved_kinds_are_skipped() -> None:
+    transport = PagedTransport()
+    kube, _ = fake_kube(transport)
+    cache = WatchCache(kube)
+    assert not cache.authoritative
+    counts = await cache.prime(["ml"])
+    assert counts["Deployment"] == 2 and cache.authoritative
+    assert all(q["labelSelector"] == "app.kubernetes.io/managed-by=modelship" and q["limit"] for q in transport.queries)
+    assert [q.get("continue") for q in transport.queries if q["path"].endswith("/deployments")] == [None, "page-2"]
+    names = {d["metadata"]["name"] for d in await cache.owned("apps/v1", "Deployment", "ml", OWNER.uid, {})}
+    assert names == {"a", "b"}
+    cached = cache.cached("Deployment", OWNER.uid, "a")
+    assert cached is not None and "managedFields" not in cached["metadata"] and "template" not in cached["spec"]
+
+
+async def test_an_event_older_than_our_write_does_not_undo_it() -> None:
+    cache = WatchCache(fake_kube()[0])
+    cache.observe(None, deployment("a", 5, replicas=1))
+    cache.remember(deployment("a", 9, replicas=3))  # the API server's answer to our apply
+    cache.observe("MODIFIED", deployment("a", 7, replicas=1))  # the watch, late
+    assert cache.cached("Deployment", OWNER.uid, "a")["spec"]["replicas"] == 3  # type: ignore[index]
+    cache.observe("MODIFIED", deployment("a", 10, replicas=4))  # a newer change
+    assert cache.cached("Deployment", OWNER.uid, "a")["spec"]["replicas"] == 4  # type: ignore[index]
+
+
+async def test_an_object_we_deleted_is_not_brought_back_by_a_late_event_but_a_new_one_shows() -> None:
+    cache = WatchCache(fake_kube()[0])
+    cache.observe(None, deployment("a", 5))
+    cache.forget(deployment("a", 5))
+    cache.observe("MODIFIED", deployment("a", 5))
+    assert cache.cached("Deployment", OWNER.uid, "a") is None
+    cache.observe("ADDED", deployment("a", 12))  # created again since
+    assert cache.cached("Deployment", OWNER.uid, "a") is not None
+    cache.observe("DELETED", deployment("a", 13))
+    assert cache.cached("Deployment", OWNER.uid, "a") is None
+
+
+async def test_children_are_found_by_controller_and_labels_only() -> None:
+    cache = WatchCache(fake_kube()[0])
+    cache.observe(None, deployment("ours", 5))
+    cache.observe(None, deployment("theirs", 5, controller="someone-else"))
+    cache.observe(None, deployment("other-label", 6, labels={"team": "x"}))
+    found = await cache.owned("apps/v1", "Deployment", "ml", OWNER.uid, {"app.kubernetes.io/managed-by": "modelship"})
+    assert [d["metadata"]["name"] for d in found] == ["ours"]
+
+
+async def test_ensure_writes_only_when_the_hash_or_a_drift_prone_field_differs() -> None:
+    kube, transport = fake_kube()
+    cache = WatchCache(kube)
+    desired = deployment("a", 0)
+    desired["metadata"].pop("resourceVersion")
+    desired["metadata"].pop("managedFields")
+    desired["metadata"].pop("uid")
+    desired.pop("status")
+    applied = {**with_hash(desired), "metadata": {**with_hash(desired)["metadata"], "resourceVersion": "20"}}
+    cache.observe(None, applied)
+    assert await ensure(kube, cache, desired) is None and not transport.writes()
+    scaled = {**applied, "spec": {**applied["spec"], "replicas": 0},
+              "metadata": {**applied["metadata"], "resourceVersion": "21"}}
+    cache.observe("MODIFIED", scaled)  # someone scaled it by hand: the hash still matches, replicas do not
+    await ensure(kube, cache, desired)
+    assert len(transport.writes()) == 1
+    sent = transport.writes()[0].body
+    assert sent["metadata"]["annotations"][APPLIED_HASH] == applied["metadata"]["annotations"][APPLIED_HASH]
