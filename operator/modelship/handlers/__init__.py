@@ -76,7 +76,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 30
     operator_settings = Settings.from_env()
     settings.watching.label_selectors[f"{GROUP}/{VERSION}", PLURAL] = _shard_selector(operator_settings.shard)
-    for group_version, plural, _ in WATCHED_CHILDREN:
+    for group_version, plural, _kind in WATCHED_CHILDREN:
         settings.watching.label_selectors[group_version, plural] = MANAGED
     operator = build_operator(operator_settings)
     # Before any watch starts: one paged LIST per child kind, so the first reconcile sees every child (kopf's
