@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_NETNS = "modelship-pods"
 DEFAULT_CIDR = "10.77.0.0/16"
@@ -93,7 +94,19 @@ class PodNetwork:
         _ip("-n", self.name, "link", "set", "lo", "up")
         _ip("-n", self.name, "link", "set", self.ns_if, "up")
         _ip("-n", self.name, "route", "replace", self.cidr, "dev", self.ns_if)
+        self._neighbour_room()
         return self
+
+    @staticmethod
+    def _neighbour_room() -> None:
+        """Every pod address is a neighbour on the veth: the kernel's default table (1,024 entries) overflows at
+        ~1,000 pods ("neighbor table overflow"), and then pod addresses stop answering (bench.fleet at 1,000
+        objects). Raise the limits if lower; never lower them."""
+        for level, wanted in (("gc_thresh1", 4096), ("gc_thresh2", 8192), ("gc_thresh3", 16384)):
+            path = Path("/proc/sys/net/ipv4/neigh/default") / level
+            with contextlib.suppress(OSError, ValueError):
+                if int(path.read_text().strip()) < wanted:
+                    path.write_text(str(wanted))
 
     def down(self) -> None:
         """Kill what still runs inside, delete the veth pair and the namespace."""
