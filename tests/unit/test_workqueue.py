@@ -168,3 +168,20 @@ def test_any_sequence_of_events_never_overlaps_a_key_and_serves_every_key_last_a
     assert handler.overlaps == 0
     for key, before in wanted.items():
         assert calls[key] > before, f"{key} was added last and never reconciled after"
+
+
+async def test_a_due_time_counts_from_when_the_reconcile_started_not_from_when_it_ended() -> None:
+    """A step ending 10 s after the decision: a reconcile that took 4 s schedules the next one 6 s after its end."""
+    now = [0.0]
+
+    async def slow(key: Hashable) -> float | None:
+        now[0] += 4.0  # writes under load
+        return 10.0
+
+    queue = WorkQueue(slow, workers=1, clock=lambda: now[0])
+    queue.add("step")
+    task = asyncio.create_task(queue.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert queue._keys["step"].due == 10.0

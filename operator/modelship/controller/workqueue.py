@@ -180,6 +180,7 @@ class WorkQueue:
         while True:
             key = await self._next()
             self._running += 1
+            started = self.clock()
             delay: float | None
             try:
                 delay = await self.handler(key)
@@ -191,9 +192,11 @@ class WorkQueue:
                 delay, failed = None, True
             finally:
                 self._running -= 1
-            self._finish(key, delay, failed)
+            self._finish(key, delay, failed, started)
 
-    def _finish(self, key: Hashable, delay: float | None, failed: bool) -> None:
+    def _finish(self, key: Hashable, delay: float | None, failed: bool, started: float) -> None:
+        """Schedule the next run. A due time the handler answered counts from when it started (its decision
+        was made then): a reconcile that took 2 s must not make the next step end 2 s late."""
         entry = self._keys.get(key)
         if entry is None:
             return
@@ -210,6 +213,8 @@ class WorkQueue:
             entry.failures = 0
             if delay is None:
                 delay = self.resync_seconds * (1 + self.rng.uniform(-self.jitter, self.jitter))
+            else:
+                delay -= self.clock() - started
         self.add(key, delay)
         if again is not None:
             self.add(key, max(0.0, again - self.clock()))
