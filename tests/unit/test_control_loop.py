@@ -154,11 +154,8 @@ def test_an_opaque_resource_version_is_newer_unless_identical() -> None:
     """resourceVersions are numbers on etcd-backed API servers; an opaque one must never hide a change."""
     from modelship.controller.loop import not_newer  # noqa: PLC0415
 
-    def at(version: str) -> dict[str, Any]:
-        return {"metadata": {"resourceVersion": version}}
-
-    assert not_newer(at("5"), at("7")) and not_newer(at("7"), at("7")) and not not_newer(at("8"), at("7"))
-    assert not_newer(at("abc"), at("abc")) and not not_newer(at("abd"), at("abc"))
+    assert not_newer("5", "7") and not_newer("7", "7") and not not_newer("8", "7")
+    assert not_newer("abc", "abc") and not not_newer("abd", "abc")
 
 
 async def test_given_a_watch_event_older_than_our_write_then_the_write_is_kept() -> None:

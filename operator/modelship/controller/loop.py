@@ -15,8 +15,11 @@ schedule is rebuilt from status by those reconciles.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import zlib
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modelship.adapters.kube import KubeError
@@ -37,18 +40,58 @@ STATS_SECONDS = 5.0
 Key = tuple[str, str]
 
 
-def _version(body: Mapping[str, Any] | None) -> int:
-    raw = str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
-    return int(raw) if raw.isdigit() else -1
+def version_of(body: Mapping[str, Any] | None) -> str:
+    return str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
-def not_newer(seen: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
-    """True when `seen` is the version we hold or an older one. resourceVersions are etcd revisions (numbers)
-    on every API server we know; should one be opaque, only an identical version counts as not newer."""
-    seen_version, held_version = _version(seen), _version(held)
-    if seen_version < 0 or held_version < 0:
-        return bool(seen["metadata"].get("resourceVersion") == held["metadata"].get("resourceVersion"))
-    return seen_version <= held_version
+def not_newer(seen: str, held: str) -> bool:
+    """True when resourceVersion `seen` is the one we hold or an older one. They are etcd revisions (numbers) on
+    every API server we know; should one be opaque, only an identical version counts as not newer."""
+    if not (seen.isdigit() and held.isdigit()):
+        return seen == held
+    return int(seen) <= int(held)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One ModelDeployment as kept between events: identity and version in the clear, the body packed."""
+
+    uid: str
+    version: str
+    packed: bytes
+
+
+class Bodies:
+    """The newest body of every ModelDeployment, trimmed and zlib-packed: a settled object with its history is
+    ~22 KiB as Python dicts and ~2 KiB packed (10,000 objects: 220 MB against 20 MB). A reconcile unpacks one
+    (tens of microseconds)."""
+
+    def __init__(self) -> None:
+        self._held: dict[Key, Held] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def held(self, key: Key) -> Held | None:
+        return self._held.get(key)
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        held = self._held.get(key)
+        return None if held is None else json.loads(zlib.decompress(held.packed))
+
+    def put(self, key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
+        trimmed = trim_body(body)
+        packed = zlib.compress(json.dumps(trimmed, separators=(",", ":")).encode(), 1)
+        self._held[key] = Held(str(trimmed["metadata"].get("uid") or ""), version_of(trimmed), packed)
+        return trimmed
+
+    def pop(self, key: Key) -> dict[str, Any] | None:
+        body = self.get(key)
+        self._held.pop(key, None)
+        return body
 
 
 def trim_body(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,22 +129,22 @@ class ControlLoop:
         self.telemetry = telemetry
         self.queue = WorkQueue(self.handle, workers=workers, resync_seconds=resync_seconds)
         self.leading = leading or (lambda: True)
-        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._bodies = Bodies()
 
     # --- watch events ---------------------------------------------------------------------------------------
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A ModelDeployment watch event (type None: kopf's initial listing)."""
         key = key_of(body)
         if event_type == "DELETED":
-            gone = self._bodies.pop(key, None)
+            gone = self._bodies.pop(key)
             self.queue.forget(key)
             self.reconciler.forget(gone or body)
             return
-        current = self._bodies.get(key)
-        same_object = current is not None and current["metadata"].get("uid") == body["metadata"].get("uid")
-        if same_object and current is not None and not_newer(body, current):
+        current = self._bodies.held(key)
+        same_object = current is not None and current.uid == str(body["metadata"].get("uid") or "")
+        if same_object and current is not None and not_newer(version_of(body), current.version):
             return  # the echo of our own write (kept already), or older than what we hold
-        self._bodies[key] = trim_body(body)
+        self._bodies.put(key, body)
         self.queue.add(key)
 
     def wake(self, body: Mapping[str, Any]) -> None:
@@ -151,7 +194,7 @@ class ControlLoop:
                 if fresh is None:
                     self.observe("DELETED", body)
                     return None
-                self._bodies[key] = trim_body(fresh)
+                self._bodies.put(key, fresh)
                 return CONFLICT_RETRY_SECONDS
             if exc.not_found:
                 self.observe("DELETED", body)
@@ -160,12 +203,11 @@ class ControlLoop:
 
     def _keep(self, written: Mapping[str, Any]) -> dict[str, Any]:
         """Our write's answer is the newest body: the next reconcile must not decide from the one before."""
-        trimmed = trim_body(written)
-        key = key_of(trimmed)
-        held = self._bodies.get(key)
-        if held is None or _version(trimmed) < 0 or not_newer(held, trimmed):  # unless the watch is ahead
-            self._bodies[key] = trimmed
-        return trimmed
+        key = key_of(written)
+        held = self._bodies.held(key)
+        if held is None or not_newer(held.version, version_of(written)):  # unless the watch is ahead
+            return self._bodies.put(key, written)
+        return trim_body(written)
 
     # --- running ----------------------------------------------------------------------------------------------
     async def run(self) -> None:
