@@ -105,13 +105,13 @@ def with_hash(desired: Mapping[str, Any]) -> Obj:
     return {**desired, "metadata": meta}
 
 
-def _subset(desired: Any, actual: Any) -> bool:
+def is_subset(desired: Any, actual: Any) -> bool:
     """Every field of `desired` has that value in `actual` (server defaults in `actual` are ignored)."""
     if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(k in actual and _subset(v, actual[k]) for k, v in desired.items())
+        return isinstance(actual, Mapping) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(actual, list) and len(desired) == len(actual) and all(
-            _subset(d, a) for d, a in zip(desired, actual, strict=True))
+            is_subset(d, a) for d, a in zip(desired, actual, strict=True))
     if isinstance(desired, bool) or isinstance(actual, bool):
         return desired is actual
     if isinstance(desired, int | float) and isinstance(actual, int | float):
@@ -129,13 +129,13 @@ def unchanged(desired: Mapping[str, Any], cached: Mapping[str, Any] | None) -> b
     want = applied_hash(desired)
     if (cached_meta.get("annotations") or {}).get(APPLIED_HASH) != want:
         return False
-    if not _subset((desired.get("metadata") or {}).get("labels") or {}, cached_meta.get("labels") or {}):
+    if not is_subset((desired.get("metadata") or {}).get("labels") or {}, cached_meta.get("labels") or {}):
         return False
     kind = str(desired.get("kind") or "")
     spec = desired.get("spec") or {}
     kept = _KEPT_SPEC.get(kind)
     compared = spec if kept is None else {k: spec[k] for k in kept if k in spec}
-    return _subset(compared, cached.get("spec") or {})
+    return is_subset(compared, cached.get("spec") or {})
 
 
 class ChildCache(Protocol):

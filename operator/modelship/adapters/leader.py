@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from modelship.adapters.kube import KubeError
+from modelship.adapters.transport import client_configuration
 
 log = logging.getLogger("modelship.leader")
 
@@ -388,10 +389,4 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _coordination_api(kubeconfig: str | None) -> Any:
     """A `CoordinationV1Api` on its own connection pool: the in-cluster account in a pod, else kubeconfig."""
     client: Any = importlib.import_module("kubernetes.client")
-    config: Any = importlib.import_module("kubernetes.config")
-    configuration = client.Configuration()
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return client.CoordinationV1Api(client.ApiClient(configuration))
+    return client.CoordinationV1Api(client.ApiClient(client_configuration(kubeconfig)))

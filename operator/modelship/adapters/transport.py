@@ -89,6 +89,19 @@ def ssl_context(configuration: Any) -> ssl.SSLContext:
     return context
 
 
+def client_configuration(kubeconfig: str | None = None) -> Any:
+    """A `kubernetes.client.Configuration`: the in-cluster service account in a pod, else the kubeconfig (path or
+    $KUBECONFIG). Returned as Any: the client's own annotations are incomplete under mypy --strict."""
+    client: Any = importlib.import_module("kubernetes.client")
+    config: Any = importlib.import_module("kubernetes.config")
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return configuration
+
+
 class AsyncTransport:
     """`Transport` over one aiohttp session; returns the decoded JSON body or raises KubeError."""
 
@@ -123,15 +136,7 @@ class AsyncTransport:
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1) -> AsyncTransport:
         """In-cluster service account when running in a pod, else the kubeconfig (path or $KUBECONFIG)."""
-        # Imported as Any: the client's own annotations are incomplete under mypy --strict.
-        client: Any = importlib.import_module("kubernetes.client")
-        config: Any = importlib.import_module("kubernetes.config")
-        configuration = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)
-        else:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls.from_configuration(configuration, RateLimiter(qps, burst))
+        return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst))
 
     def _client(self) -> aiohttp.ClientSession:
         """The shared session, made on first use inside the loop that will run it (one per loop)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from modelship.adapters import objects
-from modelship.adapters.cache import ApiCache, ChildCache, ensure
+from modelship.adapters.cache import ApiCache, ChildCache, ensure, is_subset
 from modelship.adapters.kube import Kube, controlled_by, not_ours
 from modelship.adapters.owner import OwnerLike, owner_reference
 from modelship.domain.actions import Role, SetTraffic
@@ -62,29 +62,6 @@ def route_metadata(owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:
         },
         "ownerReferences": [owner_reference(owner)],
     }
-
-
-def is_subset(desired: Any, actual: Any) -> bool:
-    """True when every field we set has our value on the server.
-
-    Fields the API server defaults (e.g. backendRef `kind: Service`) are ignored; lists must match in
-    length, so a backend added by hand counts as drift.
-    """
-    if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
-            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list)
-            and len(desired) == len(actual)
-            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
-        )
-    if isinstance(desired, bool) or isinstance(actual, bool):
-        return desired is actual
-    if isinstance(desired, int | float) and isinstance(actual, int | float):
-        return float(desired) == float(actual)
-    return bool(desired == actual)
 
 
 def in_sync(desired: Mapping[str, Any], found: Mapping[str, Any] | None) -> bool:
