@@ -54,6 +54,18 @@ def pods(kubectl: Kubectl, ns: str, revision: str) -> list[dict[str, Any]]:
     return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
+def gpu_shortage(kubectl: Kubectl, ns: str, revision: str) -> list[str]:
+    """The scheduler's FailedScheduling Events for lack of GPUs on pods of `revision`. Events, not a pod's
+    current state: the watch-driven operator frees GPUs within a fraction of a second of the pod going
+    Pending, faster than a poll of the pods can see it."""
+    out = kubectl.run("get", "events", "-n", ns, "--field-selector", "reason=FailedScheduling", "-o", "json").stdout
+    return [
+        str(e.get("message") or "") for e in json.loads(out)["items"]
+        if str((e.get("involvedObject") or {}).get("name", "")).startswith(f"{NAME}-{revision}")
+        and "Insufficient nvidia.com/gpu" in str(e.get("message") or "")
+    ]
+
+
 def scheduler_message(pod: dict[str, Any]) -> str:
     cond: dict[str, Any] = next(
         (c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"), {})
@@ -183,11 +195,9 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
             kubectl.apply(with_serving(model_deployment(NAME, ns, "2", **kw), **pool.placement))
             v2 = canary_hash(kubectl, ns)
             # Then: one canary pod cannot be placed...
-            pending = wait_for("a canary pod Pending for lack of GPUs", lambda: [
-                p for p in pods(kubectl, ns, v2)
-                if "Insufficient nvidia.com/gpu" in scheduler_message(p)
-            ], timeout=30)
-            fig["scheduler_message"] = scheduler_message(pending[0])
+            pending = wait_for("a canary pod Pending for lack of GPUs",
+                               lambda: gpu_shortage(kubectl, ns, v2), timeout=30)
+            fig["scheduler_message"] = pending[0]
             fig["pending_at_s"] = round(watch.now(), 1)
             # ... stable shrinks, the canary schedules and the rollout proceeds to its 50% step.
             step = wait_for("canary step at 50%", lambda: watch.first(
