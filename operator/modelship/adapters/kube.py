@@ -156,13 +156,6 @@ class Kube:
             if not token:
                 return items
 
-    async def list_controlled(
-        self, api_version: str, kind: str, owner: OwnerLike, labels: Mapping[str, str]
-    ) -> Objs:
-        """Objects with `labels` that `owner` controls: a decoy carrying our labels is not ours."""
-        found = await self.list(api_version, kind, owner.namespace, labels)
-        return [obj for obj in found if controlled_by(obj, owner.uid)]
-
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
     ) -> bool:
