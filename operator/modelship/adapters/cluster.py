@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelship.adapters import objects
-from modelship.adapters.cache import ApiCache, ChildCache, ensure
+from modelship.adapters.cache import ApiCache, ChildCache, ensure, is_subset
 from modelship.adapters.kube import (
     EVENT_MESSAGE_LIMIT,
     FIELD_MANAGER,
@@ -195,9 +195,6 @@ class KubeCluster:
 
 def unchanged_except_hash(desired: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
     """A kept revision (template not ours to render) is unchanged when its labels and replicas are."""
-    found_meta = found.get("metadata") or {}
     labels = (desired.get("metadata") or {}).get("labels") or {}
-    if any((found_meta.get("labels") or {}).get(k) != v for k, v in labels.items()):
-        return False
-    want = desired["spec"].get("replicas")
-    return int((found.get("spec") or {}).get("replicas") or 0) == int(want if want is not None else 1)
+    return is_subset(labels, (found.get("metadata") or {}).get("labels") or {}) and is_subset(
+        {"replicas": desired["spec"].get("replicas")}, found.get("spec") or {})
