@@ -243,8 +243,9 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         # The stack has no kubelet: a pod removed on scale-down stops serving at once while EndpointSlices
         # still list it, and kwok marks each new canary pod Ready (so promotion moves weight onto it) before its
         # Triton listens; a real cluster closes both gaps (preStop delay, readiness probe). So transport
-        # failures are allowed only within 6 s of stable losing a pod, or (on the canary) of weight or pods moving
-        # onto the canary; stable's own are few (it is never starved), the canary's are bounded loosely.
+        # failures are allowed only within 10 s of stable losing a pod, or (on the canary) of weight or pods moving
+        # onto the canary (a new pod's Triton once took 6.1 s to listen on a loaded CI machine); stable's own are
+        # few (it is never starved), the canary's are bounded loosely.
         shrinks = [b.t for a, b in pairwise(watch.samples)
                    if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
         # Weight moving onto the canary while promoting means onto pods kwok just marked Ready.
@@ -259,7 +260,7 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
             grew = {backend for backend, count in so_far.items() if count > seen.get(backend, 0)}
             seen = so_far
             causes = shrinks + (canary_moves if f"{NAME}-canary" in grew else [])
-            assert any(0 <= t - round(t0, 1) <= 6 for t0 in causes), (t, grew, shrinks, canary_moves)
+            assert any(0 <= t - round(t0, 1) <= 10 for t0 in causes), (t, grew, shrinks, canary_moves)
         sent = totals.get("stable_sent", 0) + totals.get("canary_sent", 0)
         assert totals.get("stable_failed", 0) <= 0.02 * sent, totals  # the bound all failures had before item 11
         assert totals.get("stable_failed", 0) + totals.get("canary_failed", 0) <= 0.1 * sent, totals
