@@ -7,12 +7,16 @@ objects, the same share rolled out and the same step length (Modelship canary st
 or off for both, and prints each figure side by side with the ratio Modelship / Argo Rollouts (the goal is
 <= 1.0 on each: less memory, fewer requests and writes, less CPU, later by less, faster cold start).
 
-What differs and is not hidden: every Modelship step runs SLO checks (a Prometheus query round per check and a
-status write with its evidence); the Argo Rollouts objects have no AnalysisTemplate. The two controllers run one
-after the other, so other clients of the shared stack may differ between the two halves; both halves subtract a
-baseline where they use API-server counters, and the request and write figures are each controller's own counts.
+Both run SLO checks every `--interval` s against the same kind of Prometheus stand-in: Modelship its
+built-in error-rate and p99 queries per role (with its status write of the evidence), Argo Rollouts a
+background AnalysisRun of three queries (error rate, p99, request count; its AnalysisRun status writes).
+What differs and is not hidden: Modelship also asks Triton (the stand-in) for model readiness and metadata
+before traffic moves, and writes Events per step. The two controllers run one after the other, so other
+clients of the shared stack may differ between the two halves; both halves subtract a baseline where they use
+API-server counters, and the request and write figures are each controller's own counts.
 
-    python -m bench.side_by_side [--objects 1000] [--rolling-fraction 0.1] [--step 30] [--leader-election off]
+    python -m bench.side_by_side [--objects 1000] [--rolling-fraction 0.1] [--step 30] [--interval 10]
+                                 [--leader-election off]
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="100 objects, short windows")
     parser.add_argument("--rolling-fraction", type=float, default=0.1)
     parser.add_argument("--step", type=float, default=30.0, help="seconds per canary step / pause")
+    parser.add_argument("--interval", type=float, default=10.0, help="SLO check interval, s (both controllers)")
     parser.add_argument("--idle", type=float, default=120.0)
     parser.add_argument("--leader-election", choices=("on", "off"), default="on")
     args = parser.parse_args(argv)
@@ -75,10 +80,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stack = ensure_stack()
     os.environ["MODELSHIP_LEADER_ELECTION"] = "true" if leader else "false"
     fleet_argv = ["--objects", str(objects), "--rolling-fraction", str(args.rolling_fraction),
-                  "--step", str(args.step), "--idle", str(idle)]
+                  "--step", str(args.step), "--interval", str(args.interval), "--idle", str(idle)]
     ours = fleet.run(stack, fleet.parse(fleet_argv))
     rolling = max(1, round(objects * args.rolling_fraction))
-    figures, _ = argo_rollouts.run(stack, objects, pause_s=args.step, idle_s=idle, rows=(leader,), rolling=rolling)
+    figures, _ = argo_rollouts.run(stack, objects, pause_s=args.step, idle_s=idle, rows=(leader,), rolling=rolling,
+                                   interval_s=args.interval)
     theirs = figures[0]
     rows = compare(ours, theirs)
     title = (f"Modelship / Argo Rollouts v1.10.2: {objects} objects, {rolling} rolled out, steps of {args.step:.0f} s, "

@@ -49,10 +49,53 @@ def pause_steps(steps: list[dict[str, Any]]) -> frozenset[int]:
     return frozenset(i for i, step in enumerate(steps) if "pause" in step)
 
 
+ANALYSIS_TEMPLATE = "slo"
+
+
+def analysis_template(namespace: str, prometheus_url: str, interval_seconds: float) -> dict[str, Any]:
+    """The Modelship bench's SLO checks in Argo's language: every `interval`, the canary's error rate, p99
+    latency and request count from Prometheus (the bench's stand-in answers each with a passing value:
+    bench/standins.py `answer`), two failures allowed, as the fleet's `failureLimit: 2`, `minRequests: 100`."""
+    selector = 'namespace="{{args.namespace}}",model="{{args.model}}",modelship_dev_revision="canary"'
+    requests = f"sum(increase(nv_inference_request_success{{{selector}}}[1m]))"
+    metrics = [
+        ("error-rate", f"sum(increase(nv_inference_request_failure{{{selector}}}[1m])) / {requests}",
+         "result[0] <= 0.01"),
+        ("latency-p99", f'max(nv_inference_request_summary_us{{{selector},quantile="0.99"}}) / 1000',
+         "result[0] <= 500"),
+        ("requests", requests, "result[0] >= 100"),
+    ]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": ANALYSIS_TEMPLATE, "namespace": namespace},
+        "spec": {
+            "args": [{"name": "namespace"}, {"name": "model"}],
+            "metrics": [{
+                "name": name,
+                "interval": go_duration(interval_seconds),
+                "failureLimit": 2,
+                "successCondition": condition,
+                "provider": {"prometheus": {"address": prometheus_url, "query": query}},
+            } for name, query, condition in metrics],
+        },
+    }
+
+
+def background_analysis(name: str, namespace: str) -> dict[str, Any]:
+    """The canary's background analysis from its first step to promotion, as Modelship checks every step."""
+    return {"templates": [{"templateName": ANALYSIS_TEMPLATE}],
+            "args": [{"name": "namespace", "value": namespace}, {"name": "model", "value": name}]}
+
+
 def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: float,
-                     version: str = "1") -> dict[str, Any]:
-    """One basic-canary Rollout (no traffic router: replica ratio, like Modelship's `traffic: {none: {}}`)."""
+                     version: str = "1", analysis: bool = False) -> dict[str, Any]:
+    """One basic-canary Rollout (no traffic router: replica ratio, like Modelship's `traffic: {none: {}}`),
+    with the SLO checks of `analysis_template` as background analysis when `analysis`."""
     labels = {"app": name, NODE_LABEL: node_value}
+    canary: dict[str, Any] = {"steps": canary_steps(pause_seconds)}
+    if analysis:
+        canary["analysis"] = background_analysis(name, namespace)
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -68,7 +111,7 @@ def rollout_manifest(name: str, namespace: str, node_value: str, pause_seconds: 
                     "containers": [container(version)],
                 },
             },
-            "strategy": {"canary": {"steps": canary_steps(pause_seconds)}},
+            "strategy": {"canary": canary},
         },
     }
 

@@ -8,6 +8,9 @@ the CRDs. Per row (leader election off; on, with its Lease in the row's namespac
 2. settle: `rollouts-controller --namespaced --namespace NS` starts, N basic-canary Rollouts are created by 8
    client threads (`argo_objects.canary_steps`: 10% / pause D / 50% / pause D, replicas 1, pods Ready on the
    bench's own kwok nodes), until every one is Healthy at its generation (`first_healthy_s` in details).
+   Each canary runs background analysis (`--analysis-interval`, default 10 s, as the fleet bench's): an
+   AnalysisTemplate of three Prometheus queries (error rate, p99, request count) against the same
+   Prometheus stand-in the Modelship side queries, so both controllers do the same SLO work per step.
 3. idle (`idle_s`): idle_requests/writes_per_object_minute from the controller's own
    `controller_clientset_k8s_request_total` (API server counters minus the baseline rate beside them, in
    details); rss_mib_settled (VmRSS after the window), rss_mib_per_1000 = that * 1,000 / N.
@@ -21,12 +24,13 @@ the CRDs. Per row (leader election off; on, with its Lease in the row's namespac
 The stack is brought up if needed and never down; namespace and nodes are deleted at the end.
 
     python -m bench.peers.argo_rollouts [--objects N] [--quick] [--pause 30s] [--idle 120s] [--rows both]
-                                        [--rolling-fraction 1]
+                                        [--rolling-fraction 1] [--analysis-interval 10s|off]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -88,6 +92,8 @@ class ArgoRow:
     baseline_s: float
     leader_election: bool
     rolling: int
+    prometheus_url: str | None = None  # background analysis against this Prometheus (None: no analysis)
+    interval_s: float = 10.0
     namespace: str = field(default_factory=lambda: f"bench-argo-{uuid.uuid4().hex[:4]}")
     metrics_port: int = field(default_factory=free_port)
     healthz_port: int = 0  # chosen in __post_init__, different from metrics_port
@@ -186,7 +192,8 @@ class ArgoRow:
         api = self.api()
 
         def create(i: int) -> None:
-            body = argo_objects.rollout_manifest(f"r{i:05d}", self.namespace, self.node_value, self.pause_s)
+            body = argo_objects.rollout_manifest(f"r{i:05d}", self.namespace, self.node_value, self.pause_s,
+                                                 analysis=self.prometheus_url is not None)
             api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
 
         self.details["create_s"] = self.for_all(create, self.n)
@@ -298,6 +305,9 @@ class ArgoRow:
         steps = argo_objects.canary_steps(self.pause_s)
         book = RolloutBook(argo_objects.pause_steps(steps), self.pause_s)
         self.stack.run_kubectl("create", "namespace", self.namespace)
+        if self.prometheus_url is not None:
+            template = argo_objects.analysis_template(self.namespace, self.prometheus_url, self.interval_s)
+            self.stack.run_kubectl("create", "-f", "-", stdin=json.dumps(template))
         watcher = RolloutWatcher(self.stack.api_client(), self.namespace, book)
         self.details.update(namespace=self.namespace, load_start=load())
         try:
@@ -343,28 +353,64 @@ def print_row(row: dict[str, Any], extra: dict[str, Any]) -> None:
     print(table(sorted(writes.items(), key=lambda item: -item[1])[:15], "rollout writes by kind and verb"), flush=True)
 
 
+class PrometheusStandIn:
+    """bench/standins.py's Prometheus on loopback: what the Rollouts' background analysis queries."""
+
+    def __init__(self, logs: Path) -> None:
+        self.port = free_port()
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / "argo-standin-prometheus.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.standins", "prometheus", "--port", str(self.port)],
+                stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if self.proc.stdout is None or self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the Prometheus stand-in did not start; see {logs / 'argo-standin-prometheus.log'}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def queries(self) -> int:
+        return int(json.loads(http_get(f"{self.url}/stats", timeout=5.0)).get("queries", 0))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.0, baseline_s: float = 20.0,
-        rows: tuple[bool, ...] = (False, True), rolling: int | None = None,
+        rows: tuple[bool, ...] = (False, True), rolling: int | None = None, interval_s: float | None = 10.0,
         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Install the CRDs, add the bench's nodes, run one row per leader-election setting; (figures, details)."""
+    """Install the CRDs, add the bench's nodes, run one row per leader-election setting; (figures, details).
+
+    `interval_s`: the canaries' background analysis interval against a Prometheus stand-in (None: none)."""
     binary, crds = build()
     print(f"  CRDs: {', '.join(argo_objects.install_crds(stack, crds))}", flush=True)
     node_value = f"bench-argo-{uuid.uuid4().hex[:4]}"
     argo_objects.create_nodes(stack, node_value, n)
+    prometheus = PrometheusStandIn(stack.stack_dir / "logs") if interval_s is not None else None
     figures, details = [], []
     try:
         for leader_election in rows:
             row = ArgoRow(stack, binary, node_value, n, pause_s, idle_s, baseline_s, leader_election,
-                          n if rolling is None else rolling)
+                          n if rolling is None else rolling, prometheus.url if prometheus else None,
+                          interval_s or 10.0)
             print(f"row: {n} Rollouts, leader election {'on' if leader_election else 'off'}, "
-                  f"namespace {row.namespace}, load {load()}", flush=True)
+                  f"analysis every {interval_s} s, namespace {row.namespace}, load {load()}", flush=True)
+            queries0 = prometheus.queries() if prometheus else 0
             figures.append(row.run())
+            row.details["prometheus_standin_queries"] = prometheus.queries() - queries0 if prometheus else 0
             details.append(row.details)
             print_row(figures[-1], row.details)  # as soon as it is known: a later row may fail
             write_results("argo_rollouts", {"pause_s": pause_s, "idle_s": idle_s, "rows": figures,
                                             "details": details})
     finally:
         argo_objects.delete_nodes(stack, node_value)
+        if prometheus is not None:
+            prometheus.stop()
     return figures, details
 
 
@@ -376,6 +422,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--idle", default=None, help="idle window (default 120s, --quick 60s)")
     parser.add_argument("--rolling-fraction", type=float, default=1.0,
                         help="share of the Rollouts given a new template in the rollout phase, (0, 1] (default 1)")
+    parser.add_argument("--analysis-interval", default="10s",
+                        help="background analysis (3 Prometheus queries) every this long; 'off': none")
     parser.add_argument("--rows", choices=("both", "off", "on"), default="both",
                         help="leader election off, on, or one row of each (default)")
     args = parser.parse_args(argv)
@@ -394,7 +442,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from bench.operator_scale import ensure_stack  # noqa: PLC0415  (the stack is only needed when run)
 
-    figures, details = run(ensure_stack(), n, pause_s, idle_s, 10.0 if args.quick else 20.0, rows, rolling)
+    interval_s = None if args.analysis_interval == "off" else argo_objects.parse_duration(
+        args.analysis_interval, "--analysis-interval")
+    figures, details = run(ensure_stack(), n, pause_s, idle_s, 10.0 if args.quick else 20.0, rows, rolling,
+                           interval_s)
     result = {"pause_s": pause_s, "idle_s": idle_s, "rows": figures, "details": details}
     print(f"  results: {write_results('argo_rollouts', result)}")
     return result

@@ -234,6 +234,10 @@ def start(stack_dir: Path = STACK_DIR) -> dict[str, Any]:
                 "--allocate-node-cidrs=false",
                 "--controllers=*",
                 f"--cert-dir={pki / 'kcm'}",
+                # a large cluster's settings (default 20/30): the fleet bench's 10,000 pods would otherwise queue
+                # for minutes behind the ReplicaSet controller's client-side limit
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
                 *common,
             ],
             logs,
@@ -249,6 +253,8 @@ def start(stack_dir: Path = STACK_DIR) -> dict[str, Any]:
                 f"--authorization-kubeconfig={sched}",
                 f"--secure-port={ports['scheduler']}",
                 f"--cert-dir={pki / 'scheduler'}",
+                "--kube-api-qps=100",  # default 50/100; see kube-controller-manager above
+                "--kube-api-burst=200",
                 *common,
             ],
             logs,

@@ -177,3 +177,21 @@ def test_both_sides_of_the_comparison_return_the_same_keys() -> None:
     from bench.peers import argo_rollouts  # noqa: PLC0415
 
     assert fleet.KEYS == argo_rollouts.KEYS == COMPARED_KEYS
+
+
+def test_argo_background_analysis_passes_on_the_same_prometheus_stand_in_the_fleet_bench_queries() -> None:
+    """Both controllers must do the same SLO work per step: Argo's three queries get the stand-in's passing
+    answers (a query shape it does not know would get 1 and fail the error-rate condition)."""
+    from bench.standins import answer  # noqa: PLC0415
+
+    template = argo_objects.analysis_template("ns", "http://127.0.0.1:9", 10)
+    metrics = template["spec"]["metrics"]
+    assert [m["interval"] for m in metrics] == ["10s"] * 3
+    for metric in metrics:
+        value = answer(metric["provider"]["prometheus"]["query"], requests=1000.0)
+        condition = metric["successCondition"].replace("result[0]", repr(value))
+        assert eval(condition), (metric["name"], value)  # our own literal conditions
+    canary = argo_objects.rollout_manifest("r1", "ns", "n", 30, analysis=True)["spec"]["strategy"]["canary"]
+    assert canary["analysis"]["templates"] == [{"templateName": template["metadata"]["name"]}]
+    assert {a["name"]: a["value"] for a in canary["analysis"]["args"]} == {"namespace": "ns", "model": "r1"}
+    assert "analysis" not in argo_objects.rollout_manifest("r1", "ns", "n", 30)["spec"]["strategy"]["canary"]
