@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from modelship.adapters import objects
 from modelship.adapters.kube import Kube, KubeError
-from modelship.adapters.transport import AsyncTransport, RateLimiter
+from modelship.adapters.transport import AsyncTransport, CachedCredential, RateLimiter
 
 
 class FakeTime:
@@ -128,7 +128,8 @@ class Api:
         return web.json_response({"kind": "Service", "echo": json.loads(body) if body else None})
 
 
-STATUS_ANSWERS = {"missing": (404, "NotFound"), "taken": (409, "AlreadyExists"), "invalid": (422, "Invalid")}
+STATUS_ANSWERS = {"unauthorized": (401, "Unauthorized"), "missing": (404, "NotFound"), "taken": (409, "AlreadyExists"),
+                  "invalid": (422, "Invalid")}
 BASE = "/api/v1/namespaces/ml/services"
 
 
@@ -206,16 +207,41 @@ async def test_bodies_are_json_decoded_and_an_empty_body_is_none(api: tuple[Api,
     assert (err.value.status, err.value.reason) == (0, "InvalidResponse")
 
 
-async def test_query_is_encoded_and_the_token_is_read_for_every_request(api: tuple[Api, AsyncTransport]) -> None:
+async def test_query_is_encoded_and_the_token_is_reused_until_a_401(api: tuple[Api, AsyncTransport]) -> None:
+    """Reading the token runs the kubeconfig loader's refresh hook (the whole file again): once per TTL, and
+    again at once after the API server says 401."""
     stand_in, transport = api
     query = [("labelSelector", "app=fraud scorer,modelship.dev/role=canary"), ("limit", "5")]
     await transport.request("GET", BASE, query=query)
     await transport.request("GET", BASE)
-    first, second = stand_in.seen
+    with pytest.raises(KubeError) as err:
+        await transport.request("GET", f"{BASE}/unauthorized")
+    assert err.value.status == 401
+    await transport.request("GET", BASE)
+    first, second, refused, after = stand_in.seen
     assert first["query"] == query and second["query"] == []
-    assert (first["headers"]["Authorization"], second["headers"]["Authorization"]) == ("Bearer token-0",
-                                                                                       "Bearer token-1")
+    assert [seen["headers"]["Authorization"] for seen in (first, second, refused, after)] == [
+        "Bearer token-0", "Bearer token-0", "Bearer token-0", "Bearer token-1"]
     assert first["headers"]["Accept"] == "application/json"
+
+
+def test_a_cached_credential_is_read_again_once_its_ttl_has_passed() -> None:
+    reads: list[float] = []
+    now = [100.0]
+
+    def source() -> str:
+        reads.append(now[0])
+        return f"Bearer {len(reads)}"
+
+    credential = CachedCredential(source, ttl=60.0, clock=lambda: now[0])
+    assert [credential(), credential()] == ["Bearer 1", "Bearer 1"]
+    now[0] += 59.9
+    assert credential() == "Bearer 1"
+    now[0] += 0.1
+    assert credential() == "Bearer 2"
+    credential.invalidate()
+    assert credential() == "Bearer 3"
+    assert reads == [100.0, 160.0, 160.0]
 
 
 async def test_kube_apply_over_the_transport_sends_an_apply_patch(api: tuple[Api, AsyncTransport]) -> None:

@@ -102,6 +102,33 @@ def client_configuration(kubeconfig: str | None = None) -> Any:
     return configuration
 
 
+CREDENTIAL_TTL_S = 60.0
+"""How long a bearer token read from the loaded configuration is reused. The kubeconfig loader's refresh hook
+re-reads the whole kubeconfig (and the environment's proxies) on every call: at fleet scale that was ~11% of the
+operator's CPU. Exec-plugin and service-account tokens live for many minutes; a 401 forces a fresh read."""
+
+
+class CachedCredential:
+    """The Authorization header from `source`, read again only after `ttl` seconds or after a 401."""
+
+    def __init__(self, source: Callable[[], str | None], ttl: float = CREDENTIAL_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._ttl = ttl
+        self._clock = clock
+        self._value: str | None = None
+        self._read_at: float | None = None
+
+    def __call__(self) -> str | None:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._ttl:
+            self._value, self._read_at = self._source(), now
+        return self._value
+
+    def invalidate(self) -> None:
+        self._read_at = None
+
+
 class AsyncTransport:
     """`Transport` over one aiohttp session; returns the decoded JSON body or raises KubeError."""
 
@@ -112,7 +139,8 @@ class AsyncTransport:
     ) -> None:
         self.host = host.rstrip("/")
         self.limiter = limiter or RateLimiter(0, 0)
-        self._authorization = authorization
+        self._authorization = authorization if isinstance(authorization, CachedCredential) else CachedCredential(
+            authorization)
         self._ssl = ssl_context
         self._server_hostname = server_hostname
         self._proxy = proxy
@@ -170,6 +198,8 @@ class AsyncTransport:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise KubeError(0, type(exc).__name__, str(exc)) from None
         if status >= 400:
+            if status == 401:  # the token expired or was rotated: read it again for the next request
+                self._authorization.invalidate()
             raise _error_from_body(status, reason, payload)
         try:
             return json.loads(payload) if payload else None
