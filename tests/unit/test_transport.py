@@ -267,6 +267,37 @@ def not_leader() -> None:
     raise KubeError(0, "NotLeader", "this replica lost its lease; the new leader takes over")
 
 
+async def test_a_write_that_waited_for_the_rate_limiter_is_fenced_again_before_it_is_sent(
+    api: tuple[Api, AsyncTransport],
+) -> None:
+    """Given a write held back by the rate limiter, when the lease is lost while it waits, then it is never
+    sent (it would land after another replica took over); reads still go."""
+    stand_in, transport = api
+    leading = [True]
+
+    def fence() -> None:
+        if not leading[0]:
+            not_leader()
+
+    time = FakeTime()
+
+    async def lose_the_lease_while_waiting(seconds: float) -> None:
+        time.sleeps.append(seconds)
+        leading[0] = False
+
+    fenced = AsyncTransport(transport.host, limiter=RateLimiter(2, 1, clock=time.clock,
+                                                              sleep=lose_the_lease_while_waiting), fence=fence)
+    try:
+        await fenced.request("PATCH", f"{BASE}/fraud", body={})  # the burst: sent at once
+        with pytest.raises(KubeError) as err:
+            await fenced.request("PATCH", f"{BASE}/fraud", body={})
+        assert err.value.reason == "NotLeader" and time.sleeps == [0.5]
+        await fenced.request("GET", f"{BASE}/fraud")
+    finally:
+        await fenced.close()
+    assert [seen["method"] for seen in stand_in.seen] == ["PATCH", "GET"]
+
+
 async def test_a_fenced_kube_sends_no_write_but_still_reads() -> None:
     transport = FakeTransport(objects={f"{BASE}/fraud-scorer": {"kind": "Service"}}, lists={BASE: []})
     kube = Kube(transport, fence=not_leader)

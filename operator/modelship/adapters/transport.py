@@ -135,9 +135,13 @@ class AsyncTransport:
     def __init__(
         self, host: str, *, limiter: RateLimiter | None = None, authorization: Callable[[], str | None] = lambda: None,
         ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None, proxy: str | None = None,
-        timeout_s: float = REQUEST_TIMEOUT_S, pool_size: int = POOL_SIZE,
+        timeout_s: float = REQUEST_TIMEOUT_S, pool_size: int = POOL_SIZE, fence: Callable[[], None] | None = None,
     ) -> None:
+        """`fence` is checked for every write once the rate limiter lets it go, right before it is sent: a
+        write may wait seconds behind a backlog, longer than the margin between our renew deadline and the
+        Lease's expiry, and must not reach the API server after another replica has taken over."""
         self.host = host.rstrip("/")
+        self._fence = fence
         self.limiter = limiter or RateLimiter(0, 0)
         self._authorization = authorization if isinstance(authorization, CachedCredential) else CachedCredential(
             authorization)
@@ -150,7 +154,9 @@ class AsyncTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_configuration(cls, configuration: Any, limiter: RateLimiter | None = None) -> AsyncTransport:
+    def from_configuration(
+        cls, configuration: Any, limiter: RateLimiter | None = None, fence: Callable[[], None] | None = None,
+    ) -> AsyncTransport:
         """From a loaded `kubernetes.client.Configuration`: its token is read per request (refresh hooks run)."""
         https = str(configuration.host).startswith("https")
         return cls(
@@ -158,13 +164,15 @@ class AsyncTransport:
             authorization=lambda: configuration.get_api_key_with_prefix("BearerToken", alias="authorization"),
             ssl_context=ssl_context(configuration) if https else None,
             server_hostname=getattr(configuration, "tls_server_name", None) or None,
-            proxy=configuration.proxy or None,
+            proxy=configuration.proxy or None, fence=fence,
         )
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1) -> AsyncTransport:
+    def from_kubeconfig(
+        cls, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1, fence: Callable[[], None] | None = None,
+    ) -> AsyncTransport:
         """In-cluster service account when running in a pod, else the kubeconfig (path or $KUBECONFIG)."""
-        return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst))
+        return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst), fence)
 
     def _client(self) -> aiohttp.ClientSession:
         """The shared session, made on first use inside the loop that will run it (one per loop)."""
@@ -188,6 +196,8 @@ class AsyncTransport:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type or "application/json"
         await self.limiter.acquire()
+        if self._fence is not None and method != "GET":
+            self._fence()
         try:
             async with self._client().request(
                 method, self.host + path, params=query or None, data=data, headers=headers, proxy=self._proxy,

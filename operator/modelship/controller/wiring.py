@@ -116,7 +116,10 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         os.kill(os.getpid(), signal.SIGTERM)
 
     elector = LeaderElector(settings, on_lost=lost, kubeconfig=kubeconfig)
-    transport = AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst)
+    # Fenced twice: before a write queues behind the rate limiter (no token spent on a refused write) and
+    # again when the limiter lets it go (the lease may have moved on while it waited).
+    transport = AsyncTransport.from_kubeconfig(kubeconfig, qps=settings.api_qps, burst=settings.api_burst,
+                                               fence=elector.fence)
     kube = Kube(transport, fence=elector.fence)
     cache = WatchCache(kube)
     reconciler = build_reconciler(settings, kube=kube, cache=cache)
