@@ -12,13 +12,11 @@ answers on it (bench/standins.py).
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from typing import Any
 
+from bench import kwok_nodes
 from e2e.stack import StackContext
-from e2e.stack.controlplane import KWOK_SELECTOR
 from e2e.stack.dataplane.podspec import IP_ONLY
 
 NODE_LABEL = "modelship.dev/bench-fleet"
@@ -33,48 +31,17 @@ def node_manifests(run_id: str, pods: int) -> list[dict[str, Any]]:
     if count > len(blocks):
         raise SystemExit(f"{pods} pods need {count} bench nodes; at most {len(blocks)} fit in 10.77.0.0/16")
     capacity = {"cpu": "512", "memory": "2Ti", "pods": str(math.ceil(pods / count) + 50)}
-    ann_key, ann_value = KWOK_SELECTOR.split("=")
-    nodes = []
-    for i, block in zip(range(count), blocks, strict=False):
-        name = f"{run_id}-node-{i}"
-        cidr = f"10.77.{block}.0/20"
-        nodes.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {ann_key: ann_value, "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", NODE_LABEL: run_id},
-            },
-            "spec": {"podCIDR": cidr, "podCIDRs": [cidr],
-                     "taints": [{"key": NODE_LABEL, "value": run_id, "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": capacity,
-                       "addresses": [{"type": "InternalIP", "address": f"10.77.251.{i + 1}"},
-                                     {"type": "Hostname", "address": name}]},
-        })
-    return nodes
+    cidrs = [f"10.77.{block}.0/20" for block in blocks[:count]]
+    return kwok_nodes.node_manifests(NODE_LABEL, run_id, cidrs, capacity, address=lambda i: f"10.77.251.{i + 1}")
 
 
 def create_nodes(stack: StackContext, run_id: str, pods: int, timeout: float = 60.0) -> list[str]:
     """Create the bench's nodes and wait until kwok reports them Ready."""
-    nodes = node_manifests(run_id, pods)
-    stack.run_kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
-    names = [node["metadata"]["name"] for node in nodes]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        items = json.loads(stack.run_kubectl("get", "nodes", "-l", f"{NODE_LABEL}={run_id}", "-o", "json"))["items"]
-        ready = {item["metadata"]["name"] for item in items
-                 if any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in item.get("status", {}).get("conditions", []))}
-        if set(names) <= ready:
-            return names
-        time.sleep(0.5)
-    raise SystemExit(f"bench nodes {names} not Ready after {timeout:.0f}s (is kwok running? .stack/logs/kwok.log)")
+    return kwok_nodes.create_nodes(stack, NODE_LABEL, run_id, node_manifests(run_id, pods), timeout)
 
 
 def delete_nodes(stack: StackContext, run_id: str) -> None:
-    stack.run_kubectl("delete", "nodes", "-l", f"{NODE_LABEL}={run_id}", "--wait=false", check=False)
+    kwok_nodes.delete_nodes(stack, NODE_LABEL, run_id)
 
 
 def manifest(name: str, namespace: str, i: int, run_id: str, step_s: float, interval_s: float) -> dict[str, Any]:

@@ -10,14 +10,12 @@ stack's pod runner starts no Triton for them.
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
+from bench import kwok_nodes
 from e2e.stack import StackContext
-from e2e.stack.controlplane import KWOK_SELECTOR
 
 NODE_LABEL = "modelship.dev/bench-peer"
 NODES = 2
@@ -137,48 +135,17 @@ def new_version_patch(version: str) -> dict[str, Any]:
 
 def node_manifests(run_id: str, objects: int) -> list[dict[str, Any]]:
     """kwok nodes only the bench's pods land on, with room for every pod of a rollout in flight."""
-    pods = str(2 * objects + 100)
-    capacity = {"cpu": "64", "memory": "256Gi", "pods": pods}
-    ann_key, ann_value = KWOK_SELECTOR.split("=")
-    nodes = []
-    for i in range(NODES):
-        name = f"{run_id}-node-{i}"
-        cidr = f"10.78.{16 * i}.0/20"
-        nodes.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {ann_key: ann_value, "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", NODE_LABEL: run_id},
-            },
-            "spec": {"podCIDR": cidr, "podCIDRs": [cidr],
-                     "taints": [{"key": NODE_LABEL, "value": run_id, "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": capacity},
-        })
-    return nodes
+    capacity = {"cpu": "64", "memory": "256Gi", "pods": str(2 * objects + 100)}
+    return kwok_nodes.node_manifests(NODE_LABEL, run_id, [f"10.78.{16 * i}.0/20" for i in range(NODES)], capacity)
 
 
 def create_nodes(stack: StackContext, run_id: str, objects: int, timeout: float = 60.0) -> list[str]:
     """Create the bench's nodes and wait until kwok reports them Ready."""
-    nodes = node_manifests(run_id, objects)
-    stack.run_kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
-    names = [node["metadata"]["name"] for node in nodes]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        items = json.loads(stack.run_kubectl("get", "nodes", "-l", f"{NODE_LABEL}={run_id}", "-o", "json"))["items"]
-        ready = {item["metadata"]["name"] for item in items
-                 if any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in item.get("status", {}).get("conditions", []))}
-        if set(names) <= ready:
-            return names
-        time.sleep(0.5)
-    raise SystemExit(f"bench nodes {names} not Ready after {timeout:.0f}s (is kwok running? .stack/logs/kwok.log)")
+    return kwok_nodes.create_nodes(stack, NODE_LABEL, run_id, node_manifests(run_id, objects), timeout)
 
 
 def delete_nodes(stack: StackContext, run_id: str) -> None:
-    stack.run_kubectl("delete", "nodes", "-l", f"{NODE_LABEL}={run_id}", "--wait=false", check=False)
+    kwok_nodes.delete_nodes(stack, NODE_LABEL, run_id)
 
 
 def install_crds(stack: StackContext, crds_dir: Path) -> list[str]:
