@@ -6,6 +6,7 @@ Benchmarks print numbers; they never assert on timings. Results also go to `.sta
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -129,3 +130,13 @@ def snapshot(spec_slo: dict[str, Any], healthy: bool, requests: float = 500.0) -
     for custom in spec_slo.get("custom") or []:
         values[custom["name"]] = MetricValue(canary=0.9 if healthy else 0.1)
     return MetricsSnapshot(available=True, canary_requests=requests, values=values)
+
+
+def in_process_options(module: str, doc: str, argv: list[str] | None) -> tuple[int, int]:
+    """The in-process benches' shared CLI (`--objects`, `--quick`, `--seed`) -> (objects, seed)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=None, help="ModelDeployments (default 1000, --quick 200)")
+    parser.add_argument("--quick", action="store_true", help="short run")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    return args.objects or (200 if args.quick else 1000), args.seed

@@ -14,7 +14,6 @@ the whole run (all specs and statuses alive at once), so the timing pass is not 
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import random
 import time
@@ -29,7 +28,7 @@ from modelship.domain.engine import analysis_due, decide, validation_due
 from modelship.domain.observations import Observations, RevisionState, ValidationReport
 from modelship.domain.status import ManualRequest, ModelDeploymentStatus, Phase, Stage
 
-from bench.common import snapshot, summary_ms, table, varied_spec, write_results
+from bench.common import in_process_options, snapshot, summary_ms, table, varied_spec, write_results
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POD_READY_AFTER = timedelta(seconds=4)
@@ -135,20 +134,15 @@ def run(sims: list[Sim]) -> tuple[list[float], list[float], float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.decide", description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=None, help="ModelDeployments (default 1000, --quick 200)")
-    parser.add_argument("--quick", action="store_true", help="short run")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    n = args.objects or (200 if args.quick else 1000)
+    n, seed = in_process_options("bench.decide", __doc__, argv)
 
-    sims = build(n, args.seed)
+    sims = build(n, seed)
     wall = time.perf_counter()
     latencies, cpu, span = run(sims)
     wall = time.perf_counter() - wall
 
     tracemalloc.start()
-    traced = build(n, args.seed)
+    traced = build(n, seed)
     run(traced)
     retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -16,7 +16,6 @@ patch is not empty) is counted separately, as `status_patch`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import heapq
@@ -42,7 +41,7 @@ from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, ValidationReport
 from modelship.domain.status import Revision
 
-from bench.common import snapshot, summary_ms, table, varied_spec, write_results
+from bench.common import in_process_options, snapshot, summary_ms, table, varied_spec, write_results
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 READY_AFTER_S = 4.0
@@ -304,16 +303,11 @@ async def idle_round(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=None, help="ModelDeployments (default 1000, --quick 200)")
-    parser.add_argument("--quick", action="store_true", help="short run")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    n = args.objects or (200 if args.quick else 1000)
+    n, seed = in_process_options("bench.reconcile", __doc__, argv)
 
     clock = ManualClock(T0)
     server = FakeApiServer(clock)
-    objs = build(n, args.seed)
+    objs = build(n, seed)
     reconciler = Reconciler(
         cluster=KubeCluster(Kube(server), instance="bench"),
         routers=RouterFactory(Kube(server)),
