@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 from bench import counted, fleet_objects
 from bench.common import REPO, percentile
-from bench.fleet_watch import GROUP, PLURAL, VERSION, FleetBook, ObjectWatcher
-from bench.measure import ProcessSampler, apiserver_requests, http_get, is_write, others_rate
+from bench.fleet_watch import GROUP, PLURAL, VERSION, FleetBook, book_watcher
+from bench.measure import ProcessSampler, apiserver_requests, http_get, is_write, others_rate, stop_process
 from bench.operator_scale import reconcile_histogram
+from bench.watching import ObjectWatcher
 from e2e.stack import StackContext, free_port
 from e2e.stack.dataplane.netns import DEFAULT_NETNS
 
@@ -157,13 +158,7 @@ class FleetRun:
         return self.proc
 
     def stop_operator(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def reconciles(self) -> float | None:
         try:
@@ -210,7 +205,7 @@ class FleetRun:
 
         self.api = client.CustomObjectsApi(self.stack.api_client())
         self.logs.mkdir(parents=True, exist_ok=True)
-        watcher = ObjectWatcher(self.stack.api_client(), self.namespace, self.book.observe)
+        watcher = book_watcher(self.stack.api_client(), self.namespace, self.book)
         try:
             fleet_objects.create_nodes(self.stack, self.run_id, self.n + len(self.rolling) + 50)
             self.stack.run_kubectl("create", "namespace", self.namespace)

@@ -1,8 +1,7 @@
 """Measurements shared by the benches that run a real controller process against the real local API server.
 
 Both sides of the side-by-side comparison (issue 10 item 5) use these, so that a ratio compares like with
-like: `bench.peers.argo_rollouts` (Argo Rollouts) uses them today; the Modelship side (`bench.operator_scale`)
-should use them too rather than keep its own copies (its RssSampler and apiserver_requests predate this module).
+like: `bench.peers.argo_rollouts` (Argo Rollouts), `bench.fleet_run` and `bench.operator_scale` (Modelship).
 
 - `ProcessSampler`: VmRSS every second (and VmHWM, the kernel's peak) from /proc/PID/status, and CPU seconds
   (utime + stime) from /proc/PID/stat.
@@ -11,18 +10,22 @@ should use them too rather than keep its own copies (its RssSampler and apiserve
 - `apiserver_requests`: the API server's own `apiserver_request_total` by 'VERB resource' (WATCH left out),
   the cross-check that does not trust the controller's own counting; minus a baseline window of other clients
   (`others_rate`), because the stack is shared and the counter has no per-client label.
+- `stop_process`: SIGTERM a controller, then SIGKILL if it has not exited after a grace period.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import ssl
+import subprocess
 import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -161,3 +164,14 @@ class ProcessSampler(threading.Thread):
             kib = proc_status_kib(self.pid, "VmRSS")
             if kib:
                 self.samples.append((time.monotonic(), kib))
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 30.0) -> None:
+    """SIGTERM `proc` if it still runs (a controller's clean shutdown), SIGKILL it after `timeout` s; reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import ssl
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +38,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import REPO, table, write_results
+from bench.measure import ProcessSampler, apiserver_requests, http_get, stop_process
 from e2e.stack import StackContext, free_port
 from e2e.stack.orchestrator import context, load_state
 
@@ -83,31 +80,6 @@ def manifest(name: str, namespace: str, i: int) -> dict[str, Any]:
 # --- scraping -----------------------------------------------------------------------------------------------
 
 
-def _get(url: str, token: str | None = None, ca: Path | None = None, timeout: float = 30.0) -> str:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
-    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
-        return str(resp.read().decode())
-
-
-def apiserver_requests(stack: StackContext) -> Counter[str]:
-    """`apiserver_request_total` summed by 'VERB resource' for the resources the operator touches."""
-    text = _get(f"{stack.server}/metrics", stack.admin_token, stack.ca_file)
-    out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if not sample.name.endswith("_total") or labels.get("resource") not in RESOURCES:
-                continue
-            if labels.get("verb") == "WATCH":
-                continue
-            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-            out[f"{labels.get('verb')} {labels['resource']}{sub}"] += int(sample.value)
-    return out
-
-
 @dataclass
 class Histogram:
     count: float = 0.0
@@ -129,7 +101,7 @@ class Histogram:
 
 
 def reconcile_histogram(port: int) -> Histogram:
-    text = _get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    text = http_get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     h = Histogram()
     for family in text_string_to_metric_families(text):
         if family.name != "modelship_reconcile_duration_seconds":
@@ -142,29 +114,6 @@ def reconcile_histogram(port: int) -> Histogram:
             elif s.name.endswith("_bucket"):
                 h.buckets[float(s.labels["le"])] = s.value
     return h
-
-
-class RssSampler(threading.Thread):
-    """VmRSS of one process every second; VmHWM read on demand."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.samples: list[tuple[float, int]] = []
-        self.stopped = threading.Event()
-
-    def status_kib(self, key: str) -> int:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        except FileNotFoundError:
-            pass
-        return 0
-
-    def run(self) -> None:
-        while not self.stopped.wait(1.0):
-            self.samples.append((time.monotonic(), self.status_kib("VmRSS")))
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -195,6 +144,10 @@ class Bench:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         return self.proc
+
+    def requests(self) -> Counter[str]:
+        """API requests so far (all clients) for the resources the operator touches."""
+        return apiserver_requests(self.stack, RESOURCES)
 
     def wait_metrics(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -236,13 +189,7 @@ class Bench:
         children go with the namespace (owner references), so nothing of the operator is left behind.
         """
         started = time.monotonic()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         api = self.api()
         names = [i["metadata"]["name"] for i in
                  api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"]]
@@ -260,18 +207,18 @@ class Bench:
         figures: dict[str, Any] = {"objects": self.n, "namespace": self.namespace}
         self.stack.run_kubectl("create", "namespace", self.namespace)
         try:
-            base_start, t_base = apiserver_requests(self.stack), time.monotonic()
+            base_start, t_base = self.requests(), time.monotonic()
             time.sleep(min(self.window, 20.0))
-            baseline = apiserver_requests(self.stack) - base_start
+            baseline = self.requests() - base_start
             base_s = time.monotonic() - t_base
 
             proc = self.start_operator()
-            sampler = RssSampler(proc.pid)
+            sampler = ProcessSampler(proc.pid)
             sampler.start()
             self.wait_metrics()
-            figures["rss_idle_mib"] = sampler.status_kib("VmRSS") / 1024
+            figures["rss_idle_mib"] = sampler.rss_mib()
 
-            ramp_start = apiserver_requests(self.stack)
+            ramp_start = self.requests()
             t0 = time.monotonic()
             figures["create_s"] = self.create_all()
             done, phases = 0, Counter[str]()
@@ -282,13 +229,13 @@ class Bench:
                 time.sleep(2)
             figures["all_first_reconciled_s"] = time.monotonic() - t0 if done >= self.n else None
             figures["first_reconciled"] = done
-            ramp = apiserver_requests(self.stack) - ramp_start
+            ramp = self.requests() - ramp_start
             figures["ramp_api_requests"] = sum(ramp.values())
 
             time.sleep(self.settle)
-            h0, c0, t_w = reconcile_histogram(self.metrics_port), apiserver_requests(self.stack), time.monotonic()
+            h0, c0, t_w = reconcile_histogram(self.metrics_port), self.requests(), time.monotonic()
             time.sleep(self.window)
-            h1, c1 = reconcile_histogram(self.metrics_port), apiserver_requests(self.stack)
+            h1, c1 = reconcile_histogram(self.metrics_port), self.requests()
             span = time.monotonic() - t_w
             done, phases = self.reconciled()
             steady = h1.minus(h0)
@@ -297,9 +244,9 @@ class Bench:
             ours = {k: max(0.0, v - others.get(k, 0.0)) for k, v in calls.items()}
             figures.update({
                 "to_thread_workers": min(32, (os.cpu_count() or 1) + 4),
-                "rss_mib": sampler.status_kib("VmRSS") / 1024,
-                "rss_max_sampled_mib": max((kib for _, kib in sampler.samples), default=0) / 1024,
-                "vmhwm_peak_mib": sampler.status_kib("VmHWM") / 1024,
+                "rss_mib": sampler.rss_mib(),
+                "rss_max_sampled_mib": sampler.max_sampled_mib(),
+                "vmhwm_peak_mib": sampler.hwm_mib(),
                 "steady_window_s": span,
                 "reconciles_per_s": steady.count / span,
                 "reconcile_mean_ms": steady.total / steady.count * 1e3 if steady.count else 0.0,

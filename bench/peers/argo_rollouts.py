@@ -53,9 +53,10 @@ from bench.measure import (
     others_rate,
     parse_counter,
     parse_histogram_counts,
+    stop_process,
 )
 from bench.peers import argo_objects
-from bench.peers.rollout_watch import GROUP, PLURAL, VERSION, RolloutBook, RolloutWatcher
+from bench.peers.rollout_watch import GROUP, PLURAL, VERSION, RolloutBook, book_watcher
 from e2e.stack import StackContext, free_port
 
 BUILD_SCRIPT = REPO / "e2e" / "stack" / "build-argo-rollouts.sh"
@@ -174,13 +175,7 @@ class ArgoRow:
         return sum(1 for count in parse_histogram_counts(text, RECONCILE_HISTOGRAM, ("name",)).values() if count)
 
     def stop_controller(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def settle(self, book: RolloutBook) -> ProcessSampler:
         """Phase 2: controller start, N Rollouts created, until every one is Healthy."""
@@ -308,7 +303,7 @@ class ArgoRow:
         if self.prometheus_url is not None:
             template = argo_objects.analysis_template(self.namespace, self.prometheus_url, self.interval_s)
             self.stack.run_kubectl("create", "-f", "-", stdin=json.dumps(template))
-        watcher = RolloutWatcher(self.stack.api_client(), self.namespace, book)
+        watcher = book_watcher(self.stack.api_client(), self.namespace, book)
         self.details.update(namespace=self.namespace, load_start=load())
         try:
             base_start, t_base = apiserver_requests(self.stack), time.monotonic()
@@ -374,11 +369,7 @@ class PrometheusStandIn:
         return int(json.loads(http_get(f"{self.url}/stats", timeout=5.0)).get("queries", 0))
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=15)
 
 
 def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.0, baseline_s: float = 20.0,
