@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.unit.test_reconciler import SPEC, FakeCluster, FakeRouters, body, reconciler
 
 
@@ -12,10 +10,8 @@ async def test_delete_removes_the_selected_and_stale_routes_and_forgets_the_obje
     rec = reconciler(cluster, routers)
     first = await rec.reconcile(body(SPEC))
     routers.log.clear()
-    rec.lock_for("u-1")
     await rec.delete(body(SPEC, first.status))
     assert routers.log == ["cleanup", "cleanup"]  # the selected router and every stale one
-    assert "u-1" not in rec._locks
 
 
 async def test_a_deleting_object_is_not_reconciled() -> None:
@@ -31,28 +27,12 @@ async def test_a_deleting_object_is_not_reconciled() -> None:
     assert cluster.calls == [] and routers.log == []
 
 
-async def test_delete_waits_for_an_in_flight_reconcile() -> None:
-    """A reconcile that holds the lock finishes (and writes its route) before delete removes the routes."""
-    cluster, routers = FakeCluster(), FakeRouters()
-    rec = reconciler(cluster, routers)
-    lock = rec.lock_for("u-1")
-    await lock.acquire()
-    deleting = asyncio.create_task(rec.delete(body(SPEC)))
-    await asyncio.sleep(0.01)
-    assert routers.log == []
-    routers.log.append("route:in-flight")
-    lock.release()
-    await deleting
-    assert routers.log == ["route:in-flight", "cleanup", "cleanup"]
-
-
 async def test_an_unparseable_spec_still_has_its_routes_removed_and_is_forgotten() -> None:
     """A spec stored before today's schema may have a route from an earlier valid spec: it goes too."""
     cluster, routers = FakeCluster(), FakeRouters()
     rec = reconciler(cluster, routers)
     await rec.delete(body({"model": "not an object"}))
     assert routers.log == ["cleanup", "cleanup"]
-    assert "u-1" not in rec._locks
 
 
 async def test_an_object_with_an_overflowing_duration_can_be_deleted() -> None:
@@ -64,4 +44,3 @@ async def test_an_object_with_an_overflowing_duration_can_be_deleted() -> None:
     overflowing = {**SPEC, "rollout": {**SPEC["rollout"], "progressDeadline": "99999999999h"}}
     await rec.delete(body(overflowing, first.status))
     assert routers.log == ["cleanup", "cleanup"]
-    assert "u-1" not in rec._locks

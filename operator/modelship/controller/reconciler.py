@@ -1,15 +1,14 @@
 """One reconcile: gather observations, call the pure engine, carry out its actions, return one status patch.
 
 Nothing about a rollout is remembered between calls: a restarted operator reads status and child objects
-and continues at the same step. The only in-process things are locks (one reconcile per object at a time)
-and metrics. `step` returns the Events instead of sending them: the control loop sends them only once the
-status that records their decision is written (a decision whose status patch loses a conflict, e.g. to a new
-leader, announces nothing).
+and continues at the same step. The only in-process thing is metrics; one reconcile (or delete) per object at a
+time is the work queue's guarantee (controller/workqueue.py), not a lock here. `step` returns the Events
+instead of sending them: the control loop sends them only once the status that records their decision is
+written (a decision whose status patch loses a conflict, e.g. to a new leader, announces nothing).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -119,15 +118,9 @@ class Reconciler:
         self.idle_resync_seconds = idle_resync_seconds
         self.requester_policy = requester_policy
         self.route_scope = route_scope or RouteScope()
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def lock_for(self, uid: str) -> asyncio.Lock:
-        """Serialise reconciles of one object (timer and change handlers may fire together)."""
-        return self._locks.setdefault(uid, asyncio.Lock())
 
     def forget(self, body: Mapping[str, Any]) -> None:
         owner = owner_of(body)
-        self._locks.pop(owner.uid, None)
         self.telemetry.forget(owner.namespace, owner.name)
 
     async def delete(self, body: Mapping[str, Any]) -> None:
@@ -135,17 +128,16 @@ class Reconciler:
 
         Garbage collection deletes an owner's dependents in no particular order, so without this a route can
         outlive a backend Service it names (measured: e2e scenario 14). With the routes gone first, the
-        Services and Deployments left for the garbage collector serve no route. Takes the object's lock, so an
-        in-flight reconcile finishes first; reconciles of a deleting object do nothing (see `reconcile`).
+        Services and Deployments left for the garbage collector serve no route. The work queue never runs it
+        beside a reconcile of the same object; reconciles of a deleting object do nothing (see `step`).
         """
         owner = owner_of(body)
-        async with self.lock_for(owner.uid):
-            parsed = parse_spec(dict(body.get("spec") or {}))
-            # A spec that does not parse (stored before today's schema) may still have a route from an earlier
-            # valid spec: remove a route of every kind.
-            known = parsed if isinstance(parsed, ModelDeploymentSpec) else ANY_ROUTER
-            for router in [self.routers(known), *self.routers.stale(known)]:
-                await router.cleanup(owner)
+        parsed = parse_spec(dict(body.get("spec") or {}))
+        # A spec that does not parse (stored before today's schema) may still have a route from an earlier
+        # valid spec: remove a route of every kind.
+        known = parsed if isinstance(parsed, ModelDeploymentSpec) else ANY_ROUTER
+        for router in [self.routers(known), *self.routers.stale(known)]:
+            await router.cleanup(owner)
         self.forget(body)
 
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
@@ -157,17 +149,16 @@ class Reconciler:
     async def step(self, body: Mapping[str, Any]) -> ReconcileResult:
         """Decide and apply children; the status patch and the Events are the caller's to send, in that order."""
         owner = owner_of(body)
-        async with self.lock_for(owner.uid):
-            if body.get("metadata", {}).get("deletionTimestamp"):  # being deleted: apply nothing, route included
-                return ReconcileResult({}, dict(body.get("status") or {}), self.idle_resync_seconds)
-            started = time.perf_counter()
-            try:
-                return await self._reconcile(owner, body)
-            except Exception:
-                self.telemetry.count_reconcile_error(owner.namespace, owner.name)
-                raise
-            finally:
-                self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
+        if body.get("metadata", {}).get("deletionTimestamp"):  # being deleted: apply nothing, route included
+            return ReconcileResult({}, dict(body.get("status") or {}), self.idle_resync_seconds)
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(owner, body)
+        except Exception:
+            self.telemetry.count_reconcile_error(owner.namespace, owner.name)
+            raise
+        finally:
+            self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
 
     async def publish(self, owner: Owner, events: tuple[EmitEvent, ...]) -> None:
         """Send Events (after the status recording their decision was written)."""
