@@ -62,12 +62,26 @@ async def test_given_a_restart_when_primed_then_every_page_is_listed_and_unserve
 
 async def test_an_event_older_than_our_write_does_not_undo_it() -> None:
     cache = WatchCache(fake_kube()[0])
-    cache.observe(None, deployment("a", 5, replicas=1))
+    assert cache.observe(None, deployment("a", 5, replicas=1))
     cache.remember(deployment("a", 9, replicas=3))  # the API server's answer to our apply
-    cache.observe("MODIFIED", deployment("a", 7, replicas=1))  # the watch, late
+    assert not cache.observe("MODIFIED", deployment("a", 7, replicas=1))  # the watch, late: no news
     assert cache.cached("Deployment", OWNER.uid, "a")["spec"]["replicas"] == 3  # type: ignore[index]
-    cache.observe("MODIFIED", deployment("a", 10, replicas=4))  # a newer change
+    assert cache.observe("MODIFIED", deployment("a", 10, replicas=4))  # a newer change: news
     assert cache.cached("Deployment", OWNER.uid, "a")["spec"]["replicas"] == 4  # type: ignore[index]
+
+
+async def test_the_echo_of_our_own_apply_is_not_news_but_what_others_change_next_is() -> None:
+    """Every apply comes back as a watch event with the version its answer had: waking the owner for it
+    would cost a reconcile per write that can only find nothing to do. kcm's status update after it is news."""
+    cache = WatchCache(fake_kube()[0])
+    assert cache.observe(None, deployment("a", 5))
+    cache.remember(deployment("a", 9, replicas=3))
+    assert not cache.observe("MODIFIED", deployment("a", 9, replicas=3))  # our apply, echoed
+    assert cache.observe("MODIFIED", deployment("a", 11, replicas=3))  # readyReplicas moved
+    assert not cache.observe(None, deployment("a", 11, replicas=3))  # listed again (kopf's initial listing)
+    cache.forget(deployment("a", 11))
+    assert not cache.observe("MODIFIED", deployment("a", 11))  # about what we deleted
+    assert cache.observe("DELETED", deployment("a", 12))
 
 
 async def test_an_object_we_deleted_is_not_brought_back_by_a_late_event_but_a_new_one_shows() -> None:
@@ -109,3 +123,18 @@ async def test_ensure_writes_only_when_the_hash_or_a_drift_prone_field_differs()
     assert len(transport.writes()) == 1
     sent = transport.writes()[0].body
     assert sent["metadata"]["annotations"][APPLIED_HASH] == applied["metadata"]["annotations"][APPLIED_HASH]
+
+
+async def test_a_child_event_wakes_its_model_deployment_only_when_it_is_news() -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from modelship import handlers  # noqa: PLC0415
+
+    woken: list[str] = []
+    cache = WatchCache(fake_kube()[0])
+    loop = SimpleNamespace(wake=lambda body: woken.append(body["metadata"]["resourceVersion"]))
+    memo: Any = SimpleNamespace(operator=SimpleNamespace(cache=cache, loop=loop))
+    cache.remember(deployment("a", 9))
+    for event_type, version in (("MODIFIED", 9), ("MODIFIED", 10), (None, 10), ("DELETED", 11)):
+        await handlers._child_event({"type": event_type, "object": deployment("a", version)}, memo)
+    assert woken == ["10", "11"]

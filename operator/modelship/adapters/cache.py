@@ -255,25 +255,28 @@ class WatchCache:
         self._primed = True
         return counts
 
-    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """A watch event (type None: an initial listing)."""
+    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """A watch event (type None: an initial listing). True when it is news: False for the echo of our own
+        write (its answer is held already), an event older than what is held, or one about an object we
+        deleted. Only news is worth a reconcile: every apply would otherwise wake its owner once more."""
         meta = obj.get("metadata") or {}
         key: ObjectKey = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
         version = _version(obj)
         if event_type == "DELETED":
             self._drop(key)
             self._tombstones.pop(key, None)
-            return
+            return True
         if version and version <= max(self._held.get(key, 0), self._tombstones.get(key, 0)):
-            return  # older than what we hold (our own write's answer), or than our delete
+            return False  # older than what we hold (our own write's answer), or than our delete
         self._tombstones.pop(key, None)
         self._drop(key)
         controller = controller_uid(obj)
         if not controller:
-            return
+            return True
         self._by_owner.setdefault((key[0], controller), {})[key[2]] = trim(obj)
         self._owner_of[key] = controller
         self._held[key] = version
+        return True
 
     def _drop(self, key: ObjectKey) -> None:
         controller = self._owner_of.pop(key, None)

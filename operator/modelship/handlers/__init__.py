@@ -118,10 +118,11 @@ async def on_modeldeployment(event: Mapping[str, Any], memo: kopf.Memo, **_: Any
 
 
 async def _child_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: update the watch cache, wake its ModelDeployment."""
+    """A child changed: update the watch cache, wake its ModelDeployment unless the event is not news (the
+    echo of our own apply, kopf's initial listing of what the cache was primed with)."""
     body = event["object"]
-    memo.operator.cache.observe(event.get("type"), body)
-    memo.operator.loop.wake(body)
+    if memo.operator.cache.observe(event.get("type"), body):
+        memo.operator.loop.wake(body)
 
 
 for _group_version, _plural, _ in WATCHED_CHILDREN:
