@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modelship.adapters.kube import KubeError
+from modelship.adapters.kube import NOT_LEADER, KubeError
 from modelship.adapters.telemetry import Telemetry
-from modelship.controller.loop import FINALIZER, ControlLoop
+from modelship.controller.loop import FINALIZER, NOT_LEADER_RETRY_SECONDS, ControlLoop
 from test_reconciler import SPEC, FakeCluster, FakeRouters, body, reconciler
 
 KEY = ("ml", "fraud")
@@ -167,3 +167,17 @@ async def test_given_a_watch_event_older_than_our_write_then_the_write_is_kept()
     assert held is not None
     loop.observe("MODIFIED", old)  # a late event from before our writes
     assert loop.body(KEY) == held
+
+
+async def test_a_write_refused_while_the_lease_renewal_is_late_is_retried_soon_without_a_failure() -> None:
+    """Seen at 10,000 objects: a slow API server delayed one renewal past the deadline; 218 reconciles failed
+    with tracebacks and went into failure backoff. Not the objects' fault: try again after an election round."""
+    loop, objects, _, log = setup()
+    loop.observe(None, objects.obj)
+
+    async def refused(*_: Any) -> Any:
+        raise KubeError(0, NOT_LEADER, "vm_1 does not hold Lease ml/modelship; write refused")
+
+    objects.set_finalizers = refused  # type: ignore[method-assign]
+    assert await loop.handle(KEY) == NOT_LEADER_RETRY_SECONDS
+    assert log == []

@@ -34,6 +34,10 @@ Query = list[tuple[str, str]]
 _PLURALS = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices", "Endpoints": "endpoints"}
 
 
+NOT_LEADER = "NotLeader"
+"""KubeError reason of a write the leader-election fence refused (status 0: it never left the process)."""
+
+
 class KubeError(Exception):
     """An API call failed; `status` is the HTTP status (0 when the server was not reached)."""
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from modelship.adapters.kube import KubeError
+from modelship.adapters.kube import NOT_LEADER, KubeError
 from modelship.adapters.transport import client_configuration
 
 log = logging.getLogger("modelship.leader")
@@ -327,7 +327,7 @@ class LeaderElector:
     def fence(self) -> None:
         """Called before every write: refuses it unless this replica leads."""
         if not self.is_leader():
-            raise KubeError(0, "NotLeader",
+            raise KubeError(0, NOT_LEADER,
                             f"{self.identity} does not hold Lease {self.namespace}/{self.name}; write refused")
 
     async def wait_until_leader(self) -> None:

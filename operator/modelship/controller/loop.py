@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelship.adapters.kube import KubeError
+from modelship.adapters.kube import NOT_LEADER, KubeError
 from modelship.adapters.telemetry import Telemetry
 from modelship.controller.ports import ModelDeployments
 from modelship.controller.reconciler import Reconciler, owner_of
@@ -35,6 +35,10 @@ FINALIZER = "modelship.dev/finalizer"
 LABEL_DEPLOYMENT = "modelship.dev/deployment"
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 CONFLICT_RETRY_SECONDS = 0.0
+NOT_LEADER_RETRY_SECONDS = 2.0
+"""A write refused by the fence while a Lease renewal is late (a slow API server): tried again after about one
+election round. No failure backoff and no traceback: it is not the object's fault. A lease that is really lost
+stops the workers (wiring's `on_lost`)."""
 STATS_SECONDS = 5.0
 
 Key = tuple[str, str]
@@ -189,6 +193,9 @@ class ControlLoop:
                 return None  # nothing due: the queue's jittered resync
             return result.requeue_after
         except KubeError as exc:
+            if exc.reason == NOT_LEADER:
+                log.warning("reconcile of %s/%s deferred: %s", namespace, name, exc.message)
+                return NOT_LEADER_RETRY_SECONDS
             if exc.status == 409:  # the object moved on since this decision: decide again from the newest
                 fresh = await self.objects.read(namespace, name)
                 if fresh is None:
