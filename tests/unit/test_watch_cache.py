@@ -30,6 +30,8 @@ class PagedTransport(FakeTransport):
     def __init__(self) -> None:
         super().__init__()
         self.queries: list[dict[str, str]] = []
+        self.cache: WatchCache | None = None
+        self.cached_before_page_2: int | None = None
 
     def request(self, method: str, path: str, *, query: Any = None, body: Any = None,
                 content_type: str | None = None) -> Any:
@@ -39,6 +41,8 @@ class PagedTransport(FakeTransport):
             raise KubeError(404, "NotFound", "the server could not find the requested resource")
         if path.endswith("/deployments"):
             if params.get("continue") == "page-2":
+                if self.cache is not None:
+                    self.cached_before_page_2 = self.cache.size()
                 return {"items": [{k: v for k, v in deployment("b", 6).items() if k != "kind"}], "metadata": {}}
             return {"items": [{k: v for k, v in deployment("a", 5).items() if k != "kind"}],
                     "metadata": {"continue": "page-2"}}
@@ -49,8 +53,12 @@ async def test_given_a_restart_when_primed_then_every_page_is_listed_and_unserve
     transport = PagedTransport()
     kube, _ = fake_kube(transport)
     cache = WatchCache(kube)
+    transport.cache = cache
     assert not cache.authoritative
     counts = await cache.prime(["ml"])
+    # page by page: the first page was kept (trimmed) before the second was read, so a listing of 15,000
+    # Services is never all in memory at once (it was: 2.1 GiB RSS after a restart at 10,000 objects)
+    assert transport.cached_before_page_2 == 1
     assert counts["Deployment"] == 2 and cache.authoritative
     assert all(q["labelSelector"] == "app.kubernetes.io/managed-by=modelship" and q["limit"] for q in transport.queries)
     assert [q.get("continue") for q in transport.queries if q["path"].endswith("/deployments")] == [None, "page-2"]

@@ -244,14 +244,14 @@ class WatchCache:
             for namespace in scopes:
                 path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
                 try:
-                    items = await self.kube.list_pages(path, label_selector(MANAGED))
+                    async for items in self.kube.list_pages(path, label_selector(MANAGED)):
+                        for item in items:
+                            self.observe(None, {**item, "kind": kind})
+                        counts[kind] = counts.get(kind, 0) + len(items)
                 except KubeError as exc:
                     if exc.not_found:
                         continue
                     raise
-                for item in items:
-                    self.observe(None, {**item, "kind": kind})
-                counts[kind] = counts.get(kind, 0) + len(items)
         self._primed = True
         return counts
 

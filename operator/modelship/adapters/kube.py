@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from modelship.adapters.owner import OwnerLike
@@ -145,20 +145,21 @@ class Kube:
         items: list[Obj] = list((result or {}).get("items") or [])
         return items
 
-    async def list_pages(self, path: str, selector: str, page: int = 500) -> Objs:
-        """Every object at a collection `path` (any namespace scope) with `selector`, `page` at a time, so a
-        start-up listing of 10,000 objects is never one response in memory."""
-        items: Objs = []
+    async def list_pages(self, path: str, selector: str, page: int = 500) -> AsyncIterator[Objs]:
+        """Every object at a collection `path` (any namespace scope) with `selector`, one page of `page` objects
+        at a time: the caller keeps what it needs of a page before the next is read, so a start-up listing of
+        15,000 Services is never all in memory at once (it was: ~1.7 GiB more RSS after a restart at 10,000
+        ModelDeployments)."""
         token = ""
         while True:
             query: Query = [("labelSelector", selector), ("limit", str(page))]
             if token:
                 query.append(("continue", token))
             result = await self._call("GET", path, query=query) or {}
-            items.extend(result.get("items") or [])
+            yield list(result.get("items") or [])
             token = str((result.get("metadata") or {}).get("continue") or "")
             if not token:
-                return items
+                return
 
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
