@@ -1,4 +1,5 @@
-"""Fixtures for the chart tests: the pinned helm binary, throwaway namespaces, a real chart install."""
+"""Fixtures for the integration tests: a module's scratch namespace; for the chart tests the pinned helm binary,
+throwaway namespaces and a real chart install."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ def helm() -> Path:
         if proc.returncode != 0 or not path.exists():
             pytest.skip(f"helm could not be built (e2e/stack/build-helm.sh): {proc.stderr.strip()[-500:]}")
     return path
+
+
+@pytest.fixture(scope="module")
+def namespace(stack: StackContext, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One empty namespace for a test module, named after it (`test_kube_adapters` -> `kube-adapters-1a2b3c4d`);
+    deleted without waiting afterwards. Modules that need more in it (a CRD, a policy) define their own."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    ns = f"{prefix[:40]}-{uuid.uuid4().hex[:8]}"
+    stack.run_kubectl("create", "namespace", ns)
+    yield ns
+    stack.run_kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,14 +70,6 @@ def crd_installed(stack: StackContext) -> bool:
     except RuntimeError:
         return False
     return True
-
-
-@pytest.fixture(scope="module")
-def namespace(stack: StackContext) -> Iterator[str]:
-    ns = f"adapters-{uuid.uuid4().hex[:8]}"
-    stack.run_kubectl("create", "namespace", ns)
-    yield ns
-    stack.run_kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _create_owner(

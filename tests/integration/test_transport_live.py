@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from modelship.adapters.kube import Kube, KubeError
@@ -12,14 +11,6 @@ from modelship.adapters.transport import AsyncTransport
 from e2e.stack import StackContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def namespace(stack: StackContext) -> Iterator[str]:
-    ns = f"transport-{uuid.uuid4().hex[:8]}"
-    stack.run_kubectl("create", "namespace", ns)
-    yield ns
-    stack.run_kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 @pytest.fixture
