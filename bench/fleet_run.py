@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,8 +17,9 @@ from urllib.parse import urlsplit
 from bench import counted, fleet_objects
 from bench.common import REPO, percentile
 from bench.fleet_watch import GROUP, PLURAL, VERSION, FleetBook, book_watcher
-from bench.measure import ProcessSampler, apiserver_requests, http_get, is_write, others_rate, stop_process
+from bench.measure import ProcessSampler, apiserver_requests, is_write, others_rate, stop_process
 from bench.operator_scale import reconcile_histogram
+from bench.standins import PrometheusStandIn, spawn_ready
 from bench.watching import ObjectWatcher
 from e2e.stack import StackContext, free_port
 from e2e.stack.dataplane.netns import DEFAULT_NETNS
@@ -35,40 +35,27 @@ class StandIns:
 
     def __init__(self, stack: StackContext, namespace: str, logs: Path) -> None:
         self.stack, self.namespace, self.logs = stack, namespace, logs
-        self.prometheus_port = free_port()
+        self.prometheus = PrometheusStandIn(logs / "standin-prometheus.log")
         self.netns = str(stack.state.get("netns") or DEFAULT_NETNS)  # the data plane's state
-        self.procs: list[subprocess.Popen[str]] = []
         self.triton: subprocess.Popen[str] | None = None
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.owners: dict[str, set[str]] = {}  # pod IP -> uids of live pods holding it
 
-    def _spawn(self, cmd: list[str], name: str) -> subprocess.Popen[str]:
-        log = (self.logs / f"{name}.log").open("a")
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit(f"stand-in {name} did not start; see {self.logs / f'{name}.log'}")
-        self.procs.append(proc)
-        return proc
-
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._spawn([sys.executable, "-m", "bench.standins", "prometheus", "--port", str(self.prometheus_port)],
-                    "standin-prometheus")
-        self.triton = self._spawn(["ip", "netns", "exec", self.netns, sys.executable, "-m", "bench.standins",
-                                   "triton", "--stats", str(self.logs / "standin-triton.json")], "standin-triton")
+        self.prometheus.start()
+        self.triton = spawn_ready(["ip", "netns", "exec", self.netns, sys.executable, "-m", "bench.standins",
+                                   "triton", "--stats", str(self.logs / "standin-triton.json")],
+                                  self.logs / "standin-triton.log")
         threading.Thread(target=self._feed, daemon=True, name="pod-ips").start()
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.prometheus_port}"
+        return self.prometheus.url
 
     def prometheus_queries(self) -> int:
-        import json  # noqa: PLC0415
-
-        return int(json.loads(http_get(f"{self.prometheus_url}/stats", timeout=5.0)).get("queries", 0))
+        return self.prometheus.queries()
 
     def _send(self, line: str) -> None:
         if self.triton is not None and self.triton.stdin is not None and self.triton.poll() is None:
@@ -109,15 +96,14 @@ class StandIns:
 
     def stop(self) -> None:
         self.stopped.set()
-        for proc in self.procs:
-            if proc is self.triton and proc.stdin is not None:
-                proc.stdin.close()  # the Triton stand-in exits at end of input (and writes its stats)
-            else:
-                proc.send_signal(signal.SIGTERM)
+        self.prometheus.stop()
+        if self.triton is not None:
+            if self.triton.stdin is not None:
+                self.triton.stdin.close()  # the Triton stand-in exits at end of input (and writes its stats)
             try:
-                proc.wait(timeout=15)
+                self.triton.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self.triton.kill()
 
 
 class FleetRun:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -145,6 +147,52 @@ async def serve_prometheus(port: int, requests: float) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+# --- starting them from a bench ------------------------------------------------------------------------------
+
+
+def spawn_ready(cmd: list[str], log_path: Path) -> subprocess.Popen[str]:
+    """Start a stand-in and wait for its "ready" line; stdin stays open (the Triton stand-in reads pod IPs)."""
+    repo = Path(__file__).resolve().parent.parent
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=repo,
+                                env={**os.environ, "PYTHONPATH": str(repo)})
+    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"stand-in {cmd[-3:]} did not start; see {log_path}")
+    return proc
+
+
+class PrometheusStandIn:
+    """The Prometheus stand-in on loopback, as both benches use it: its port (and so its URL) is fixed before it
+    starts, because the operator's or controller's settings name it."""
+
+    def __init__(self, log_path: Path) -> None:
+        from e2e.stack import free_port  # noqa: PLC0415  (not needed by the stand-in processes themselves)
+
+        self.port = free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = spawn_ready([sys.executable, "-m", "bench.standins", "prometheus", "--port", str(self.port)],
+                                self.log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def queries(self) -> int:
+        """Queries answered since it started."""
+        from bench.measure import http_get  # noqa: PLC0415
+
+        return int(json.loads(http_get(f"{self.url}/stats", timeout=5.0)).get("queries", 0))
+
+    def stop(self) -> None:
+        from bench.measure import stop_process  # noqa: PLC0415
+
+        stop_process(self.proc, timeout=15)
 
 
 def main(argv: list[str] | None = None) -> None:

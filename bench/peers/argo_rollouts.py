@@ -57,6 +57,7 @@ from bench.measure import (
 )
 from bench.peers import argo_objects
 from bench.peers.rollout_watch import GROUP, PLURAL, VERSION, RolloutBook, book_watcher
+from bench.standins import PrometheusStandIn
 from e2e.stack import StackContext, free_port
 
 BUILD_SCRIPT = REPO / "e2e" / "stack" / "build-argo-rollouts.sh"
@@ -348,30 +349,6 @@ def print_row(row: dict[str, Any], extra: dict[str, Any]) -> None:
     print(table(sorted(writes.items(), key=lambda item: -item[1])[:15], "rollout writes by kind and verb"), flush=True)
 
 
-class PrometheusStandIn:
-    """bench/standins.py's Prometheus on loopback: what the Rollouts' background analysis queries."""
-
-    def __init__(self, logs: Path) -> None:
-        self.port = free_port()
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / "argo-standin-prometheus.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.standins", "prometheus", "--port", str(self.port)],
-                stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        if self.proc.stdout is None or self.proc.stdout.readline().strip() != "ready":
-            raise SystemExit(f"the Prometheus stand-in did not start; see {logs / 'argo-standin-prometheus.log'}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def queries(self) -> int:
-        return int(json.loads(http_get(f"{self.url}/stats", timeout=5.0)).get("queries", 0))
-
-    def stop(self) -> None:
-        stop_process(self.proc, timeout=15)
-
-
 def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.0, baseline_s: float = 20.0,
         rows: tuple[bool, ...] = (False, True), rolling: int | None = None, interval_s: float | None = 10.0,
         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -382,7 +359,10 @@ def run(stack: StackContext, n: int, pause_s: float = 30.0, idle_s: float = 120.
     print(f"  CRDs: {', '.join(argo_objects.install_crds(stack, crds))}", flush=True)
     node_value = f"bench-argo-{uuid.uuid4().hex[:4]}"
     argo_objects.create_nodes(stack, node_value, n)
-    prometheus = PrometheusStandIn(stack.stack_dir / "logs") if interval_s is not None else None
+    prometheus = None
+    if interval_s is not None:
+        prometheus = PrometheusStandIn(stack.stack_dir / "logs" / "argo-standin-prometheus.log")
+        prometheus.start()
     figures, details = [], []
     try:
         for leader_election in rows:
