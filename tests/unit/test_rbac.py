@@ -44,7 +44,7 @@ WATCHES: set[Grant] = {
     for group_version, plural, _ in WATCHED_CHILDREN
     for verb in ("list", "watch")
 }
-"""The watch caches (kopf indexes) of every child kind."""
+"""The informer (adapters/informer.py) lists and watches every child kind."""
 KOPF_CLUSTER: set[Grant] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),

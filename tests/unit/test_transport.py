@@ -114,6 +114,8 @@ class Api:
         name = request.path.rsplit("/", 1)[-1]
         if name == "hang":
             await self.hang.wait()
+        if request.query.get("watch") == "1" and name not in STATUS_ANSWERS:
+            return await self.watch(request)
         if name in STATUS_ANSWERS:
             code, reason = STATUS_ANSWERS[name]
             status = {"kind": "Status", "status": "Failure", "reason": reason, "code": code,
@@ -126,6 +128,24 @@ class Api:
         if name == "empty":
             return web.Response(status=200)
         return web.json_response({"kind": "Service", "echo": json.loads(body) if body else None})
+
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        """Three events over ~0.2 s, cut at awkward places: mid-line, and one object larger than aiohttp's line
+        buffer (128 KiB)."""
+        response = web.StreamResponse()
+        await response.prepare(request)
+        big = {"type": "MODIFIED", "object": {"kind": "Service", "metadata": {"name": "big"}, "pad": "x" * 300_000}}
+        wire = b"".join(json.dumps(e).encode() + b"\n" for e in (
+            {"type": "ADDED", "object": {"kind": "Service", "metadata": {"name": "a", "resourceVersion": "7"}}},
+            big,
+            {"type": "BOOKMARK", "object": {"kind": "Service", "metadata": {"resourceVersion": "9"}}},
+        ))
+        for cut in (30, 100_000, len(wire)):
+            await response.write(wire[:cut])
+            wire = wire[cut:]
+            await asyncio.sleep(0.07)
+        return response
 
 
 STATUS_ANSWERS = {"unauthorized": (401, "Unauthorized"), "missing": (404, "NotFound"), "taken": (409, "AlreadyExists"),
@@ -316,3 +336,33 @@ async def test_an_unfenced_kube_calls_a_synchronous_transport_directly() -> None
     kube, transport = fake_kube()
     await kube.apply(objects.entry_service(OWNER))
     assert [call.method for call in transport.writes()] == ["PATCH"]
+
+
+async def test_a_watch_streams_events_as_they_come_past_the_request_timeout_and_lines_of_any_size() -> None:
+    stand_in = Api()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", stand_in.handle)
+    server = TestServer(app)
+    await server.start_server()
+    transport = AsyncTransport(str(server.make_url("")), timeout_s=0.05)  # a watch outlives a request's timeout
+    kube = Kube(transport)
+    events = [e async for e in kube.watch(BASE, "app=x", "5", timeout_s=60)]
+    await transport.close()
+    await server.close()
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "BOOKMARK"]
+    assert len(events[1]["object"]["pad"]) == 300_000
+    query = dict(stand_in.seen[0]["query"])
+    assert query == {"labelSelector": "app=x", "watch": "1", "resourceVersion": "5", "allowWatchBookmarks": "true",
+                     "timeoutSeconds": "60"}
+
+
+async def test_a_refused_watch_raises_with_the_status_and_a_401_reads_the_token_again(
+    api: tuple[Api, AsyncTransport],
+) -> None:
+    stand_in, transport = api
+    with pytest.raises(KubeError) as err:
+        _ = [e async for e in transport.stream(f"{BASE}/unauthorized", query=[("watch", "1")])]
+    assert err.value.status == 401
+    await transport.request("GET", f"{BASE}/a")
+    tokens = [seen["headers"]["Authorization"] for seen in stand_in.seen]
+    assert tokens[0] != tokens[1]

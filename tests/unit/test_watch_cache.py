@@ -1,13 +1,12 @@
-"""The watch cache: primed by one paged LIST per kind, kept by watch events, versions decide, our writes and
+"""The watch cache: kept by listings and watch events (test_informer.py), versions decide, our writes and
 deletes are never undone by a late event, and `ensure` writes only what would change something."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapter_fixtures import OWNER, FakeTransport, fake_kube
+from adapter_fixtures import OWNER, fake_kube
 from modelship.adapters.cache import APPLIED_HASH, WatchCache, ensure, with_hash
-from modelship.adapters.kube import KubeError
 
 
 def deployment(name: str, version: int, replicas: int = 1, controller: str = OWNER.uid,
@@ -21,51 +20,6 @@ def deployment(name: str, version: int, replicas: int = 1, controller: str = OWN
         "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "triton"}]}}},
         "status": {"readyReplicas": replicas},
     }
-
-
-class PagedTransport(FakeTransport):
-    """LISTs: two pages of Deployments, nothing of the other served kinds, 404 for the route kinds (their CRDs
-    are not installed). Records each LIST's query."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[dict[str, str]] = []
-        self.cache: WatchCache | None = None
-        self.cached_before_page_2: int | None = None
-
-    def request(self, method: str, path: str, *, query: Any = None, body: Any = None,
-                content_type: str | None = None) -> Any:
-        params = dict(query or [])
-        self.queries.append({"path": path, **params})
-        if "httproutes" in path or "virtualservices" in path:
-            raise KubeError(404, "NotFound", "the server could not find the requested resource")
-        if path.endswith("/deployments"):
-            if params.get("continue") == "page-2":
-                if self.cache is not None:
-                    self.cached_before_page_2 = self.cache.size()
-                return {"items": [{k: v for k, v in deployment("b", 6).items() if k != "kind"}], "metadata": {}}
-            return {"items": [{k: v for k, v in deployment("a", 5).items() if k != "kind"}],
-                    "metadata": {"continue": "page-2"}}
-        return {"items": [], "metadata": {}}
-
-
-async def test_given_a_restart_when_primed_then_every_page_is_listed_and_unserved_kinds_are_skipped() -> None:
-    transport = PagedTransport()
-    kube, _ = fake_kube(transport)
-    cache = WatchCache(kube)
-    transport.cache = cache
-    assert not cache.authoritative
-    counts = await cache.prime(["ml"])
-    # page by page: the first page was kept (trimmed) before the second was read, so a listing of 15,000
-    # Services is never all in memory at once (it was: 2.1 GiB RSS after a restart at 10,000 objects)
-    assert transport.cached_before_page_2 == 1
-    assert counts["Deployment"] == 2 and cache.authoritative
-    assert all(q["labelSelector"] == "app.kubernetes.io/managed-by=modelship" and q["limit"] for q in transport.queries)
-    assert [q.get("continue") for q in transport.queries if q["path"].endswith("/deployments")] == [None, "page-2"]
-    names = {d["metadata"]["name"] for d in await cache.owned("apps/v1", "Deployment", "ml", OWNER.uid, {})}
-    assert names == {"a", "b"}
-    cached = cache.cached("Deployment", OWNER.uid, "a")
-    assert cached is not None and "managedFields" not in cached["metadata"] and "template" not in cached["spec"]
 
 
 async def test_an_event_older_than_our_write_does_not_undo_it() -> None:
@@ -86,7 +40,7 @@ async def test_the_echo_of_our_own_apply_is_not_news_but_what_others_change_next
     cache.remember(deployment("a", 9, replicas=3))
     assert not cache.observe("MODIFIED", deployment("a", 9, replicas=3))  # our apply, echoed
     assert cache.observe("MODIFIED", deployment("a", 11, replicas=3))  # readyReplicas moved
-    assert not cache.observe(None, deployment("a", 11, replicas=3))  # listed again (kopf's initial listing)
+    assert not cache.observe(None, deployment("a", 11, replicas=3))  # listed again (a relist after 410)
     cache.forget(deployment("a", 11))
     assert not cache.observe("MODIFIED", deployment("a", 11))  # about what we deleted
     assert cache.observe("DELETED", deployment("a", 12))
@@ -131,18 +85,3 @@ async def test_ensure_writes_only_when_the_hash_or_a_drift_prone_field_differs()
     assert len(transport.writes()) == 1
     sent = transport.writes()[0].body
     assert sent["metadata"]["annotations"][APPLIED_HASH] == applied["metadata"]["annotations"][APPLIED_HASH]
-
-
-async def test_a_child_event_wakes_its_model_deployment_only_when_it_is_news() -> None:
-    from types import SimpleNamespace  # noqa: PLC0415
-
-    from modelship import handlers  # noqa: PLC0415
-
-    woken: list[str] = []
-    cache = WatchCache(fake_kube()[0])
-    loop = SimpleNamespace(wake=lambda body: woken.append(body["metadata"]["resourceVersion"]))
-    memo: Any = SimpleNamespace(operator=SimpleNamespace(cache=cache, loop=loop))
-    cache.remember(deployment("a", 9))
-    for event_type, version in (("MODIFIED", 9), ("MODIFIED", 10), (None, 10), ("DELETED", 11)):
-        await handlers._child_event({"type": event_type, "object": deployment("a", version)}, memo)
-    assert woken == ["10", "11"]

@@ -1,11 +1,11 @@
 """Children read from watch caches, and written only when what is desired differs from what is cached.
 
 Two implementations of one port (`ChildCache`):
-- `WatchCache`: kopf indexes (filled by the operator's watches of Deployments, ReplicaSets, Pods, Services and
-  routes labelled `app.kubernetes.io/managed-by=modelship`), keyed by the uid of each object's controller, so the
-  children of one ModelDeployment are one dictionary lookup: no list per reconcile. A read-your-writes overlay
-  keeps the response of our own writes until the watch delivers that version (or a newer one), so a reconcile
-  right after an apply does not apply again because the watch lags.
+- `WatchCache`: filled by the informer (adapters/informer.py: a LIST, then a WATCH, of Deployments, ReplicaSets,
+  Pods, Services and routes labelled `app.kubernetes.io/managed-by=modelship`), keyed by the uid of each
+  object's controller, so the children of one ModelDeployment are one dictionary lookup: no list per
+  reconcile. A read-your-writes overlay keeps the response of our own writes until the watch delivers that
+  version (or a newer one), so a reconcile right after an apply does not apply again because the watch lags.
 - `ApiCache`: the same questions answered by listing over the API, for callers without watches (tests, the
   in-memory reconcile bench, one-shot tools).
 
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from modelship.adapters.kube import Kube, KubeError, controlled_by, controller_uid, label_selector
+from modelship.adapters.kube import Kube, controlled_by, controller_uid, label_selector
 from modelship.adapters.owner import OwnerLike
 
 APPLIED_HASH = "modelship.dev/applied-hash"
@@ -210,8 +210,8 @@ ObjectKey = tuple[str, str, str]
 
 
 class WatchCache:
-    """ChildCache filled like a client-go informer: one paged LIST per kind at start-up (`prime`), then every
-    watch event (`observe`); trimmed objects keyed by (kind, controller uid).
+    """ChildCache filled like a client-go informer (adapters/informer.py): one paged LIST per kind at start-up,
+    then every watch event (`observe`); trimmed objects keyed by (kind, controller uid).
 
     Versions decide: an event or a write answer older than what is held is ignored, so a reconcile right after
     our own apply does not apply again because the watch lags (read-your-writes), and an object we deleted is
@@ -234,33 +234,33 @@ class WatchCache:
         """Once primed: every child we control was listed, and the watches keep it current."""
         return self._primed
 
-    async def prime(self, namespaces: Iterable[str] = ()) -> dict[str, int]:
-        """List every watched kind (label-selected, paged) in `namespaces` (none: the whole cluster); returns
-        objects per kind. A kind the cluster does not serve (a route CRD not installed) is skipped."""
-        counts: dict[str, int] = {}
-        scopes: list[str | None] = [*namespaces] or [None]
-        for group_version, plural, kind in WATCHED_CHILDREN:
-            prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-            for namespace in scopes:
-                path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
-                try:
-                    async for items in self.kube.list_pages(path, label_selector(MANAGED)):
-                        for item in items:
-                            self.observe(None, {**item, "kind": kind})
-                        counts[kind] = counts.get(kind, 0) + len(items)
-                except KubeError as exc:
-                    if exc.not_found:
-                        continue
-                    raise
+    def mark_primed(self) -> None:
+        """Every child kind was listed (adapters/informer.py): from now on absence means there is none."""
         self._primed = True
-        return counts
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> ObjectKey:
+        meta = obj.get("metadata") or {}
+        return str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
+
+    def retain(self, kind: str, namespace: str | None, seen: set[ObjectKey]) -> list[Obj]:
+        """After a fresh LIST of `kind` in `namespace` (None: all): drop what is held there and was not
+        listed (deleted while no watch ran), returning the dropped objects so their owners can be woken."""
+        gone = [key for key in self._owner_of
+                if key[0] == kind and (namespace is None or key[1] == namespace) and key not in seen]
+        dropped: list[Obj] = []
+        for key in gone:
+            held = self.cached(kind, self._owner_of[key], key[2])
+            self._drop(key)
+            if held is not None:
+                dropped.append(held)
+        return dropped
 
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
         """A watch event (type None: an initial listing). True when it is news: False for the echo of our own
         write (its answer is held already), an event older than what is held, or one about an object we
         deleted. Only news is worth a reconcile: every apply would otherwise wake its owner once more."""
-        meta = obj.get("metadata") or {}
-        key: ObjectKey = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        key = self.key(obj)
         version = _version(obj)
         if event_type == "DELETED":
             self._drop(key)
@@ -306,8 +306,7 @@ class WatchCache:
         self.observe("MODIFIED", obj)
 
     def forget(self, obj: Mapping[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        key: ObjectKey = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        key = self.key(obj)
         held = max(self._held.get(key, 0), _version(obj))
         self._drop(key)
         self._tombstones[key] = held

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,8 @@ import aiohttp
 from modelship.adapters.kube import KubeError, Query
 
 REQUEST_TIMEOUT_S = 30.0
+WATCH_READ_TIMEOUT_S = 330.0
+"""Longest silence on a watch connection before it counts as dead: past the server's own watch timeout."""
 POOL_SIZE = 32
 """Pooled HTTP connections to the API server; requests beyond it wait for a free connection."""
 
@@ -150,7 +152,7 @@ class AsyncTransport:
         self._proxy = proxy
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -174,14 +176,20 @@ class AsyncTransport:
         """In-cluster service account when running in a pod, else the kubeconfig (path or $KUBECONFIG)."""
         return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst), fence)
 
-    def _client(self) -> aiohttp.ClientSession:
-        """The shared session, made on first use inside the loop that will run it (one per loop)."""
+    def _client(self, watching: bool = False) -> aiohttp.ClientSession:
+        """The shared session, made on first use inside the loop that will run it (one per loop). Watches hold
+        their connection for minutes: they get a session of their own, so they never take the pool's."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl if self._ssl else True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+        if self._loop is not loop:
+            self._sessions.clear()
             self._loop = loop
-        return self._session
+        session = self._sessions.get(watching)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=0 if watching else self._pool_size,
+                                             ssl=self._ssl if self._ssl else True)
+            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+            self._sessions[watching] = session
+        return session
 
     async def request(
         self, method: str, path: str, *, query: Query | None = None, body: Any = None,
@@ -216,7 +224,40 @@ class AsyncTransport:
         except ValueError:
             raise KubeError(0, "InvalidResponse", f"{method} {path}: answer is not JSON") from None
 
+    async def stream(self, path: str, *, query: Query | None = None) -> AsyncIterator[Any]:
+        """GET a watch: one decoded JSON object per line of the chunked answer, as they arrive. No total
+        timeout (the server ends a watch itself); a connection silent for `WATCH_READ_TIMEOUT_S` (longer than
+        the server's own timeout, bookmarks included) is dead and raises KubeError(0)."""
+        headers = {"Accept": "application/json"}
+        token = self._authorization()
+        if token:
+            headers["Authorization"] = token
+        await self.limiter.acquire()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT_S, sock_read=WATCH_READ_TIMEOUT_S)
+        try:
+            async with self._client(watching=True).get(
+                self.host + path, params=query or None, headers=headers, proxy=self._proxy,
+                server_hostname=self._server_hostname, timeout=timeout,
+            ) as response:
+                if response.status >= 400:
+                    if response.status == 401:
+                        self._authorization.invalidate()
+                    raise _error_from_body(response.status, response.reason or "error", await response.read())
+                buffered = b""
+                # chunks, not readline(): aiohttp refuses a line longer than its buffer, and one object can be
+                async for chunk in response.content.iter_any():
+                    buffered += chunk
+                    *lines, buffered = buffered.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(0, type(exc).__name__, str(exc)) from None
+        except ValueError:
+            raise KubeError(0, "InvalidResponse", f"watch {path}: an event is not JSON") from None
+
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        for session in self._sessions.values():
+            if not session.closed:
+                await session.close()
+        self._sessions.clear()

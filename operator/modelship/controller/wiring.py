@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from modelship.adapters.admission import RequesterPolicyCheck
 from modelship.adapters.cache import ChildCache, WatchCache
 from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.informer import ChildInformer
 from modelship.adapters.kube import Kube, KubeError
 from modelship.adapters.leader import LeaderElector
 from modelship.adapters.metrics.base import AnalysisQuery
@@ -102,8 +103,17 @@ class Operator:
 
     loop: ControlLoop
     cache: WatchCache
+    informer: ChildInformer
     elector: LeaderElector
     transport: AsyncTransport
+
+
+def child_namespaces(namespaces: tuple[str, ...]) -> tuple[str, ...]:
+    """The namespaces to list and watch children in: the served ones, or the whole cluster when none are
+    named or when some are kopf glob patterns."""
+    if any(set(n) & set("*?[!") for n in namespaces):
+        return ()
+    return namespaces
 
 
 def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
@@ -126,7 +136,8 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     loop = ControlLoop(reconciler, ModelDeploymentWrites(kube), reconciler.telemetry, workers=settings.workers,
                        resync_seconds=settings.resync_seconds, leading=elector.is_leader)
     loop.queue.paused = queue_paused
-    operator = Operator(loop, cache, elector, transport)
+    informer = ChildInformer(kube, cache, loop.wake, child_namespaces(settings.namespaces))
+    operator = Operator(loop, cache, informer, elector, transport)
     return operator
 
 

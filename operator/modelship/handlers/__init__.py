@@ -2,9 +2,9 @@
 
 - ModelDeployments: every watch event goes to `ControlLoop.observe` (newest body kept, object queued).
 - Children (Deployments, ReplicaSets, Pods, Services, HTTPRoutes, VirtualServices labelled
-  `app.kubernetes.io/managed-by=modelship`, filtered by the API server): listed once at start-up into the watch
-  cache (adapters/cache.py `WatchCache.prime`), then every watch event updates it and wakes the owning
-  ModelDeployment. A route kind the cluster does not serve is neither listed nor watched.
+  `app.kubernetes.io/managed-by=modelship`, filtered by the API server) are not kopf's: the informer
+  (adapters/informer.py) lists them once at start-up into the watch cache, then watches from that version; each
+  event that is news wakes the owning ModelDeployment.
 - No timers and no change handlers: kopf therefore writes nothing to the objects (no progress annotations, no
   finalizer of its own); `modelship.dev/finalizer` is the control loop's.
 """
@@ -18,8 +18,6 @@ from typing import Any
 
 import kopf
 
-from modelship.adapters.cache import WATCHED_CHILDREN
-from modelship.adapters.objects import MANAGED_BY, MANAGER
 from modelship.controller.settings import Settings
 from modelship.controller.wiring import build_operator
 from modelship.domain.api import GROUP, PLURAL, VERSION
@@ -29,7 +27,6 @@ KOPF_FINALIZER = f"{KOPF_PREFIX}/unused"
 """kopf removes its configured finalizer from objects no handler of its needs it for; naming one we never set
 keeps kopf away from ours."""
 SHARD_LABEL = "modelship.dev/shard"
-MANAGED = f"{MANAGED_BY}={MANAGER}"
 log = logging.getLogger("modelship.handlers")
 
 
@@ -45,14 +42,6 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         """Nothing is kept."""
-
-
-def _prime_scope(namespaces: tuple[str, ...]) -> tuple[str, ...]:
-    """The namespaces to LIST children in: the watched ones, or the whole cluster when there are none or when
-    some are kopf glob patterns."""
-    if any(set(n) & set("*?[!") for n in namespaces):
-        return ()
-    return namespaces
 
 
 def _shard_selector(shard: str) -> str:
@@ -76,14 +65,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 30
     operator_settings = Settings.from_env()
     settings.watching.label_selectors[f"{GROUP}/{VERSION}", PLURAL] = _shard_selector(operator_settings.shard)
-    for group_version, plural, _kind in WATCHED_CHILDREN:
-        settings.watching.label_selectors[group_version, plural] = MANAGED
     operator = build_operator(operator_settings)
-    # Before any watch starts: one paged LIST per child kind, so the first reconcile sees every child (kopf's
-    # own initial listings follow and change nothing older than what this read).
-    counts = await operator.cache.prime(_prime_scope(operator_settings.namespaces))
+    # Before the first reconcile: one paged LIST per child kind, so it sees every child; the watches go on
+    # from the version of that listing.
+    counts = await operator.informer.prime()
     log.info("watch cache primed: %s", ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "empty")
     memo.operator = operator
+    memo.informer_task = asyncio.create_task(operator.informer.run(), name="child-informer")
     memo.loop_task = asyncio.create_task(operator.loop.run(), name="control-loop")
     operator.elector.start()
     memo.leader_task = asyncio.create_task(_lead(operator), name="leadership")
@@ -101,7 +89,8 @@ async def _lead(operator: Any) -> None:
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop reconciling, then hand the Lease over at once (a rolling update waits for no lease expiry)."""
-    for task in (getattr(memo, "leader_task", None), getattr(memo, "loop_task", None)):
+    for task in (getattr(memo, "leader_task", None), getattr(memo, "loop_task", None),
+                 getattr(memo, "informer_task", None)):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -115,15 +104,3 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def on_modeldeployment(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     """Every ModelDeployment event: keep the newest body, queue the object."""
     memo.operator.loop.observe(event.get("type"), event["object"])
-
-
-async def _child_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: update the watch cache, wake its ModelDeployment unless the event is not news (the
-    echo of our own apply, kopf's initial listing of what the cache was primed with)."""
-    body = event["object"]
-    if memo.operator.cache.observe(event.get("type"), body):
-        memo.operator.loop.wake(body)
-
-
-for _group_version, _plural, _ in WATCHED_CHILDREN:
-    kopf.on.event(_group_version, _plural, id=f"child-{_plural}")(_child_event)
