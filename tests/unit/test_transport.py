@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -153,19 +154,28 @@ STATUS_ANSWERS = {"unauthorized": (401, "Unauthorized"), "missing": (404, "NotFo
 BASE = "/api/v1/namespaces/ml/services"
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[tuple[Api, AsyncTransport]]:
+@contextlib.asynccontextmanager
+async def serving(timeout_s: float) -> AsyncIterator[tuple[Api, AsyncTransport]]:
+    """The stand-in on a loopback port, and a transport to it whose tokens change on every read."""
     stand_in = Api()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", stand_in.handle)
     server = TestServer(app)
     await server.start_server()
     tokens = iter(f"Bearer token-{n}" for n in range(1000))
-    transport = AsyncTransport(str(server.make_url("")), authorization=lambda: next(tokens), timeout_s=5)
-    yield stand_in, transport
-    stand_in.hang.set()
-    await transport.close()
-    await server.close()
+    transport = AsyncTransport(str(server.make_url("")), authorization=lambda: next(tokens), timeout_s=timeout_s)
+    try:
+        yield stand_in, transport
+    finally:
+        stand_in.hang.set()
+        await transport.close()
+        await server.close()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[Api, AsyncTransport]]:
+    async with serving(timeout_s=5) as served:
+        yield served
 
 
 @pytest.mark.parametrize(("name", "status", "reason", "refused"), [
@@ -202,17 +212,9 @@ async def test_an_unreachable_server_is_status_0() -> None:
 
 
 async def test_a_request_past_its_timeout_is_status_0() -> None:
-    stand_in = Api()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", stand_in.handle)
-    server = TestServer(app)
-    await server.start_server()
-    transport = AsyncTransport(str(server.make_url("")), timeout_s=0.05)
-    with pytest.raises(KubeError) as err:
-        await transport.request("GET", f"{BASE}/hang")
-    stand_in.hang.set()
-    await transport.close()
-    await server.close()
+    async with serving(timeout_s=0.05) as (_, transport):
+        with pytest.raises(KubeError) as err:
+            await transport.request("GET", f"{BASE}/hang")
     assert err.value.status == 0
 
 
@@ -339,16 +341,8 @@ async def test_an_unfenced_kube_calls_a_synchronous_transport_directly() -> None
 
 
 async def test_a_watch_streams_events_as_they_come_past_the_request_timeout_and_lines_of_any_size() -> None:
-    stand_in = Api()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", stand_in.handle)
-    server = TestServer(app)
-    await server.start_server()
-    transport = AsyncTransport(str(server.make_url("")), timeout_s=0.05)  # a watch outlives a request's timeout
-    kube = Kube(transport)
-    events = [e async for e in kube.watch(BASE, "app=x", "5", timeout_s=60)]
-    await transport.close()
-    await server.close()
+    async with serving(timeout_s=0.05) as (stand_in, transport):  # a watch outlives a request's timeout
+        events = [e async for e in Kube(transport).watch(BASE, "app=x", "5", timeout_s=60)]
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "BOOKMARK"]
     assert len(events[1]["object"]["pad"]) == 300_000
     query = dict(stand_in.seen[0]["query"])
