@@ -294,6 +294,12 @@ class FleetRun:
         d["rollout_operator_requests_by_method"] = dict(own)
         d["rollout_apiserver_writes_per_s_est"] = writes / roll_s
         lateness = self.book.lateness()
+        deciding, showing = self.book.lateness_split()
+        for part, values in (("due_to_decided", deciding), ("decided_to_seen", showing)):
+            if values:
+                d[f"lateness_{part}_p50_s"] = percentile(values, 50)
+                d[f"lateness_{part}_p99_s"] = percentile(values, 99)
+                d[f"lateness_{part}_max_s"] = max(values)
         transitions = self.book.transitions
         d.update(load_rollout=load(), rollout_s=roll_s, rollout_finished=done is not None,
                  rolled_healthy=self.book.count(lambda s: s.healthy("2"), rolling), rollout_cpu_s=cpu,

@@ -70,6 +70,9 @@ class FleetBook(WatchBook[DeploymentState]):
         for (other, index) in list(self.started):
             if other == name and (rank, step) > (CANARY, index):
                 self.advanced_at.setdefault((name, index), arrival)
+                decided = status.get("stepStartedAt") if rank == CANARY else status.get("stageStartedAt")
+                if decided and (name, index) not in self.decided_at:
+                    self.decided_at[(name, index)] = parse_time(str(decided))
 
     def count(self, predicate: Callable[[DeploymentState], bool], names: set[str] | None = None) -> int:
         with self.lock:

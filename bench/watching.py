@@ -35,6 +35,7 @@ class WatchBook(Generic[State]):
         self.transitions = 0
         self.started: dict[tuple[str, int], float] = {}  # (name, step) -> when the step started
         self.advanced_at: dict[tuple[str, int], float] = {}  # (name, step) -> arrival of the next step
+        self.decided_at: dict[tuple[str, int], float] = {}  # (name, step) -> when the controller says it moved on
         self.lock = threading.Lock()
 
     def observe(self, obj: dict[str, Any], arrival: float, deleted: bool = False) -> None:
@@ -58,12 +59,22 @@ class WatchBook(Generic[State]):
             self.transitions = 0
             self.started.clear()
             self.advanced_at.clear()
+            self.decided_at.clear()
 
     def lateness(self) -> list[float]:
         """Seconds from each timed step's due time (start + duration) to the watch showing the next step."""
         with self.lock:
             return [self.advanced_at[key] - (start + self.due_seconds)
                     for key, start in self.started.items() if key in self.advanced_at]
+
+    def lateness_split(self) -> tuple[list[float], list[float]]:
+        """Lateness in two parts, where the controller records when it decided (the next step's or stage's
+        start time in status): due -> decided (scheduling and what the decision waited on), and decided ->
+        the watch showing it (the writes, the API server, the watch)."""
+        with self.lock:
+            keys = [key for key in self.started if key in self.advanced_at and key in self.decided_at]
+            return ([self.decided_at[key] - (self.started[key] + self.due_seconds) for key in keys],
+                    [self.advanced_at[key] - self.decided_at[key] for key in keys])
 
 
 class ObjectWatcher(threading.Thread):

@@ -37,6 +37,9 @@ def test_step_lateness_is_arrival_of_the_next_step_minus_step_start_plus_duratio
     assert book.transitions == 4
     assert sorted(round(x, 3) for x in book.lateness()) == [0.5, 1.6]
     assert book.count(lambda s: s.healthy("2")) == 1 and book.count(lambda s: s.healthy("1")) == 0
+    # step 0 was decided at 33.5 (the next step's start), seen at 33.6; the promotion says no decision time
+    deciding, showing = book.lateness_split()
+    assert [round(x, 3) for x in deciding] == [1.5] and [round(x, 3) for x in showing] == [0.1]
 
 
 def test_an_object_not_yet_observed_at_its_generation_is_not_healthy() -> None:
