@@ -37,6 +37,12 @@ def count(method: str, host: str, url: str, api: str) -> None:
         COUNTS[verb] += 1
 
 
+def is_watch(params: Any) -> bool:
+    """aiohttp query params ask for a watch: kopf passes a dict, the operator's transport (key, value) pairs."""
+    pairs = params.items() if isinstance(params, dict) else params or ()
+    return any(key == "watch" and str(value).lower() in ("true", "1") for key, value in pairs)
+
+
 def patch(api: str) -> None:
     import aiohttp  # noqa: PLC0415
     import urllib3.connectionpool  # noqa: PLC0415
@@ -54,8 +60,7 @@ def patch(api: str) -> None:
     async def counted_request(self: Any, method: str, str_or_url: Any, *args: Any, **kwargs: Any) -> Any:
         url = str(str_or_url)
         parts = urlsplit(url)
-        params = kwargs.get("params") or {}
-        watch = isinstance(params, dict) and str(params.get("watch", "")).lower() in ("true", "1")
+        watch = is_watch(kwargs.get("params"))
         count(method, f"{parts.hostname}:{parts.port}", url + ("?watch=true" if watch else ""), api)
         return await request(self, method, str_or_url, *args, **kwargs)
 
