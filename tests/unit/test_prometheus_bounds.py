@@ -126,10 +126,11 @@ async def test_broad_custom_query_is_an_error_for_that_slo_with_bounded_memory(p
     assert peak < 8 * 1024 * 1024, f"peak Python allocations {peak} bytes"
 
 
-def test_gzip_answer_is_bounded_after_decoding(prometheus: FakePrometheus) -> None:
+async def test_gzip_answer_is_bounded_after_decoding(prometheus: FakePrometheus) -> None:
     client = connect(PrometheusSettings(url=prometheus.url, max_response_bytes=4096))
     with pytest.raises(AnswerTooLarge):
-        client.custom_query('{__name__=~".+",namespace="ml"}')
+        await client.custom_query('{__name__=~".+",namespace="ml"}')
+    await client.close()
 
 
 async def test_query_timed_out_in_prometheus_is_an_error_for_that_slo_only(prometheus: FakePrometheus) -> None:

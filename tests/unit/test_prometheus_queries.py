@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import certifi
 import pytest
-import requests
 from engine_fixtures import T0, make_spec
 from modelship.adapters.metrics.base import AnalysisQuery, MetricsSource
+from modelship.adapters.metrics.bounded import PrometheusAnswered, Unreachable
 from modelship.adapters.metrics.factory import PROMETHEUS_URL_ANNOTATION, MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import (
     PrometheusSettings,
@@ -32,7 +35,6 @@ from modelship.domain.analysis import assess
 from modelship.domain.api import Slo
 from modelship.domain.slos import BUILTIN_SLOS, configured_slos
 from modelship.domain.status import Verdict
-from prometheus_api_client.exceptions import PrometheusApiClientException
 
 SEL = 'namespace="ml",model="fraud_scorer",modelship_dev_revision="c1"'
 SLO = Slo.model_validate(
@@ -54,15 +56,13 @@ def vec(value: str) -> list[dict[str, Any]]:
 
 
 class FakeClient:
-    """Stands in for PrometheusConnect: answers by calling `respond(query)`, raising what it returns."""
+    """Stands in for the query client: answers by calling `respond(query)`, raising what it returns."""
 
     def __init__(self, respond: Responder) -> None:
         self.respond = respond
         self.queries: list[str] = []
 
-    def custom_query(
-        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
-    ) -> Any:
+    async def custom_query(self, query: str, params: dict[str, str] | None = None) -> Any:
         self.queries.append(query)
         answer = self.respond(query)
         if isinstance(answer, BaseException):
@@ -193,11 +193,13 @@ async def test_nan_and_empty_are_no_data_not_errors() -> None:
 @pytest.mark.parametrize(
     "failure",
     [
-        requests.ConnectionError("HTTPConnectionPool(host='prom', port=9090): refused"),
-        requests.Timeout("read timed out"),
-        PrometheusApiClientException("HTTP Status Code 503 (b'overloaded')"),
-        PrometheusApiClientException("HTTP Status Code 401 (b'Unauthorized')"),
+        Unreachable("cannot connect to Prometheus: connection refused or unreachable"),
+        Unreachable("Prometheus timed out"),
+        PrometheusAnswered(503, b"overloaded"),
+        PrometheusAnswered(401, b"Unauthorized"),
+        PrometheusAnswered(502, b"<html>bad gateway</html>"),
         ValueError("Expecting value: line 1 column 1"),
+        KeyError("data"),
     ],
 )
 async def test_provider_failures_make_the_round_unavailable(failure: Exception) -> None:
@@ -208,7 +210,7 @@ async def test_provider_failures_make_the_round_unavailable(failure: Exception) 
 
 
 async def test_an_outage_stops_the_round_early() -> None:
-    src, fake = source(lambda q: requests.ConnectionError("down"), max_concurrency=1)
+    src, fake = source(lambda q: Unreachable("cannot connect to Prometheus: down"), max_concurrency=1)
     await src.snapshot(aq())
     assert len(fake.queries) == 1
 
@@ -218,7 +220,7 @@ async def test_refused_custom_query_is_a_metric_error_not_an_outage() -> None:
 
     def respond(query: str) -> Any:
         if query.startswith("avg(conf"):
-            return PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
+            return PrometheusAnswered(400, body)
         return healthy(query)
 
     snap = await source(respond)[0].snapshot(aq())
@@ -263,11 +265,12 @@ async def test_unexpected_bug_is_reported_not_raised() -> None:
 def test_connect_sets_auth_and_ca(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("abc\n")
-    pc = connect(PrometheusSettings(url="https://prom/", bearer_token_file=str(token), ca_file="/ca.pem"))
-    assert pc.headers == {"Authorization": "Bearer abc"} and pc.url == "https://prom"
-    assert pc._session.verify == "/ca.pem"
+    client = connect(PrometheusSettings(url="https://prom/", bearer_token_file=str(token), ca_file=certifi.where()))
+    assert client.headers == {"Authorization": "Bearer abc"} and client.url == "https://prom"
+    assert isinstance(client.ssl, ssl.SSLContext) and client.ssl.verify_mode == ssl.CERT_REQUIRED
+    assert connect(PrometheusSettings(url="https://prom")).ssl is True  # the system's CAs
     basic = connect(PrometheusSettings(url="http://prom", basic_auth=("u", "p"), insecure_skip_verify=True))
-    assert basic.auth == ("u", "p") and basic._session.verify is False and basic.headers is None
+    assert basic.auth == aiohttp.BasicAuth("u", "p") and basic.ssl is False and basic.headers == {}
 
 
 def test_scrub_removes_credentials() -> None:

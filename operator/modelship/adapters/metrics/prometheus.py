@@ -1,7 +1,7 @@
 """Prometheus metrics source: Triton's own metrics per revision (queries in `queries.py`).
 
-prometheus-api-client is blocking: calls run in a small thread pool of the source's own, bounded by a
-semaphore, and all queries of one analysis round run concurrently.
+Queries go over asyncio (`bounded.PrometheusClient`, no thread per query), at most `max_concurrency` at once
+per source, and all queries of one analysis round run concurrently.
 
 Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, an answer that is not Prometheus')
 makes the whole snapshot `available=False`; an empty result or NaN is `None` (NoData); what is wrong with one
@@ -13,26 +13,24 @@ and time (`bounded.py`). Error texts carry no URL credentials and never the toke
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
 import logging
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import requests
-import urllib3
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
-
 from modelship.adapters.metrics.base import AnalysisQuery
-from modelship.adapters.metrics.bounded import AnswerTooLarge, BoundedAdapter, prometheus_timeout
+from modelship.adapters.metrics.bounded import (
+    AnswerTooLarge,
+    PrometheusAnswered,
+    PrometheusClient,
+    Unreachable,
+    prometheus_timeout,
+)
 from modelship.adapters.metrics.queries import (
     DEFAULT_REVISION_LABEL,
     builtin_queries,
@@ -72,11 +70,9 @@ class PrometheusSettings:
 
 
 class QueryClient(Protocol):
-    """The one PrometheusConnect method used; tests pass a fake."""
+    """The one query method used (`bounded.PrometheusClient`); tests pass a fake."""
 
-    def custom_query(
-        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
-    ) -> Any: ...
+    async def custom_query(self, query: str, params: dict[str, str] | None = None) -> Any: ...
 
 
 # --- result parsing (pure) ---------------------------------------------------------------------------------
@@ -137,45 +133,23 @@ def scrub(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _error_body(message: str) -> dict[str, Any]:
-    """Prometheus' JSON error from the client's "HTTP Status Code N (b'<json body>')" message; {} if none."""
-    match = re.search(r"\((b?(['\"]).*\2)\)\s*$", message, re.DOTALL)
-    try:
-        body = json.loads(ast.literal_eval(match.group(1)) if match else "")
-    except (ValueError, SyntaxError, TypeError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _error_text(message: str) -> str:
-    """Prometheus' own error text from the client's message."""
-    return str(_error_body(message).get("error") or "query refused")
-
-
 def classify(exc: BaseException) -> Exception:
     """Map a client exception to ProviderDown (outage) or QueryRefused (bad query)."""
     if isinstance(exc, QueryRefused | ProviderDown):
         return exc
     if isinstance(exc, AnswerTooLarge):
         return QueryRefused(f"{exc}: the query returns too many series; aggregate it to one (e.g. sum or max)")
-    if isinstance(exc, PrometheusApiClientException):
-        match = re.search(r"HTTP Status Code (\d+)", str(exc))
-        status = int(match.group(1)) if match else 0
-        if status == 503 and _error_body(str(exc)).get("errorType") == "timeout":
+    if isinstance(exc, PrometheusAnswered):
+        error = exc.payload()
+        said = str(error.get("error") or "query refused")
+        if exc.status == 503 and error.get("errorType") == "timeout":
             # Prometheus answered: this query's evaluation ran out of time (others may not)
-            return QueryRefused(f"Prometheus gave up evaluating the query: {_error_text(str(exc))}; make it cheaper")
-        if status in _OUTAGE_STATUS or status >= 500 or status == 0:
-            return ProviderDown(scrub(f"Prometheus answered HTTP {status or '?'}"))
-        return QueryRefused(scrub(f"HTTP {status}: {_error_text(str(exc))}"))
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None  # urllib3 MaxRetryError's cause
-    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass in urllib3
-        return ProviderDown("cannot connect to Prometheus: connection refused or unreachable")
-    if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
-        return ProviderDown("Prometheus timed out")
-    if isinstance(exc, requests.ConnectionError):
-        return ProviderDown(scrub(f"cannot connect to Prometheus: {type(exc).__name__}"))
-    if isinstance(exc, requests.RequestException):
-        return ProviderDown(scrub(f"Prometheus request failed: {type(exc).__name__}"))
+            return QueryRefused(f"Prometheus gave up evaluating the query: {said}; make it cheaper")
+        if exc.status in _OUTAGE_STATUS or exc.status >= 500:
+            return ProviderDown(scrub(f"Prometheus answered HTTP {exc.status}"))
+        return QueryRefused(scrub(f"HTTP {exc.status}: {said}"))
+    if isinstance(exc, Unreachable):
+        return ProviderDown(scrub(exc.reason))
     return ProviderDown(scrub(f"unexpected answer from Prometheus: {type(exc).__name__}: {exc}"))
 
 
@@ -190,10 +164,8 @@ class _Measured:
     outage: str | None = None
 
 
-def connect(settings: PrometheusSettings) -> PrometheusConnect:
-    """A PrometheusConnect with auth, CA, bounded answers and no retries: the next analysis round is the retry."""
-    session = requests.Session()
-    session.verify = settings.ca_file or not settings.insecure_skip_verify
+def connect(settings: PrometheusSettings) -> PrometheusClient:
+    """A client with auth, CA, bounded answers and no retries: the next analysis round is the retry."""
     headers: dict[str, str] = {}
     token = settings.bearer_token
     if settings.bearer_token_file:
@@ -201,19 +173,11 @@ def connect(settings: PrometheusSettings) -> PrometheusConnect:
             token = fh.read().strip()
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    url = settings.url.rstrip("/")
-    client = PrometheusConnect(
-        url=url,
-        headers=headers or None,
-        auth=settings.basic_auth,
-        session=session,
-        retry=Retry(total=0, raise_on_status=False),
-        timeout=settings.timeout_s,
-    )
-    # mounted after PrometheusConnect's own adapter for the same prefix, so this one answers
-    session.mount(url, BoundedAdapter(settings.max_response_bytes, settings.timeout_s,
-                                      max_retries=Retry(total=0, raise_on_status=False)))
-    return client
+    verify: ssl.SSLContext | bool = not settings.insecure_skip_verify
+    if settings.ca_file and not settings.insecure_skip_verify:
+        verify = ssl.create_default_context(cafile=settings.ca_file)
+    return PrometheusClient(settings.url, headers=headers, basic_auth=settings.basic_auth, ssl_context=verify,
+                            timeout_s=settings.timeout_s, max_bytes=settings.max_response_bytes)
 
 
 class PrometheusSource:
@@ -229,9 +193,6 @@ class PrometheusSource:
         self._client: QueryClient | None = None
         self._token_stamp: tuple[int, int] | None = None
         self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-        # own threads, not asyncio.to_thread's shared pool: a hanging Prometheus cannot starve other adapters,
-        # and every admitted query starts at once, so one round costs one timeout
-        self._executor = ThreadPoolExecutor(max(1, settings.max_concurrency), thread_name_prefix="prometheus")
 
     def _limit(self) -> asyncio.Semaphore:
         """Concurrency bound per event loop (a Semaphore is bound to the loop it first waits on)."""
@@ -242,15 +203,18 @@ class PrometheusSource:
             limit = self._limits[loop] = asyncio.Semaphore(max(1, self.settings.max_concurrency))
         return limit
 
-    def _get_client(self) -> QueryClient:
+    async def _get_client(self) -> QueryClient:
         """The client, rebuilt when the token file changes (projected tokens rotate; a stale one gets 401)."""
         stamp = None
         if self.settings.bearer_token_file:
             st = os.stat(self.settings.bearer_token_file)
             stamp = (st.st_mtime_ns, st.st_size)
         if self._client is None or stamp != self._token_stamp:
-            self._client = self._client_factory(self.settings)
+            stale, self._client = self._client, self._client_factory(self.settings)
             self._token_stamp = stamp
+            close = getattr(stale, "close", None)
+            if close is not None:
+                await close()
         return self._client
 
     async def _query(self, promql: str, down: list[str]) -> float | None:
@@ -258,12 +222,8 @@ class PrometheusSource:
             if down:  # the provider failed while this query waited for a slot
                 raise ProviderDown(down[0])
             try:
-                client = self._get_client()
-                loop = asyncio.get_running_loop()
-                params = self.settings.query_params()
-                result = await loop.run_in_executor(
-                    self._executor, lambda: client.custom_query(promql, params=params)
-                )
+                client = await self._get_client()
+                result = await client.custom_query(promql, params=self.settings.query_params())
             except Exception as exc:
                 raise classify(exc) from None
         log.debug("prometheus %s -> %s", promql, result)
