@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelship.adapters.cache import MANAGED, WATCHED_CHILDREN, ObjectKey, WatchCache
-from modelship.adapters.kube import Kube, KubeError, label_selector
+from modelship.adapters.kube import Kube, KubeError, collection_path, label_selector
 
 log = logging.getLogger("modelship.informer")
 
@@ -43,9 +43,7 @@ class Scope:
 
     @property
     def path(self) -> str:
-        prefix = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
-        where = f"/namespaces/{self.namespace}" if self.namespace else ""
-        return f"{prefix}{where}/{self.plural}"
+        return collection_path(self.group_version, self.plural, self.namespace)
 
 
 class ChildInformer:
@@ -65,7 +63,6 @@ class ChildInformer:
         """Where each scope's watch resumes; None: the kind is not served."""
         self.selector = label_selector(MANAGED)
         self.relists = 0
-        self.watches = 0
 
     async def prime(self) -> dict[str, int]:
         """List every scope into the cache before any reconcile; returns objects per kind (unserved: absent)."""
@@ -131,7 +128,6 @@ class ChildInformer:
 
     async def _watch(self, scope: Scope) -> None:
         """One watch, from the scope's version until the server ends it; the version follows every event."""
-        self.watches += 1
         async for event in self.kube.watch(scope.path, self.selector, str(self._versions[scope])):
             event_type = str(event.get("type") or "")
             obj = event.get("object") or {}

@@ -83,11 +83,16 @@ class Transport(Protocol):
     ) -> Any: ...
 
 
+def collection_path(api_version: str, plural: str, namespace: str | None = None) -> str:
+    """REST path of a collection in `namespace`, or across all namespaces (None)."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    where = f"/namespaces/{namespace}" if namespace else ""
+    return f"{prefix}{where}/{plural}"
+
+
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     """REST path of a namespaced resource (every kind Modelship touches is namespaced)."""
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    plural = _PLURALS.get(kind, kind.lower() + "s")
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    path = collection_path(api_version, _PLURALS.get(kind, kind.lower() + "s"), namespace)
     return f"{path}/{name}" if name else path
 
 

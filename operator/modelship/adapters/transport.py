@@ -191,14 +191,23 @@ class AsyncTransport:
             self._sessions[watching] = session
         return session
 
-    async def request(
-        self, method: str, path: str, *, query: Query | None = None, body: Any = None,
-        content_type: str | None = None,
-    ) -> Any:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         token = self._authorization()
         if token:
             headers["Authorization"] = token
+        return headers
+
+    def _refused(self, status: int, reason: str, payload: bytes) -> KubeError:
+        if status == 401:  # the token expired or was rotated: read it again for the next request
+            self._authorization.invalidate()
+        return _error_from_body(status, reason, payload)
+
+    async def request(
+        self, method: str, path: str, *, query: Query | None = None, body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        headers = self._headers()
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -216,9 +225,7 @@ class AsyncTransport:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise KubeError(0, type(exc).__name__, str(exc)) from None
         if status >= 400:
-            if status == 401:  # the token expired or was rotated: read it again for the next request
-                self._authorization.invalidate()
-            raise _error_from_body(status, reason, payload)
+            raise self._refused(status, reason, payload)
         try:
             return json.loads(payload) if payload else None
         except ValueError:
@@ -228,10 +235,7 @@ class AsyncTransport:
         """GET a watch: one decoded JSON object per line of the chunked answer, as they arrive. No total
         timeout (the server ends a watch itself); a connection silent for `WATCH_READ_TIMEOUT_S` (longer than
         the server's own timeout, bookmarks included) is dead and raises KubeError(0)."""
-        headers = {"Accept": "application/json"}
-        token = self._authorization()
-        if token:
-            headers["Authorization"] = token
+        headers = self._headers()
         await self.limiter.acquire()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT_S, sock_read=WATCH_READ_TIMEOUT_S)
         try:
@@ -240,9 +244,7 @@ class AsyncTransport:
                 server_hostname=self._server_hostname, timeout=timeout,
             ) as response:
                 if response.status >= 400:
-                    if response.status == 401:
-                        self._authorization.invalidate()
-                    raise _error_from_body(response.status, response.reason or "error", await response.read())
+                    raise self._refused(response.status, response.reason or "error", await response.read())
                 buffered = b""
                 # chunks, not readline(): aiohttp refuses a line longer than its buffer, and one object can be
                 async for chunk in response.content.iter_any():

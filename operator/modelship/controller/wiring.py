@@ -102,8 +102,8 @@ class Operator:
     """Everything `modelship run` starts: the control loop, the watch cache it reads, the leader election."""
 
     loop: ControlLoop
-    cache: WatchCache
     informer: ChildInformer
+    """Fills the watch cache the reconciler reads (`informer.cache`)."""
     elector: LeaderElector
     transport: AsyncTransport
 
@@ -137,7 +137,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
                        resync_seconds=settings.resync_seconds, leading=elector.is_leader)
     loop.queue.paused = queue_paused
     informer = ChildInformer(kube, cache, loop.wake, child_namespaces(settings.namespaces))
-    operator = Operator(loop, cache, informer, elector, transport)
+    operator = Operator(loop, informer, elector, transport)
     return operator
 
 
