@@ -5,6 +5,7 @@
     modelship policy                # the admission policy that verifies who sent a manual request
     modelship validate FILE...      # check manifests as the operator would (field paths and fixes)
     modelship run [--namespace NS ... | --all-namespaces] [--liveness URL] [--verbose]
+    modelship compare --namespace NS --deployment NAME   # the shadow comparator (the operator deploys it)
 
 kopf and the handlers are imported only by `run`, so the generators work without a cluster or kopf.
 """
@@ -20,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from modelship.comparator.main import add_arguments as add_compare_arguments
+from modelship.comparator.main import run as run_comparator
 from modelship.domain.admission import policy_yaml
 from modelship.domain.api import API_VERSION, KIND
 from modelship.domain.crd import crd_yaml
@@ -57,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         help=f"liveness endpoint served by kopf, '' to disable (default {DEFAULT_LIVENESS})",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    compare = sub.add_parser("compare", help="run the shadow output comparator of one ModelDeployment")
+    add_compare_arguments(compare)
     return parser
 
 
@@ -116,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "validate":
         return _validate(args.files)
+    if args.command == "compare":
+        return run_comparator(args)
     return _run(args)
 
 

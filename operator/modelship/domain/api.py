@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, ConfigDict, Field
 
+from modelship.domain.api_base import ApiModel, cel, cel_rules
 from modelship.domain.durations import Duration, cel_duration_ok, duration_field, positive_within
 
 GROUP = "modelship.dev"
@@ -49,31 +49,6 @@ MAX_NAME_LENGTH = 52
 pod and ReplicaSet names need), its Services `<name>`, `<name>-stable`, `<name>-canary` (DNS-1035 labels, so
 no dots and a leading letter), and the name is a label value (at most 63)."""
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-
-
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    """One CEL validation rule, rendered into the CRD as an x-kubernetes-validations entry."""
-    entry = {"rule": rule, "message": message}
-    if field_path:
-        entry["fieldPath"] = field_path
-    return entry
-
-
-def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
-    return {"x-kubernetes-validations": list(rules)}
-
-
-class ApiModel(BaseModel):
-    """Base of every spec object: camelCase on the wire, unknown fields refused (a typo must not pass)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_enum_values=True,
-        frozen=True,
-        validate_default=True,
-    )
 
 
 PRINTABLE_ASCII = r"^[!-~]+$"
