@@ -93,7 +93,8 @@ def varied_spec(i: int, version: str, rng: random.Random) -> dict[str, Any]:
         "gpuSurge": ("Allow", "ScaleDownStable", "Never")[i % 3],
     }
     if router != "none" and i % 2 == 0:
-        rollout["shadow"] = {"mirrorPercent": rng.choice((10, 50, 100)), "duration": f"{interval * 2}s"}
+        rollout["shadow"] = {"mirrorPercent": rng.choice((10, 50, 100)), "duration": f"{interval * 2}s",
+                             "compare": {"enabled": False}}  # the fleet benches measure the operator alone
     slo: dict[str, Any] = {"errorRate": {"max": 0.01}}
     if i % 2 == 0:
         slo["latencyP99Ms"] = {"max": 250, "maxRatioToStable": 1.5}

@@ -55,7 +55,9 @@ def model_deployment(
         "gpuSurge": gpu_surge,
     }
     if shadow is not None:
-        rollout["shadow"] = shadow
+        # Output comparison is on by default; a scenario that is not about it keeps it off (no comparator pod,
+        # no outputShift to wait for), and one that is sets `compare` itself.
+        rollout["shadow"] = {"compare": {"enabled": False}, **shadow}
     spec: dict[str, Any] = {
         "model": {"name": "fraud_scorer", "version": version, "repository": repository(variant)},
         "serving": {

@@ -24,7 +24,7 @@ import pytest
 import tritonclient.http as httpclient
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.prometheus import PrometheusSettings, PrometheusSource
-from modelship.domain.api import Slo
+from modelship.domain.slo_spec import Slo
 from tritonclient.utils import InferenceServerException
 
 from e2e.stack import triton

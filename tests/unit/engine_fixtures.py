@@ -59,9 +59,11 @@ def rev(spec: ModelDeploymentSpec) -> Revision:
     return desired_revision(spec)
 
 
-def good(error_rate: float = 0.001, requests: float = 500) -> MetricsSnapshot:
-    return MetricsSnapshot(available=True, canary_requests=requests,
-                           values={"errorRate": MetricValue(canary=error_rate, stable=0.001)})
+def good(error_rate: float = 0.001, requests: float = 500, shift: float = 0.02) -> MetricsSnapshot:
+    """Healthy Triton metrics and, for checks while the comparator runs, answers that barely moved."""
+    return MetricsSnapshot(available=True, canary_requests=requests, compared=requests,
+                           values={"errorRate": MetricValue(canary=error_rate, stable=0.001),
+                                   "outputShift": MetricValue(canary=shift)})
 
 
 def bad(error_rate: float = 0.2) -> MetricsSnapshot:
@@ -69,8 +71,8 @@ def bad(error_rate: float = 0.2) -> MetricsSnapshot:
 
 
 def no_data() -> MetricsSnapshot:
-    return MetricsSnapshot(available=True, canary_requests=500,
-                           values={"errorRate": MetricValue(canary=None)})
+    return MetricsSnapshot(available=True, canary_requests=500, compared=500,
+                           values={"errorRate": MetricValue(canary=None), "outputShift": MetricValue(canary=None)})
 
 
 def outage() -> MetricsSnapshot:

@@ -15,7 +15,7 @@ import pytest
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.bounded import AnswerTooLarge
 from modelship.adapters.metrics.prometheus import PrometheusSettings, PrometheusSource, connect
-from modelship.domain.api import Slo
+from modelship.domain.slo_spec import Slo
 
 WIDE = 'count_over_time({__name__=~".+",namespace="{{namespace}}"}[{{interval}}])'
 SLO = Slo.model_validate(

@@ -26,13 +26,14 @@ from modelship.adapters.metrics.prometheus import (
 from modelship.adapters.metrics.queries import (
     average_query,
     builtin_queries,
+    comparator_queries,
     error_rate_query,
     quantile_query,
     requests_query,
     selector,
 )
 from modelship.domain.analysis import assess
-from modelship.domain.api import Slo
+from modelship.domain.slo_spec import Slo
 from modelship.domain.slos import BUILTIN_SLOS, configured_slos
 from modelship.domain.status import Verdict
 
@@ -366,6 +367,8 @@ async def test_custom_query_of_the_wrong_type_is_an_error_for_that_slo_only(answ
 def test_catalogue_covers_every_builtin_bound_of_the_spec_and_each_has_queries() -> None:
     ratio_fields = {name for name in Slo.model_fields if name != "custom"}
     assert {entry.field for entry in BUILTIN_SLOS} == ratio_fields
-    assert set(builtin_queries(SEL, "60s")) == {entry.name for entry in BUILTIN_SLOS}
-    assert [entry.name for entry in BUILTIN_SLOS] == ["errorRate", "latencyP99Ms", "latencyP95Ms", "queueP99Ms"]
+    assert set(builtin_queries(SEL, "60s")) == {entry.name for entry in BUILTIN_SLOS if not entry.comparator}
+    assert set(comparator_queries(SEL, "60s")) == {entry.name for entry in BUILTIN_SLOS if entry.comparator}
+    assert [entry.name for entry in BUILTIN_SLOS] == [
+        "errorRate", "latencyP99Ms", "latencyP95Ms", "queueP99Ms", "outputAgreement", "outputShift"]
     assert all(entry.description for entry in BUILTIN_SLOS)

@@ -78,7 +78,7 @@ class FakeRouters:
 
 
 class NoMetrics:
-    async def snapshot(self, *args: Any) -> MetricsSnapshot:
+    async def snapshot(self, *args: Any, **kwargs: Any) -> MetricsSnapshot:
         return MetricsSnapshot(available=False, error="not used")
 
 
@@ -157,7 +157,7 @@ V2 = {**SPEC, "model": {**SPEC["model"], "version": "2"}}  # type: ignore[dict-i
 class FailingMetrics:
     """Every window shows a 90% error rate on the canary."""
 
-    async def snapshot(self, *args: Any) -> MetricsSnapshot:
+    async def snapshot(self, *args: Any, **kwargs: Any) -> MetricsSnapshot:
         return MetricsSnapshot(available=True, canary_requests=1000,
                                values={"errorRate": MetricValue(canary=0.9, stable=0.0)})
 
@@ -256,7 +256,7 @@ async def test_semantically_invalid_newest_spec_is_not_applied_and_abort_still_w
 
 
 class PassingMetrics:
-    async def snapshot(self, *args: Any) -> MetricsSnapshot:
+    async def snapshot(self, *args: Any, **kwargs: Any) -> MetricsSnapshot:
         return MetricsSnapshot(available=True, canary_requests=1000,
                                values={"errorRate": MetricValue(canary=0.0, stable=0.0)})
 

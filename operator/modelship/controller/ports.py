@@ -49,8 +49,11 @@ class RouterFactory(Protocol):
 
 class Metrics(Protocol):
     async def snapshot(
-        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float
-    ) -> MetricsSnapshot: ...
+        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float,
+        comparing: bool = False,
+    ) -> MetricsSnapshot:
+        """One analysis round; with `comparing`, the shadow comparator's SLOs too."""
+        ...
 
 
 class ModelChecker(Protocol):

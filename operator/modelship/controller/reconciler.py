@@ -31,6 +31,7 @@ from modelship.domain.last_valid import last_valid_spec
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
 from modelship.domain.route_scope import RouteScope
+from modelship.domain.slos import active_comparison
 from modelship.domain.status import ManualRequest, ModelDeploymentStatus
 from modelship.domain.validation import parse_spec, semantic_problems
 
@@ -220,7 +221,10 @@ class Reconciler:
             validation = await self._validate(owner, spec, status, revisions.get(canary.hash))
         if canary is not None and analysis_due(spec, status, now):
             window = parse_duration(spec.rollout.analysis.interval).total_seconds()
-            metrics = await self.metrics.snapshot(owner, spec, canary, status.stable_revision, window)
+            comparing = active_comparison(spec, status.stage) is not None
+            metrics = await self.metrics.snapshot(
+                owner, spec, canary, status.stable_revision, window, comparing=comparing
+            )
         return Observations(
             generation=owner.generation,
             revisions=revisions,

@@ -65,7 +65,8 @@ class PrometheusMetrics:
         return dict((ns or {}).get("metadata", {}).get("annotations") or {})
 
     async def snapshot(
-        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float
+        self, owner: Owner, spec: ModelDeploymentSpec, canary: Revision, stable: Revision | None, window_s: float,
+        comparing: bool = False,
     ) -> MetricsSnapshot:
         source = self.sources.for_namespace(await self._namespace_annotations(owner.namespace))
         query = AnalysisQuery(
@@ -79,6 +80,7 @@ class PrometheusMetrics:
             window_seconds=int(max(window_s, self.min_window_seconds)),
             slo=spec.slo,
             stable_version=stable.version if stable else None,
+            comparing=comparing,
         )
         return await source.snapshot(query)
 

@@ -6,8 +6,12 @@ and below minRequests is Inconclusive even when a rate or quantile came back emp
 ratio): too little traffic is not missing metrics, so `onNoData: Fail` does not roll back a quiet canary.
 
 Rules worth knowing:
-- The SLOs judged are `slos.configured_slos(spec.slo)`, the same list the metrics adapter measures; with no
+- The SLOs judged are `slos.judged_slos(spec, stage)`, the same list the metrics adapter measures; with no
   SLO configured at all, `DEFAULT_SLO` (errorRate max 0.01) applies, so a rollout is never judged on nothing.
+  The comparator's SLOs (outputAgreement, outputShift) are judged only while it runs, and for them
+  `minRequests` counts compared request pairs: fewer is Inconclusive for that SLO.
+- An observe-only SLO (`enforce: false`) is measured and shown with its own verdict, but never decides the
+  check: a breach of it is an ObservedSloBreach Event, never a failed check.
 - NaN and infinite values, whatever their source, are no evidence: they judge as NoData and are recorded as
   missing, so a status always serialises as JSON.
 - A ratio bound (`maxRatioToStable`) needs a stable baseline. When stable is missing or 0 the ratio is
@@ -23,8 +27,8 @@ from datetime import datetime
 
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, MetricValue
-from modelship.domain.slos import SloBound, configured_slos, finite
-from modelship.domain.status import AnalysisRecord, MetricResult, Verdict
+from modelship.domain.slos import SloBound, finite, judged_slos
+from modelship.domain.status import AnalysisRecord, MetricResult, Stage, Verdict
 
 
 def _fmt(value: float) -> str:
@@ -41,11 +45,41 @@ def _result(bound: SloBound, mv: MetricValue | None, verdict: Verdict, message: 
         max_ratio_to_stable=bound.max_ratio_to_stable,
         verdict=verdict,
         message=message,
+        enforced=bound.enforce,
+        detail=mv.detail if mv else None,
     )
 
 
-def judge_metric(bound: SloBound, mv: MetricValue | None) -> MetricResult:
-    """Judge one metric: absolute bounds first (they fail on their own), then the ratio to stable."""
+def judge_metric(
+    bound: SloBound, mv: MetricValue | None, compared: float | None = None, min_requests: int = 0
+) -> MetricResult:
+    """Judge one metric: absolute bounds first (they fail on their own), then the ratio to stable.
+
+    A comparator SLO needs `min_requests` compared pairs first; its messages say over how many pairs.
+    """
+    result = _judge_compared(bound, mv, compared, min_requests) if bound.comparator else _judge_value(bound, mv)
+    if not bound.enforce:
+        result = result.model_copy(update={"message": f"{result.message} (observe-only)"})
+    return result
+
+
+def _judge_compared(
+    bound: SloBound, mv: MetricValue | None, compared: float | None, min_requests: int
+) -> MetricResult:
+    pairs = finite(compared)
+    if pairs is not None and min_requests > 0 and pairs < min_requests:
+        return _result(bound, mv, Verdict.INCONCLUSIVE,
+                       f"{bound.name}: {_fmt(pairs)} compared requests, fewer than minRequests {min_requests}")
+    result = _judge_value(bound, mv)
+    if result.verdict in (Verdict.PASS, Verdict.FAIL) and pairs is not None:
+        message = f"{result.message} over {_fmt(pairs)} compared requests"
+        if result.detail:
+            message += f"; {result.detail}"
+        result = result.model_copy(update={"message": message})
+    return result
+
+
+def _judge_value(bound: SloBound, mv: MetricValue | None) -> MetricResult:
     name = bound.name
     if mv is None:
         return _result(bound, mv, Verdict.NO_DATA, f"{name}: no value returned")
@@ -78,8 +112,10 @@ def judge_metric(bound: SloBound, mv: MetricValue | None) -> MetricResult:
 
 
 def _overall(
-    snapshot: MetricsSnapshot, metrics: list[MetricResult], min_requests: int
+    snapshot: MetricsSnapshot, judged: list[MetricResult], min_requests: int
 ) -> tuple[Verdict, str]:
+    """Only enforced SLOs decide; an observe-only one is reported beside the verdict, never in it."""
+    metrics = [m for m in judged if m.enforced]
     verdicts = {m.verdict for m in metrics}
     failed = [m.message for m in metrics if m.verdict == Verdict.FAIL]
     if failed:
@@ -96,25 +132,35 @@ def _overall(
         return Verdict.INCONCLUSIVE, too_few
     if Verdict.NO_DATA in verdicts:
         return Verdict.NO_DATA, "; ".join(m.message for m in metrics if m.verdict == Verdict.NO_DATA)
+    if Verdict.INCONCLUSIVE in verdicts:  # too few compared pairs for an output SLO
+        return Verdict.INCONCLUSIVE, "; ".join(m.message for m in metrics if m.verdict == Verdict.INCONCLUSIVE)
     if min_requests > 0 and requests is None:
         return Verdict.INCONCLUSIVE, too_few
-    return Verdict.PASS, f"{len(metrics)} SLOs met" + (f" over {_fmt(requests)} requests" if requests else "")
+    message = f"{len(metrics)} SLOs met" + (f" over {_fmt(requests)} requests" if requests else "")
+    breached = [m.name for m in judged if not m.enforced and m.verdict == Verdict.FAIL]
+    if breached:
+        message += f" (observe-only breached: {', '.join(breached)})"
+    return Verdict.PASS, message
 
 
-def assess(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, now: datetime) -> AnalysisRecord:
-    """Judge every configured SLO on one snapshot; Fail beats everything, Pass needs all evidence present."""
-    bounds = configured_slos(spec.slo)
+def assess(
+    spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, now: datetime, stage: Stage | None = None
+) -> AnalysisRecord:
+    """Judge every SLO of `stage` on one snapshot; Fail beats everything, Pass needs all evidence present."""
+    bounds = judged_slos(spec, stage)
+    min_requests = spec.rollout.analysis.min_requests
     if snapshot.available:
-        metrics = [judge_metric(b, snapshot.values.get(b.name)) for b in bounds]
+        metrics = [judge_metric(b, snapshot.values.get(b.name), snapshot.compared, min_requests) for b in bounds]
     else:
         reason = snapshot.error or "unreachable"
         metrics = [
             _result(b, None, Verdict.ERROR, f"{b.name}: metrics unavailable: {reason}") for b in bounds
         ]
-    verdict, message = _overall(snapshot, metrics, spec.rollout.analysis.min_requests)
+    verdict, message = _overall(snapshot, metrics, min_requests)
+    compared = finite(snapshot.compared) if any(b.comparator for b in bounds) else None
     return AnalysisRecord(
         time=now, verdict=verdict, requests=finite(snapshot.canary_requests), metrics=metrics,
-        message=f"{verdict}: {message}",
+        message=f"{verdict}: {message}", compared=compared,
     )
 
 
@@ -129,6 +175,9 @@ def evidence(record: AnalysisRecord | None) -> str:
             bounds.append(f"maxRatioToStable {_fmt(m.max_ratio_to_stable)}")
         value = "none" if m.value is None else _fmt(m.value)
         stable = "" if m.stable_value is None else f", stable {_fmt(m.stable_value)}"
-        parts.append(f"{m.name}={value} ({', '.join(bounds)}{stable}) {m.verdict}")
+        observed = "" if m.enforced else " observe-only"
+        detail = f" [{m.detail}]" if m.detail else ""
+        parts.append(f"{m.name}={value} ({', '.join(bounds)}{stable}) {m.verdict}{observed}{detail}")
     requests = "" if record.requests is None else f"; requests={_fmt(record.requests)}"
-    return f"{record.verdict}: " + "; ".join(parts) + requests
+    compared = "" if record.compared is None else f"; compared={_fmt(record.compared)}"
+    return f"{record.verdict}: " + "; ".join(parts) + requests + compared

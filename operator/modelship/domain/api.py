@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, Field
 
 from modelship.domain.api_base import ApiModel, cel, cel_rules
+from modelship.domain.compare_spec import CompareSpec
 from modelship.domain.durations import Duration, cel_duration_ok, duration_field, positive_within
+from modelship.domain.slo_spec import Slo
 
 GROUP = "modelship.dev"
 VERSION = "v1alpha1"
@@ -26,7 +28,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 MAX_STEPS = 20
 MAX_SAMPLES = 8
-MAX_CUSTOM_SLOS = 16
 MAX_SAMPLE_VALUES = 1024
 """Tensor values (inputs and expected outputs) of all samples together, e.g. one [1, 784] input and its output."""
 MAX_TENSOR_TEXT = 32
@@ -275,12 +276,18 @@ class Traffic(ApiModel):
 
 
 class ShadowStage(ApiModel):
-    """Mirror live traffic to the canary (responses discarded) and judge it before it serves anyone."""
+    """Mirror live traffic to the canary and judge it before it serves anyone: its latency and errors, and (with
+    `compare`, on by default) its answers against stable's on the same requests."""
 
     mirror_percent: Annotated[int, Field(ge=1, le=100)] = Field(
         default=100, description="Percent of live requests mirrored to the canary (1-100)."
     )
     duration: Duration = Field(description="How long the shadow stage lasts, e.g. '10m'.")
+    compare: CompareSpec = Field(
+        default_factory=CompareSpec,
+        description="Compare canary's answers with stable's on the mirrored requests (on unless enabled: false); "
+        "judged by slo.outputAgreement and slo.outputShift (max 0.25 unless set).",
+    )
 
 
 class Approval(ApiModel):
@@ -415,96 +422,6 @@ class Rollout(ApiModel):
         description="Allow: run canary pods beside stable ones; ScaleDownStable: when the canary cannot be "
         "scheduled, free GPUs by shrinking stable, never below what its traffic share needs; Never: fail the "
         "rollout if the canary does not fit.",
-    )
-
-
-# --- SLOs --------------------------------------------------------------------------------------------------
-
-_RATIO = cel("!has(self.maxRatioToStable) || self.maxRatioToStable > 0.0", "maxRatioToStable must be greater than 0")
-
-
-class RatioBound(ApiModel):
-    """An upper bound, absolute and optionally relative to the stable revision measured in the same window."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel("has(self.max) || has(self.maxRatioToStable)", "set max, maxRatioToStable or both"), _RATIO
-        )
-    )
-
-    max: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        default=None, description="Absolute upper bound."
-    )
-    max_ratio_to_stable: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        default=None, description="Canary value divided by stable's must not exceed this, e.g. 1.2."
-    )
-
-
-class ErrorRateBound(RatioBound):
-    """Failed / all Triton inference requests in the window."""
-
-    max: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
-        default=None, description="Highest acceptable error ratio, 0-1 (0.01 = 1%)."
-    )
-
-
-class CustomSlo(ApiModel):
-    """A PromQL query judged per revision.
-
-    Templating: {{namespace}} {{name}} {{revision}} {{model}} {{version}} {{interval}}.
-    """
-
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel("has(self.min) || has(self.max)", "a custom SLO needs min, max or both"),
-            cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
-            cel(
-                "self.query.contains('{{namespace}}')",
-                'the query must select namespace="{{namespace}}" so it only reads this namespace',
-                ".query",
-            ),
-            cel(
-                "!self.query.matches('__name__\"?\\\\s*(=~|!=|!~)')",
-                "the query matches __name__ with a regex or !=, which reads every metric of the namespace: "
-                'name one metric, e.g. my_metric{namespace="{{namespace}}"}',
-                ".query",
-            ),
-        )
-    )
-
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
-        description="Name shown in status and Events (DNS label)."
-    )
-    query: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
-        description='PromQL returning one value for a revision; every selector must carry namespace="{{namespace}}".'
-    )
-    min: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
-        default=None, description="Lowest acceptable value."
-    )
-    max: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
-        default=None, description="Highest acceptable value."
-    )
-
-
-class Slo(ApiModel):
-    """Service level objectives judged on Triton's own metrics; no PromQL needed for the built-in ones."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel(
-                "!has(self.custom) || self.custom.all(c, self.custom.filter(d, d.name == c.name).size() == 1)",
-                "custom SLO names must be unique",
-                ".custom",
-            )
-        )
-    )
-
-    error_rate: ErrorRateBound | None = Field(default=None, description="Failed / all inference requests.")
-    latency_p99_ms: RatioBound | None = Field(default=None, description="p99 request latency in milliseconds.")
-    latency_p95_ms: RatioBound | None = Field(default=None, description="p95 request latency in milliseconds.")
-    queue_p99_ms: RatioBound | None = Field(default=None, description="p99 time queued in Triton, milliseconds.")
-    custom: Annotated[list[CustomSlo], Field(max_length=MAX_CUSTOM_SLOS)] = Field(
-        default_factory=list, description="Extra PromQL checks with templating."
     )
 
 

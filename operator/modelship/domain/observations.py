@@ -55,6 +55,8 @@ class MetricValue:
     error: str | None = None
     source: str | None = None
     """How it was measured when there is a choice, e.g. 'summary' (quantile) or 'average' (counter fallback)."""
+    detail: str | None = None
+    """What a human reads beside the value, e.g. how the answers moved: 'score p50 0.97 (stable 0.62)'."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class MetricsSnapshot:
     error: str | None = None
     canary_requests: float | None = None
     values: dict[str, MetricValue] = field(default_factory=dict)
+    compared: float | None = None
+    """Request pairs the comparator judged in the window (what `minRequests` counts for its SLOs); None when
+    no comparator SLO was measured."""
 
 
 @dataclass(frozen=True)

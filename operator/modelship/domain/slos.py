@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from modelship.domain.api import RatioBound, Slo
+from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.compare_spec import CompareSpec
+from modelship.domain.slo_spec import DEFAULT_OUTPUT_SHIFT_MAX, Slo
+from modelship.domain.status import Stage
 
 DEFAULT_ERROR_RATE_MAX = 0.01
 
@@ -29,6 +32,9 @@ class BuiltinSlo:
     """What the value counts: `ratio` (0-1) or `ms`."""
     baseline_floor: float | None = None
     """Lowest stable value a ratio bound divides by: a healthy stable often has exactly 0 errors."""
+    comparator: bool = False
+    """Measured by the shadow comparator from compared request pairs, not from Triton's metrics: judged only
+    while it runs, and `minRequests` counts compared pairs."""
 
     @property
     def name(self) -> str:
@@ -39,17 +45,28 @@ class BuiltinSlo:
     def description(self) -> str:
         return Slo.model_fields[self.field].description or ""
 
-    def bound(self, slo: Slo) -> RatioBound | None:
+    def bound(self, slo: Slo) -> SloBound | None:
         """The bound the spec declares for this SLO, None when it declares none."""
         value = getattr(slo, self.field)
-        return value if isinstance(value, RatioBound) else None
+        if value is None:
+            return None
+        return SloBound(
+            name=self.name,
+            min=getattr(value, "min", None),
+            max=getattr(value, "max", None),
+            max_ratio_to_stable=getattr(value, "max_ratio_to_stable", None),
+            enforce=value.enforce,
+            builtin=self,
+        )
 
 
 ERROR_RATE = BuiltinSlo("error_rate", "ratio", baseline_floor=0.001)
 LATENCY_P99 = BuiltinSlo("latency_p99_ms", "ms")
 LATENCY_P95 = BuiltinSlo("latency_p95_ms", "ms")
 QUEUE_P99 = BuiltinSlo("queue_p99_ms", "ms")
-BUILTIN_SLOS = (ERROR_RATE, LATENCY_P99, LATENCY_P95, QUEUE_P99)
+OUTPUT_AGREEMENT = BuiltinSlo("output_agreement", "ratio", comparator=True)
+OUTPUT_SHIFT = BuiltinSlo("output_shift", "psi", comparator=True)
+BUILTIN_SLOS = (ERROR_RATE, LATENCY_P99, LATENCY_P95, QUEUE_P99, OUTPUT_AGREEMENT, OUTPUT_SHIFT)
 BUILTIN_BY_NAME = {slo.name: slo for slo in BUILTIN_SLOS}
 
 
@@ -65,28 +82,61 @@ class SloBound:
     """The catalogue entry of a built-in SLO; None for a custom query."""
     query: str | None = None
     """The PromQL template of a custom SLO."""
+    enforce: bool = True
+    """False: observe-only, measured and shown but never failing a check."""
 
     @property
     def baseline_floor(self) -> float | None:
         return self.builtin.baseline_floor if self.builtin else None
 
+    @property
+    def comparator(self) -> bool:
+        return self.builtin is not None and self.builtin.comparator
+
 
 DEFAULT_SLO = SloBound(name=ERROR_RATE.name, max=DEFAULT_ERROR_RATE_MAX, builtin=ERROR_RATE)
+DEFAULT_OUTPUT_SHIFT = SloBound(name=OUTPUT_SHIFT.name, max=DEFAULT_OUTPUT_SHIFT_MAX, builtin=OUTPUT_SHIFT)
 
 
-def configured_slos(slo: Slo) -> tuple[SloBound, ...]:
-    """The SLOs a spec is judged on, built-ins first in catalogue order, then custom ones in spec order.
+def configured_slos(slo: Slo, comparing: bool = False) -> tuple[SloBound, ...]:
+    """The SLOs a spec is judged on: Triton's built-ins in catalogue order, custom ones in spec order, then
+    (only while the comparator runs) the comparator's.
 
-    With none declared, `DEFAULT_SLO` (errorRate max 0.01): a rollout is never judged on nothing, and the
-    metrics adapter measures exactly this list, so the default is queried like a declared bound.
+    With no serving SLO declared, `DEFAULT_SLO` (errorRate max 0.01): a rollout is never judged on nothing,
+    and the metrics adapter measures exactly this list, so the default is queried like a declared bound.
+    While comparing, outputShift max 0.25 applies unless the spec sets it: a grossly different model is caught
+    with no extra YAML.
     """
-    out = [
-        SloBound(name=entry.name, max=bound.max, max_ratio_to_stable=bound.max_ratio_to_stable, builtin=entry)
-        for entry in BUILTIN_SLOS
-        if (bound := entry.bound(slo)) is not None
-    ]
-    out.extend(SloBound(name=c.name, min=c.min, max=c.max, query=c.query) for c in slo.custom)
-    return tuple(out) or (DEFAULT_SLO,)
+    out = [bound for entry in BUILTIN_SLOS if not entry.comparator and (bound := entry.bound(slo)) is not None]
+    out.extend(SloBound(name=c.name, min=c.min, max=c.max, query=c.query, enforce=c.enforce) for c in slo.custom)
+    if not out:
+        out.append(DEFAULT_SLO)
+    if comparing:
+        agreement = OUTPUT_AGREEMENT.bound(slo)
+        out.extend([agreement] if agreement is not None else [])
+        out.append(OUTPUT_SHIFT.bound(slo) or DEFAULT_OUTPUT_SHIFT)
+    return tuple(out)
+
+
+def active_comparison(spec: ModelDeploymentSpec, stage: Stage | None) -> tuple[CompareSpec, float] | None:
+    """The comparison that runs in `stage` and the percent of requests it samples, None when none runs.
+
+    Shadow compares when a shadow stage is declared and comparison is not disabled; canary steps keep
+    comparing a sample only when `canarySamplePercent` is above 0.
+    """
+    shadow = spec.rollout.shadow
+    if shadow is None or not shadow.compare.enabled:
+        return None
+    if stage == Stage.SHADOW:
+        return shadow.compare, shadow.compare.sample_percent
+    if stage == Stage.CANARY and shadow.compare.canary_sample_percent > 0:
+        return shadow.compare, shadow.compare.canary_sample_percent
+    return None
+
+
+def judged_slos(spec: ModelDeploymentSpec, stage: Stage | None) -> tuple[SloBound, ...]:
+    """What a check in `stage` judges (and so what the metrics adapter measures for it)."""
+    return configured_slos(spec.slo, comparing=active_comparison(spec, stage) is not None)
 
 
 def finite(value: float | None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from modelship.domain.actions import EmitEvent, EventType
 from modelship.domain.analysis import assess, evidence
 from modelship.domain.api import GpuSurgePolicy, ModelDeploymentSpec, NoDataPolicy
 from modelship.domain.durations import format_duration, parse_duration
@@ -157,15 +158,23 @@ def validating(ctx: Ctx) -> None:
         ctx.hold_reason = ctx.hold_reason or "Validating"
 
 
+OBSERVED_BREACH = "ObservedSloBreach"
+"""Event reason for an observe-only SLO (`enforce: false`) outside its bound."""
+
+
 def run_analysis(ctx: Ctx) -> None:
     """Count one due check; failures (and NoData/Error under a Fail policy) accumulate to failureLimit."""
     st, snapshot = ctx.st, ctx.obs.metrics
     if snapshot is None or not analysis_due(ctx.spec, st, ctx.now):
         return
     policy = ctx.spec.rollout.analysis
-    record = assess(ctx.spec, snapshot, ctx.now)
+    record = assess(ctx.spec, snapshot, ctx.now, st.stage)
     st.last_analysis = ctx.checked = record
     st.last_check_at = ctx.now
+    for metric in record.metrics:
+        if not metric.enforced and metric.verdict == Verdict.FAIL:
+            # observe-only: an Event for the humans building trust in it, never history or a failed check
+            ctx.events.append(EmitEvent(EventType.WARNING, OBSERVED_BREACH, metric.message))
     verdict = record.verdict
     if verdict == Verdict.PASS:
         st.consecutive_failures = 0

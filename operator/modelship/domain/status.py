@@ -82,6 +82,12 @@ class MetricResult(StatusModel):
     max_ratio_to_stable: float | None = Field(default=None, description="Upper bound relative to stable.")
     verdict: Verdict = Field(description="Pass, Fail, Inconclusive, NoData or Error.")
     message: str = Field(default="", description="Why, in words.")
+    enforced: bool = Field(
+        default=True, description="false: an observe-only SLO (enforce: false), shown but never failing a check."
+    )
+    detail: str | None = Field(
+        default=None, description="How the answers moved, for output SLOs, e.g. 'score p50 0.97 (stable 0.62)'."
+    )
 
 
 class AnalysisRecord(StatusModel):
@@ -90,6 +96,9 @@ class AnalysisRecord(StatusModel):
     time: datetime = Field(description="When the check ran.")
     verdict: Verdict = Field(description="Overall verdict: Fail if any metric failed, Pass only if all passed.")
     requests: float | None = Field(default=None, description="Canary requests seen in the window.")
+    compared: float | None = Field(
+        default=None, description="Request pairs the comparator judged in the window (output SLOs only)."
+    )
     metrics: list[MetricResult] = Field(default_factory=list, description="Per-SLO results.")
     message: str = Field(default="", description="Summary.")
 

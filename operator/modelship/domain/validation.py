@@ -212,7 +212,29 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         *_sample_problems(spec),
         *_serving_problems(spec),
         *_size_problems(spec),
+        *_comparison_problems(spec),
     ]
+
+
+def _comparison_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    """Output SLOs need a comparator to measure them; compared output names must be unique (as CEL says)."""
+    shadow = spec.rollout.shadow
+    out: list[Problem] = []
+    for entry in BUILTIN_SLOS:
+        if not entry.comparator or entry.bound(spec.slo) is None:
+            continue
+        if shadow is None:
+            out.append(Problem(f"spec.slo.{entry.name}", "judged only by the shadow comparator: declare "
+                               "spec.rollout.shadow (comparison is on by default), or remove this SLO"))
+        elif not shadow.compare.enabled:
+            out.append(Problem(f"spec.slo.{entry.name}", "judged only by the shadow comparator, and "
+                               "spec.rollout.shadow.compare.enabled is false: enable it, or remove this SLO"))
+    names = [output.name for output in shadow.compare.outputs] if shadow is not None else []
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            out.append(Problem(f"spec.rollout.shadow.compare.outputs[{i}].name",
+                               f"{name!r} is listed twice: compare.outputs names must be unique"))
+    return out
 
 
 def _cel_equivalents(spec: ModelDeploymentSpec) -> list[Problem]:
@@ -264,7 +286,7 @@ def _cel_equivalents(spec: ModelDeploymentSpec) -> list[Problem]:
         )
     for entry in BUILTIN_SLOS:
         bound = entry.bound(spec.slo)
-        if bound is not None and bound.max is None and bound.max_ratio_to_stable is None:
+        if bound is not None and not entry.comparator and bound.max is None and bound.max_ratio_to_stable is None:
             out.append(Problem(f"spec.slo.{entry.name}", "set max, maxRatioToStable or both (or remove the SLO)"))
     seen: set[str] = set()
     for i, slo in enumerate(spec.slo.custom):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from modelship.domain.api import Slo
 from modelship.domain.observations import MetricsSnapshot
+from modelship.domain.slo_spec import Slo
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class AnalysisQuery:
     window_seconds: int
     slo: Slo
     stable_version: str | None = None
+    comparing: bool = False
+    """The shadow comparator runs for this canary: its SLOs are measured too (`slos.active_comparison`)."""
 
     @property
     def window(self) -> str:
@@ -38,5 +40,6 @@ class MetricsSource(Protocol):
     """A metrics provider. Implementations never raise: outages are `MetricsSnapshot(available=False)`."""
 
     async def snapshot(self, query: AnalysisQuery) -> MetricsSnapshot:
-        """Measure requests and every SLO of `slos.configured_slos(query.slo)`, canary and stable, in one window."""
+        """Measure requests and every SLO of `slos.configured_slos(query.slo, query.comparing)`, canary and
+        stable, in one window."""
         ...

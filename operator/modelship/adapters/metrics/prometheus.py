@@ -7,7 +7,8 @@ Evidence rules: a provider failure (connection, timeout, 401/403/429/5xx, an ans
 makes the whole snapshot `available=False`; an empty result or NaN is `None` (NoData); what is wrong with one
 query (refused as bad PromQL, timed out in Prometheus' evaluation, more than one series, an answer over the
 byte bound, a range vector or a string) is an error of that SLO only, so the other SLOs are still judged.
-What is measured is `slos.configured_slos`, the list the analysis judges. Answers are bounded in series, bytes
+What is measured is `slos.configured_slos`, the list the analysis judges (the comparator's SLOs from its own
+series, only while it runs). Answers are bounded in series, bytes
 and time (`bounded.py`). Error texts carry no URL credentials and never the token.
 """
 
@@ -34,12 +35,17 @@ from modelship.adapters.metrics.bounded import (
 from modelship.adapters.metrics.queries import (
     DEFAULT_REVISION_LABEL,
     builtin_queries,
+    comparator_queries,
+    comparator_selector,
+    compared_query,
     requests_query,
     selector,
+    shift_detail_queries,
 )
 from modelship.adapters.metrics.templating import render_query
+from modelship.domain.compare_spec import MAX_COMPARED_OUTPUTS
 from modelship.domain.observations import MetricsSnapshot, MetricValue
-from modelship.domain.slos import configured_slos
+from modelship.domain.slos import OUTPUT_SHIFT, configured_slos
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +235,30 @@ class PrometheusSource:
         log.debug("prometheus %s -> %s", promql, result)
         return parse_value(result)
 
+    async def _series(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """A small vector (at most one series per output and side): labels and value of each series."""
+        params = self.settings.query_params() | {"limit": str(2 * MAX_COMPARED_OUTPUTS + 2)}
+        async with self._limit():
+            client = await self._get_client()
+            result = await client.custom_query(promql, params=params)
+        out = []
+        for sample in result if isinstance(result, list) else []:
+            try:
+                out.append((dict(sample.get("metric") or {}), float(sample["value"][1])))
+            except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+                continue
+        return out
+
+    async def _shift_detail(self, sel: str) -> str | None:
+        """'score p50 0.97 (stable 0.62)' for the output that moved most; best effort (None on any trouble)."""
+        shifts_query, summaries_query = shift_detail_queries(sel)
+        try:
+            shifts, summaries = await asyncio.gather(self._series(shifts_query), self._series(summaries_query))
+        except Exception as exc:  # the detail is a courtesy: the verdict never depends on it
+            log.debug("no shift detail: %s", exc)
+            return None
+        return shift_detail(shifts, summaries)
+
     async def _measure(self, candidates: tuple[tuple[str, str], ...], down: list[str]) -> _Measured:
         """First candidate with data wins; a refused query is recorded and the next one tried.
 
@@ -267,18 +297,31 @@ class PrometheusSource:
         canary_sel = selector(query.namespace, query.model, query.canary_revision, label)
         stable_rev = query.stable_revision
         stable_sel = selector(query.namespace, query.model, stable_rev, label) if stable_rev else None
-        bounds = configured_slos(query.slo)
+        bounds = configured_slos(query.slo, comparing=query.comparing)
+        compared_sel = comparator_selector(query.namespace, query.name, query.canary_revision)
+        comparing = any(bound.comparator for bound in bounds)
         jobs: dict[tuple[str, str], asyncio.Task[_Measured]] = {}
+        detail: asyncio.Task[str | None] | None = None
         down: list[str] = []
         async with asyncio.TaskGroup() as group:
             jobs["requests", "canary"] = group.create_task(
                 self._measure((("counters", requests_query(canary_sel, window)),), down)
             )
+            if comparing:
+                jobs["compared", "canary"] = group.create_task(
+                    self._measure((("counters", compared_query(compared_sel, window)),), down)
+                )
+                detail = group.create_task(self._shift_detail(compared_sel))
             for role, sel in (("canary", canary_sel), ("stable", stable_sel)):
                 if sel is None:
                     continue
                 table = builtin_queries(sel, window)
                 for bound in bounds:
+                    if bound.comparator:  # pairwise: one value, judged as the canary's
+                        if role == "canary":
+                            pairwise = comparator_queries(compared_sel, window)[bound.name]
+                            jobs[bound.name, role] = group.create_task(self._measure(pairwise, down))
+                        continue
                     if bound.builtin is not None:
                         jobs[bound.name, role] = group.create_task(self._measure(table[bound.name], down))
                         continue
@@ -298,9 +341,27 @@ class PrometheusSource:
                 stable=stable.value if stable else None,
                 error=canary.error or (f"stable: {stable.error}" if stable and stable.error else None),
                 source=canary.source or (stable.source if stable else None),
+                detail=detail.result() if detail is not None and key == OUTPUT_SHIFT.name else None,
             )
         requests_seen = jobs["requests", "canary"].result()
-        return MetricsSnapshot(available=True, canary_requests=requests_seen.value, values=values)
+        compared = jobs["compared", "canary"].result().value if comparing else None
+        return MetricsSnapshot(
+            available=True, canary_requests=requests_seen.value, values=values, compared=compared
+        )
+
+
+def shift_detail(
+    shifts: list[tuple[dict[str, str], float]], summaries: list[tuple[dict[str, str], float]]
+) -> str | None:
+    """The output with the largest shift, and its median answer on each side."""
+    finite = [(labels.get("output", "?"), value) for labels, value in shifts if math.isfinite(value)]
+    if not finite:
+        return None
+    output = max(finite, key=lambda item: item[1])[0]
+    p50 = {labels.get("side"): value for labels, value in summaries if labels.get("output") == output}
+    if "canary" not in p50 or "stable" not in p50:
+        return None
+    return f"{output} p50 {p50['canary']:.3g} (stable {p50['stable']:.3g})"
 
 
 async def _failed(message: str) -> _Measured:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from modelship.domain.promql import escape_label_value
-from modelship.domain.slos import ERROR_RATE, LATENCY_P95, LATENCY_P99, QUEUE_P99
+from modelship.domain.slos import ERROR_RATE, LATENCY_P95, LATENCY_P99, OUTPUT_AGREEMENT, OUTPUT_SHIFT, QUEUE_P99
 
 DEFAULT_REVISION_LABEL = "modelship_dev_revision"
 SOURCE_SUMMARY = "summary"
@@ -96,3 +96,46 @@ def builtin_queries(sel: str, window: str) -> dict[str, tuple[tuple[str, str], .
     }
 
 
+
+
+# --- the shadow comparator's judgement ----------------------------------------------------------------------
+
+COMPARATOR_PREFIX = "modelship_comparator"
+DEPLOYMENT_LABEL = "modelship_dev_deployment"
+ROLE_LABEL = "modelship_dev_role"
+COMPARED_REVISION_LABEL = "modelship_dev_compared_revision"
+
+
+def comparator_selector(namespace: str, deployment: str, canary_revision: str) -> str:
+    """The comparator pod of one ModelDeployment, comparing this canary (its pod labels, via labelmap): a
+    comparator left from an earlier canary never counts for this one."""
+    return (
+        f'namespace="{escape_label_value(namespace)}",{DEPLOYMENT_LABEL}="{escape_label_value(deployment)}",'
+        f'{ROLE_LABEL}="comparator",{COMPARED_REVISION_LABEL}="{escape_label_value(canary_revision)}"'
+    )
+
+
+def compared_query(sel: str, window: str) -> str:
+    """Request pairs judged in the window (what minRequests counts for the output SLOs); a young comparator
+    (one scrape, no increase yet) counts 0, not NoData."""
+    counter = f"{COMPARATOR_PREFIX}_compared_total"
+    return f"({_increase(counter, sel, window)} or count({counter}{{{sel}}}) * 0)"
+
+
+def comparator_queries(sel: str, window: str) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per comparator SLO of the catalogue: agreed / compared pairs, and the worst output's shift (the
+    comparator computes it over its own window, the analysis interval)."""
+    agreed = _increase(f"{COMPARATOR_PREFIX}_agreed_total", sel, window)
+    compared = _increase(f"{COMPARATOR_PREFIX}_compared_total", sel, window)
+    return {
+        OUTPUT_AGREEMENT.name: (("pairs", f"{agreed} / {compared}"),),
+        OUTPUT_SHIFT.name: (("psi", f"max({COMPARATOR_PREFIX}_output_shift{{{sel}}})"),),
+    }
+
+
+def shift_detail_queries(sel: str) -> tuple[str, str]:
+    """Per output: its shift, and each side's p50 (for the detail a human reads beside the verdict)."""
+    return (
+        f"max by (output) ({COMPARATOR_PREFIX}_output_shift{{{sel}}})",
+        f'max by (output, side) ({COMPARATOR_PREFIX}_output_summary{{{sel},stat="p50"}})',
+    )
