@@ -160,6 +160,12 @@ NEEDED = [  # (verb, resource, extra flags) the operator must have in a watched 
     ("watch", "virtualservices.networking.istio.io", ()),
     ("create", "virtualservices.networking.istio.io", ()),
     ("create", "events", ()),
+    # the shadow comparator's Service, ServiceAccount and RoleBinding (to modelship-comparator only)
+    ("delete", "services", ()),
+    ("create", "serviceaccounts", ()),
+    ("delete", "serviceaccounts", ()),
+    ("create", "rolebindings.rbac.authorization.k8s.io", ()),
+    ("bind", "clusterroles.rbac.authorization.k8s.io/modelship-comparator", ()),
 ]
 DENIED = [  # never, in any namespace
     ("get", "secrets", ()),
@@ -170,13 +176,16 @@ DENIED = [  # never, in any namespace
     ("create", MDEP, ()),
     ("update", MDEP, ()),
     ("delete", MDEP, ()),
-    ("create", "rolebindings.rbac.authorization.k8s.io", ()),
+    ("bind", "clusterroles.rbac.authorization.k8s.io/admin", ()),
+    ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", ()),
+    ("create", "roles.rbac.authorization.k8s.io", ()),
+    ("escalate", "roles.rbac.authorization.k8s.io", ()),
     ("get", "configmaps", ()),
     ("create", "serviceaccounts/token", ()),
     # verbs the code never uses (tests/unit/test_rbac.py derives the grants from every adapter call)
     ("update", "deployments.apps", ()),
     ("get", "pods", ()),
-    ("delete", "services", ()),
+    ("update", "services", ()),
     ("update", "httproutes.gateway.networking.k8s.io", ()),
     ("patch", "events", ()),
     ("create", "events.events.k8s.io", ()),

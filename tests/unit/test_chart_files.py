@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
+from modelship.adapters.comparator_objects import cluster_role
 from modelship.adapters.telemetry import Telemetry
 from modelship.domain.status import AnalysisRecord, MetricResult, Verdict
 from prometheus_client import CollectorRegistry
@@ -121,3 +123,9 @@ def test_alerts_query_only_real_metrics() -> None:
         "ModelshipNoLeader",
     ):
         assert f"alert: {alert}" in rules
+
+
+def test_the_chart_ships_the_comparator_cluster_role_the_operator_binds() -> None:
+    text = (CHART / "templates" / "comparator-clusterrole.yaml").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("{{"))
+    assert yaml.safe_load(body) == cluster_role()

@@ -16,15 +16,16 @@ from typing import Any
 import yaml
 from adapter_fixtures import CANARY, OWNER, STABLE, FakeTransport, fake_kube, make_spec
 from modelship.adapters import objects
-from modelship.adapters.cache import WATCHED_CHILDREN
+from modelship.adapters.cache import WATCHED_CHILDREN, WatchCache
 from modelship.adapters.cluster import KubeCluster
-from modelship.adapters.kube import APPLY_CONTENT_TYPE
+from modelship.adapters.kube import APPLY_CONTENT_TYPE, Kube
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.modeldeployments import ModelDeploymentWrites
 from modelship.adapters.routers.factory import router_for
 from modelship.controller.wiring import PrometheusMetrics
-from modelship.domain.actions import EventType, Role, SetTraffic
+from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
+from modelship.domain.compare_spec import CompareSpec
 from modelship.domain.revision import revision_hash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +52,9 @@ KOPF_CLUSTER: set[Grant] = {
 }
 KOPF_NAMESPACE_SCAN: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 """Only with --namespace (kopf scans namespaces then); cluster-wide kopf does not look at them."""
+BIND: set[Grant] = {("rbac.authorization.k8s.io", "clusterroles", "bind")}
+"""Binding the `modelship-comparator` ClusterRole (only it, by resourceNames) to a comparator's ServiceAccount:
+the API server checks `bind`, not a request the operator sends."""
 OTHER_CLUSTER_RULES = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}
 """Read by name by the requester-policy check (its own test pins it)."""
 
@@ -68,6 +72,12 @@ def _grant(method: str, path: str, content_type: str | None) -> set[Grant]:
     verbs = {"GET": {"get" if named else "list"}, "POST": {"create"}, "DELETE": {"delete"},
              "PATCH": {"patch", "create"} if content_type == APPLY_CONTENT_TYPE else {"patch"}}[method]
     return {(group, resource, verb) for verb in verbs}
+
+
+def _primed(kube: Kube) -> WatchCache:
+    cache = WatchCache(kube)
+    cache.mark_primed()
+    return cache
 
 
 def _owned(obj: dict[str, Any], uid: str) -> dict[str, Any]:
@@ -101,6 +111,9 @@ async def _every_adapter_call() -> set[Grant]:
         await router.apply(OWNER, routed, SetTraffic(STABLE, CANARY, 20, 0))
         await router.observe(OWNER, routed)
         await router.cleanup(OWNER)
+    comparing = KubeCluster(kube, instance="t", cache=_primed(kube))
+    await comparing.apply_comparator(OWNER, EnsureComparator(CANARY, CompareSpec(), 100, 60))
+    await comparing.remove_comparator(OWNER)
     writes = ModelDeploymentWrites(kube)
     md_path = f"/apis/modelship.dev/v1alpha1/namespaces/ml/modeldeployments/{OWNER.name}"
     t.objects[md_path] = {"metadata": {"name": OWNER.name}}
@@ -130,7 +143,7 @@ async def test_the_chart_grants_exactly_what_the_code_and_kopf_use() -> None:
     (nothing missing, no `update`, no events `patch`, no pod `watch`), and the cluster-wide rules are the
     Namespace read plus kopf's CRD discovery; namespace scanning only in namespaced mode."""
     used = await _every_adapter_call()
-    namespaced = {g for g in used if g[1] != "namespaces"} | KOPF | WATCHES
+    namespaced = {g for g in used if g[1] != "namespaces"} | KOPF | WATCHES | BIND
     assert _rules("namespacedRules") == namespaced
     assert _rules("clusterRules") == {g for g in used if g[1] == "namespaces"} | KOPF_CLUSTER
     assert _rules("namespaceScanRules") == KOPF_NAMESPACE_SCAN

@@ -11,7 +11,7 @@ from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import ManualClock
 from modelship.controller.ports import Owner
 from modelship.controller.reconciler import Reconciler
-from modelship.domain.actions import EventType, Role, SetTraffic
+from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, MetricValue, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import Revision
@@ -31,6 +31,7 @@ class FakeCluster:
         self.calls: list[str] = []
         self.events: list[tuple[str, str]] = []
         self.fail_events = fail_events
+        self.comparator: EnsureComparator | None = None
 
     async def revision_states(self, owner: Owner) -> dict[str, RevisionState]:
         self.calls.append("list")
@@ -47,6 +48,15 @@ class FakeCluster:
 
     async def delete_revision(self, owner: Owner, revision_hash: str) -> None:
         self.deployments.pop(revision_hash, None)
+
+    async def apply_comparator(self, owner: Owner, action: EnsureComparator) -> None:
+        self.calls.append(f"comparator:{action.canary.hash}:{action.sample_percent:g}")
+        self.comparator = action
+
+    async def remove_comparator(self, owner: Owner) -> None:
+        if self.comparator is not None:
+            self.calls.append("comparator:removed")
+        self.comparator = None
 
     async def emit_event(self, owner: Owner, type: EventType, reason: str, message: str) -> None:
         if self.fail_events:

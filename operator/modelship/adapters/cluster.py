@@ -14,6 +14,7 @@ from typing import Any
 
 from modelship.adapters import objects
 from modelship.adapters.cache import ApiCache, ChildCache, ensure, is_subset
+from modelship.adapters.comparator_objects import DEFAULT_COMPARATOR_IMAGE, Comparators
 from modelship.adapters.kube import (
     EVENT_MESSAGE_LIMIT,
     FIELD_MANAGER,
@@ -24,7 +25,7 @@ from modelship.adapters.kube import (
     not_ours,
 )
 from modelship.adapters.owner import OwnerLike
-from modelship.domain.actions import EventType, Role
+from modelship.domain.actions import EnsureComparator, EventType, Role
 from modelship.domain.api import API_VERSION, KIND, ModelDeploymentSpec
 from modelship.domain.observations import RevisionState
 from modelship.domain.revision import revision_hash
@@ -97,10 +98,14 @@ def event_object(owner: OwnerLike, type: EventType, reason: str, message: str, i
 class KubeCluster:
     """The controller's `Cluster` port on a real API server."""
 
-    def __init__(self, kube: Kube, instance: str | None = None, cache: ChildCache | None = None) -> None:
+    def __init__(
+        self, kube: Kube, instance: str | None = None, cache: ChildCache | None = None,
+        comparator_image: str = DEFAULT_COMPARATOR_IMAGE,
+    ) -> None:
         self.kube = kube
         self.cache: ChildCache = cache or ApiCache(kube)
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
+        self.comparators = Comparators(kube, self.cache, comparator_image)
 
     async def _deployments(self, owner: OwnerLike, labels: Mapping[str, str]) -> list[Obj]:
         return await self.cache.owned("apps/v1", "Deployment", owner.namespace, owner.uid, labels)
@@ -191,6 +196,12 @@ class KubeCluster:
 
     async def emit_event(self, owner: OwnerLike, type: EventType, reason: str, message: str) -> None:
         await self.kube.create(event_object(owner, type, reason, message, self.instance))
+
+    async def apply_comparator(self, owner: OwnerLike, action: EnsureComparator) -> None:
+        await self.comparators.apply(owner, action)
+
+    async def remove_comparator(self, owner: OwnerLike) -> None:
+        await self.comparators.remove(owner)
 
 
 def unchanged_except_hash(desired: Mapping[str, Any], found: Mapping[str, Any]) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from modelship.domain.actions import EventType, Role, SetTraffic
+from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.observations import MetricsSnapshot, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import Revision
@@ -35,6 +35,8 @@ class Cluster(Protocol):
     ) -> None: ...
     async def delete_revision(self, owner: Owner, revision_hash: str) -> None: ...
     async def emit_event(self, owner: Owner, type: EventType, reason: str, message: str) -> None: ...
+    async def apply_comparator(self, owner: Owner, action: EnsureComparator) -> None: ...
+    async def remove_comparator(self, owner: Owner) -> None: ...
 
 
 class Router(Protocol):

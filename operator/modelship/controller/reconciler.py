@@ -22,7 +22,16 @@ from modelship.controller.clock import Clock
 from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RequesterPolicy, RouterFactory
 from modelship.controller.requests import parse_request, request_id
 from modelship.controller.status_patch import status_diff
-from modelship.domain.actions import Action, DeleteRevision, EmitEvent, EnsureRevision, EventType, SetTraffic
+from modelship.domain.actions import (
+    Action,
+    DeleteRevision,
+    EmitEvent,
+    EnsureComparator,
+    EnsureRevision,
+    EventType,
+    RemoveComparator,
+    SetTraffic,
+)
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
@@ -88,6 +97,10 @@ def describe(action: Action) -> str:
                 f"(stable {action.stable.hash})")
     if isinstance(action, DeleteRevision):
         return f"the deletion of revision {action.revision_hash}"
+    if isinstance(action, EnsureComparator):
+        return f"the comparator of canary {action.canary.hash} ({action.sample_percent:g}% sampled)"
+    if isinstance(action, RemoveComparator):
+        return "the removal of the comparator"
     return f"the Event {action.reason}"
 
 
@@ -286,6 +299,10 @@ class Reconciler:
                                   f"and was restored to canary weight {action.canary_weight}%")]
         elif isinstance(action, DeleteRevision):
             await self.cluster.delete_revision(owner, action.revision_hash)
+        elif isinstance(action, EnsureComparator):
+            await self.cluster.apply_comparator(owner, action)
+        elif isinstance(action, RemoveComparator):
+            await self.cluster.remove_comparator(owner)
         else:
             return [action]
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from modelship.adapters.comparator_objects import DEFAULT_COMPARATOR_IMAGE
 from modelship.domain.route_scope import RouteScope
 
 
@@ -77,6 +78,8 @@ class Settings:
     """Serve only ModelDeployments labelled `modelship.dev/shard=<shard>` ('' = those without the label)."""
     metrics_max_objects: int = 1000
     """Per-object metric series are kept for at most this many ModelDeployments (rollouts in flight first)."""
+    comparator_image: str = DEFAULT_COMPARATOR_IMAGE
+    """Image of the shadow comparators the operator deploys: its own (the chart passes it)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,4 +109,5 @@ class Settings:
             retry_period_seconds=_float("MODELSHIP_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
             shard=os.environ.get("MODELSHIP_SHARD", cls.shard),
             metrics_max_objects=_int("MODELSHIP_METRICS_MAX_OBJECTS", cls.metrics_max_objects),
+            comparator_image=os.environ.get("MODELSHIP_COMPARATOR_IMAGE") or cls.comparator_image,
         )

@@ -160,7 +160,7 @@ def build_reconciler(
         MetricsSources(MetricsSettings(prometheus=prometheus)), kube, min_window_seconds=settings.min_window_seconds
     )
     return Reconciler(
-        cluster=KubeCluster(kube, cache=cache),
+        cluster=KubeCluster(kube, cache=cache, comparator_image=settings.comparator_image),
         routers=RouterFactory(kube, cache),
         metrics=metrics,
         checker=TritonChecks(TritonValidator()),

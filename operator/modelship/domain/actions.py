@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from modelship.domain.compare_spec import CompareSpec
 from modelship.domain.status import Revision
 
 
@@ -40,10 +41,28 @@ class SetTraffic:
     canary: Revision | None
     canary_weight: int
     mirror_percent: int
+    compared: bool = False
+    """Mirror to the comparator (which asks stable and canary and judges both answers), not to the canary."""
 
     @property
     def stable_weight(self) -> int:
         return 100 - self.canary_weight
+
+
+@dataclass(frozen=True)
+class EnsureComparator:
+    """Run the shadow comparator for this canary: `sample_percent` of mirrored requests compared, shift computed
+    over `window_seconds` (the analysis interval)."""
+
+    canary: Revision
+    compare: CompareSpec
+    sample_percent: float
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class RemoveComparator:
+    """No comparison runs: the comparator goes (nothing is sent when there is none)."""
 
 
 class EventType(StrEnum):
@@ -60,4 +79,4 @@ class EmitEvent:
     message: str
 
 
-Action = EnsureRevision | DeleteRevision | SetTraffic | EmitEvent
+Action = EnsureRevision | DeleteRevision | SetTraffic | EnsureComparator | RemoveComparator | EmitEvent

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from math import ceil
 
-from modelship.domain.actions import Action, DeleteRevision, EnsureRevision, Role, SetTraffic
+from modelship.domain.actions import (
+    Action,
+    DeleteRevision,
+    EnsureComparator,
+    EnsureRevision,
+    RemoveComparator,
+    Role,
+    SetTraffic,
+)
 from modelship.domain.api import GpuSurgePolicy
 from modelship.domain.durations import parse_duration
-from modelship.domain.status import Stage
+from modelship.domain.slos import active_comparison
+from modelship.domain.status import Revision, Stage
 from modelship.domain.transitions import Ctx
 
 ROUTED_STAGES = (Stage.SHADOW, Stage.CANARY, Stage.PROMOTING)
+MIN_COMPARE_WINDOW_S = 10
+"""The comparator's window is the analysis interval, as Prometheus' query window, and never below 10 s."""
 
 
 def stable_floor(replicas: int, canary_weight: int) -> int:
@@ -102,14 +113,32 @@ def desired_actions(ctx: Ctx) -> list[Action]:
     routed = canary if canary is not None and st.stage in ROUTED_STAGES else None
     if routed is None:
         st.canary_weight = st.mirror_percent = 0
+    comparator = comparator_action(ctx, routed)
+    if isinstance(comparator, EnsureComparator) and st.stage == Stage.CANARY:
+        st.mirror_percent = 100  # every live request to the comparator, which compares its sample of them
     traffic = SetTraffic(stable=stable, canary=routed, canary_weight=st.canary_weight,
-                         mirror_percent=st.mirror_percent)
+                         mirror_percent=st.mirror_percent, compared=isinstance(comparator, EnsureComparator))
     if ctx.traffic_first:
         core = [traffic, *ensures]
     else:  # grow before traffic arrives, shrink only once it has left
         shrinks = [e for e in ensures if isinstance(e, EnsureRevision) and _shrinks(ctx, e)]
         core = [*[e for e in ensures if e not in shrinks], traffic, *shrinks]
+    # the comparator exists before the mirror points at it, and goes only once the mirror has left it
+    if isinstance(comparator, EnsureComparator):
+        core.insert(core.index(traffic), comparator)
+    else:
+        core.append(comparator)
     return core + cleanup(ctx)
+
+
+def comparator_action(ctx: Ctx, routed: Revision | None) -> EnsureComparator | RemoveComparator:
+    """Run the comparator while the stage compares (`slos.active_comparison`), remove it otherwise."""
+    comparison = active_comparison(ctx.spec, ctx.st.stage) if routed is not None else None
+    if comparison is None or routed is None:
+        return RemoveComparator()
+    compare, percent = comparison
+    window = max(MIN_COMPARE_WINDOW_S, int(parse_duration(ctx.spec.rollout.analysis.interval).total_seconds()))
+    return EnsureComparator(canary=routed, compare=compare, sample_percent=percent, window_seconds=window)
 
 
 def _shrinks(ctx: Ctx, ensure: EnsureRevision) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from modelship.adapters import objects
 from modelship.adapters.cache import ApiCache, ChildCache, ensure, is_subset
+from modelship.adapters.comparator_objects import comparator_name
 from modelship.adapters.kube import Kube, controlled_by, not_ours
 from modelship.adapters.owner import OwnerLike, owner_reference
 from modelship.domain.actions import Role, SetTraffic
@@ -48,6 +49,14 @@ def checked_weights(action: SetTraffic) -> tuple[int, int]:
 def checked_mirror(action: SetTraffic) -> int:
     """Mirror percent 0..100; nothing to mirror to without a canary."""
     return 0 if action.canary is None else max(0, min(100, action.mirror_percent))
+
+
+def mirror_service(owner: OwnerLike, action: SetTraffic) -> str:
+    """Where mirrored requests go: the comparator while comparing (it asks stable and canary itself and judges
+    both answers), else the canary, whose answers are discarded."""
+    if action.compared:
+        return comparator_name(owner.name)
+    return objects.role_service_name(owner.name, Role.CANARY)
 
 
 def route_metadata(owner: OwnerLike, action: SetTraffic) -> dict[str, Any]:

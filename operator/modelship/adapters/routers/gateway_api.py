@@ -18,6 +18,7 @@ from modelship.adapters.routers.base import (
     RouteObjectRouter,
     checked_mirror,
     checked_weights,
+    mirror_service,
     route_metadata,
 )
 from modelship.domain.actions import Role, SetTraffic
@@ -44,7 +45,7 @@ def desired_route(
         backends.append({**_backend(canary_svc), "weight": canary_w})
     rule: dict[str, Any] = {"backendRefs": backends}
     if mirror > 0:
-        mirror_spec: dict[str, Any] = {"backendRef": _backend(canary_svc)}
+        mirror_spec: dict[str, Any] = {"backendRef": _backend(mirror_service(owner, action))}
         if mirror < 100:
             mirror_spec["percent"] = mirror
         rule["filters"] = [{"type": "RequestMirror", "requestMirror": mirror_spec}]

@@ -16,6 +16,7 @@ from modelship.adapters.routers.base import (
     RouteObjectRouter,
     checked_mirror,
     checked_weights,
+    mirror_service,
     route_metadata,
 )
 from modelship.domain.actions import Role, SetTraffic
@@ -43,7 +44,7 @@ def desired_virtual_service(owner: OwnerLike, config: IstioRouter, action: SetTr
         route.append({"destination": _destination(service_host(owner, Role.CANARY)), "weight": canary_w})
     http: dict[str, Any] = {"name": "modelship", "route": route}
     if mirror > 0:
-        http["mirror"] = _destination(service_host(owner, Role.CANARY))
+        http["mirror"] = _destination(f"{mirror_service(owner, action)}.{owner.namespace}.svc.cluster.local")
         http["mirrorPercentage"] = {"value": float(mirror)}
     spec: dict[str, Any] = {"hosts": list(config.hosts) or [owner.name], "http": [http]}
     if config.gateways:
