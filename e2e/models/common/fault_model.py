@@ -12,6 +12,10 @@ layers, later ones winning:
    where ``match`` may name ``namespace``, ``pod``, ``deployment``, ``revision``, ``role``, ``model``
    and ``version``; every matching rule is applied in order.
 
+Silently wrong answers (no error, normal latency: what only output comparison catches) come from ``answer``:
+``shifted`` adds 2.5 to every logit (scores pushed towards 1), ``constant`` answers 0.5 whatever the input,
+``swapped`` reads the input features in reverse order (a pipeline that swapped columns); default ``model``.
+
 Errors are raised as ``pb_utils.TritonModelException`` because Triton 2.51 counts an
 ``InferenceResponse(error=...)`` as a *success* in ``nv_inference_request_success``.
 Output name and datatype come from the model config, so the incompatible repositories
@@ -97,6 +101,19 @@ def _matching_overrides(data: Any, identity: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+SHIFT_LOGIT = 2.5
+
+
+def _answer(kind: Any, x: Any, weights: Any, bias: float) -> list[float]:
+    """Scores for a batch: the model's, or a silently wrong variant (see the module docstring)."""
+    if kind == "constant":
+        return [0.5] * len(x)
+    if kind == "swapped":
+        x = x[:, ::-1]
+    logits = x @ weights + bias + (SHIFT_LOGIT if kind == "shifted" else 0.0)
+    return [1.0 / (1.0 + math.exp(-v)) for v in logits]
+
+
 class TritonPythonModel:
     """Scores x (FP32 [-1,4]) with a per-version logistic model; injects faults on demand."""
 
@@ -141,8 +158,8 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy().astype(np.float64)
-            logits = x @ self.weights + self.bias
-            score = np.array([[1.0 / (1.0 + math.exp(-v))] for v in logits], dtype=self.output_dtype)
+            score = np.array([[v] for v in _answer(behavior.get("answer"), x, self.weights, self.bias)],
+                             dtype=self.output_dtype)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, score)]))
         return responses
 

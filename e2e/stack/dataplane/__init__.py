@@ -32,6 +32,8 @@ log = logging.getLogger("modelship.dataplane")
 SA_NAMESPACE = "modelship-stack"
 ROLE_PREFIX = "modelship-stack:"
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+POD_RUNNER = [*POD_READER, {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}]
+"""The pod runner is the stack's kubelet: it reads pods and mints each comparator pod's ServiceAccount token."""
 
 
 def dataplane_dir(stack_dir: Path) -> Path:
@@ -86,6 +88,7 @@ def _mint_tokens(ctx: StackContext, roles: dict[str, list[dict[str, Any]]], out:
     for name, rules in roles.items():
         role = f"{ROLE_PREFIX}{name}"
         ensure(rbac.create_cluster_role, {"metadata": {"name": role}, "rules": rules})
+        rbac.patch_cluster_role(role, {"rules": rules})  # a role left by an older stack gets today's rules
         ensure(core.create_namespaced_service_account, SA_NAMESPACE, {"metadata": {"name": name}})
         ensure(rbac.create_cluster_role_binding, {
             "metadata": {"name": role},
@@ -172,7 +175,7 @@ def up(ctx: StackContext) -> None:
     if not fault_file(ctx.stack_dir).exists():
         set_faults(ctx.stack_dir, {})
     try:
-        roles = {"prometheus": POD_READER, "podrunner": POD_READER}
+        roles = {"prometheus": POD_READER, "podrunner": POD_RUNNER}
         if gateway.enabled():
             roles["traefik"] = gateway.RBAC_RULES
         tokens = _mint_tokens(ctx, roles, d)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from e2e.stack.dataplane.comparator import ApiRelay, pod_token, write_kubeconfig
+from e2e.stack.dataplane.comparator import command as comparator_command
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
 from e2e.stack.dataplane.podspec import (
     MANAGED_BY,
@@ -79,7 +81,13 @@ class PodRunner:
         repos_dir: Path = REPOS_DIR,
         repo_table: Mapping[str, str] | None = None,
         fault_file: Path | None = None,
+        core: Any = None,
+        relay: ApiRelay | None = None,
+        ca_file: str = "",
     ) -> None:
+        self.core = core  # CoreV1Api: TokenRequests for comparator pods, as a kubelet would
+        self.relay = relay
+        self.ca_file = ca_file
         self.network = network
         self.workdir = workdir
         self.repos_dir = repos_dir
@@ -150,6 +158,9 @@ class PodRunner:
         run.next_start = time.monotonic() + min(30.0, 2.0 ** min(run.restarts, 5))
         pod_dir = self._pod_dir(pod)
         pod_dir.mkdir(parents=True, exist_ok=True)
+        if pod.comparator_args is not None:
+            self._start_comparator(run, pod_dir)
+            return
         try:
             source = resolve_repository(pod.repository_uri, self.repos_dir, self.repo_table)
             models = pod.models or tuple(sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file()))
@@ -181,6 +192,35 @@ class PodRunner:
         run.started_at, run.ready_after_s, run.error = time.monotonic(), None, ""
         log.info("%s/%s: tritonserver pid %d on %s (models %s, version %s, repo %s)", pod.namespace,
                  pod.name, run.proc.pid, pod.ip, ",".join(models), pod.version, source)  # fmt: skip
+        threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
+
+    def _start_comparator(self, run: Running, pod_dir: Path) -> None:
+        """`modelship compare` at the pod's IP, with a token of the pod's ServiceAccount (dataplane/comparator.py)."""
+        pod = run.pod
+        try:
+            if self.core is None or self.relay is None:
+                raise RuntimeError("the pod runner has no API client to mint the pod's token")
+            token = pod_token(self.core, pod.namespace, pod.service_account, pod.name, pod.uid)
+            kubeconfig = write_kubeconfig(pod_dir / "kubeconfig", self.relay.url, self.ca_file, token)
+            self.network.add_ip(pod.ip)
+        except Exception as exc:  # a refused TokenRequest is the pod's problem, not the runner's
+            run.error = f"cannot start the comparator: {exc}"
+            run.proc = None
+            log.error("%s/%s: %s", pod.namespace, pod.name, run.error)
+            return
+        cmd = comparator_command(list(pod.comparator_args or ()), pod.ip, kubeconfig, self.network.name)
+        env = {**os.environ, **pod.env, "PYTHONDONTWRITEBYTECODE": "1"}
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "KUBERNETES_SERVICE_HOST"):
+            env.pop(var, None)
+        with open(pod_dir / "comparator.log", "ab") as logf:
+            logf.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
+            logf.flush()
+            run.proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, cwd=pod_dir,
+            )  # fmt: skip
+        run.started_at, run.ready_after_s, run.error = time.monotonic(), None, ""
+        log.info("%s/%s: comparator pid %d on %s", pod.namespace, pod.name, run.proc.pid, pod.ip)
         threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
 
     def _hold_ip(self, run: Running) -> bool:
@@ -322,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     table = json.loads(args.repo_map.read_text()) if args.repo_map else None
     network = PodNetwork(args.netns, args.cidr).up()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    runner = PodRunner(network, args.workdir, repo_table=table, fault_file=args.fault_file)
+    relay = ApiRelay(network.host_addr, api.configuration.host)
+    runner = PodRunner(network, args.workdir, repo_table=table, fault_file=args.fault_file, core=core, relay=relay,
+                       ca_file=str(api.configuration.ssl_ca_cert or ""))
     stop = threading.Event()
 
     def _term(_sig: int, _frame: Any) -> None:
@@ -340,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             orphaned = True
             stop.set()
     runner.shutdown()
+    relay.close()
     if orphaned:  # nobody will call down() for a stack that was removed without its data plane
         if args.prometheus_dir is not None:
             Prometheus(args.prometheus_dir).stop()

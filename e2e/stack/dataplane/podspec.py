@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from e2e.stack.dataplane.comparator import is_comparator
+
 MANAGED_BY = ("app.kubernetes.io/managed-by", "modelship")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 IP_ONLY = ("PODRUNNER_MODE", "ip-only")
@@ -60,6 +62,9 @@ class TritonPod:
     control_mode: str = "explicit"
     errors: tuple[str, ...] = field(default=())
     ip_only: bool = False  # IP in the pod network, no tritonserver (see IP_ONLY)
+    comparator_args: tuple[str, ...] | None = None
+    """A shadow comparator pod (`modelship compare ARGS`): run that, not tritonserver (dataplane/comparator.py)."""
+    service_account: str = ""
 
     @property
     def key(self) -> str:
@@ -144,10 +149,31 @@ def _container(pod: Any) -> Any:
     return containers[0] if containers else None
 
 
+def parse_comparator(pod: Any, container: Any) -> TritonPod:
+    """A `modelship compare` pod: its arguments, env, ports and ServiceAccount (the runner mints its token)."""
+    ports = {"http": 8000, "metrics": 8002}
+    for p in _get(container, "ports") or []:
+        if _get(p, "name") in ports:
+            ports[_get(p, "name")] = int(_get(p, "container_port"))
+    return TritonPod(
+        uid=str(_get(pod, "metadata", "uid") or ""),
+        namespace=str(_get(pod, "metadata", "namespace")),
+        name=str(_get(pod, "metadata", "name")),
+        ip=str(_get(pod, "status", "pod_ip")),
+        node=str(_get(pod, "spec", "node_name") or ""),
+        labels=dict(_get(pod, "metadata", "labels") or {}),
+        repository_uri="", models=(), version=None, ports=ports, env=_env(container, pod),
+        comparator_args=tuple(str(a) for a in (_get(container, "args") or [])),
+        service_account=str(_get(pod, "spec", "service_account_name") or "default"),
+    )
+
+
 def parse_pod(pod: Any) -> TritonPod:
     """Read a candidate pod; problems are collected in ``errors`` (the runner logs and skips it)."""
     errors: list[str] = []
     c = _container(pod)
+    if is_comparator([str(t) for t in _get(c, "command") or []]):
+        return parse_comparator(pod, c)
     tokens = [str(t) for t in (_get(c, "command") or []) + (_get(c, "args") or [])]
     owned, rest = parse_flags(tokens)
     env = _env(c, pod)

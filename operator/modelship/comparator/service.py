@@ -1,6 +1,7 @@
 """The comparator service: takes mirrored KServe v2 requests, asks stable and canary, judges the two answers.
 
-A mirror is fire-and-forget, so the service answers at once (202) and does the work behind a bounded queue:
+A mirror is fire-and-forget, so the service answers at once (an empty answer: no outputs, never canary's) and
+does the work behind a bounded queue:
 when the queue is full the request is dropped and counted, never waited for. At most `concurrency` requests are
 compared at a time, each upstream call times out, and an answer is only ever judged, never returned to anyone.
 Only pods of its own ModelDeployment are called (`Upstreams` resolves them).
@@ -90,7 +91,9 @@ class Comparator:
         body = await request.read()
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         outcome = self.offer(Mirrored(request.path_qs, headers, body))
-        return web.json_response({"outcome": outcome}, status=202)
+        # A well-formed, empty KServe answer (clients that parse it see no outputs): never anyone's answer.
+        return web.json_response({"model_name": request.match_info["model"], "outputs": [],
+                                  "parameters": {"modelship_comparator": outcome}})
 
     # --- comparing ------------------------------------------------------------------------------------------
 
