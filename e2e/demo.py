@@ -9,7 +9,10 @@ What it does, on the local stack (`e2e/stack`: real API server, kwok GPU nodes, 
    requests went -- Validating -> Shadow -> Canary 1/2 -> Canary 2/2 -> Promoted;
 5. applies v3 = Triton version 91, which answers 300 ms slower: the shadow analysis catches it on mirrored
    requests (no user request ever reaches it), the operator rolls back on its own and the reason is printed;
-6. prints the commands to explore what happened.
+6. applies v4 = Triton version 93, silently wrong (no errors, normal latency, every score pushed towards 1)
+   with output comparison on: the comparator answers each mirrored request with both versions, outputShift
+   breaches in Shadow and the operator rolls back, printing how the answers moved;
+7. prints the commands to explore what happened.
 
 The traffic generator stops at the end. The operator stops too, unless `--keep-operator` (or
 MODELSHIP_DEMO_KEEP_OPERATOR=1): then it keeps running (pid in .stack/demo-operator.pid, log in
@@ -166,7 +169,7 @@ def _rel(path: Path) -> str:
 # --- manifests ---------------------------------------------------------------------------------------------
 
 
-def manifest(version: str, existing: bool) -> dict[str, Any]:
+def manifest(version: str, existing: bool, compare: bool = False) -> dict[str, Any]:
     doc = model_deployment(
         NAME, NAMESPACE, version, shadow=dict(SHADOW), steps=copy.deepcopy(STEPS),
         gpus=int(os.environ.get("MODELSHIP_DEMO_GPUS", "0" if existing else "1")),
@@ -176,14 +179,16 @@ def manifest(version: str, existing: bool) -> dict[str, Any]:
     spec = doc["spec"]
     spec["traffic"]["gatewayAPI"]["parentRefs"] = [{"name": os.environ.get("MODELSHIP_DEMO_GATEWAY", "inference-gw")}]
     spec["serving"].pop("env", None)
+    if compare:  # the platform default: compare answers in Shadow, outputShift max 0.25
+        spec["rollout"]["shadow"].pop("compare")
     if existing or os.environ.get("MODELSHIP_DEMO_REPOSITORY"):
         spec["model"]["repository"] = os.environ.get("MODELSHIP_DEMO_REPOSITORY", "s3://models/triton")
     doc["metadata"]["labels"] = {"app.kubernetes.io/part-of": "modelship-demo"}
     return doc
 
 
-def apply_version(cluster: Cluster, version: str, why: str) -> None:
-    doc = manifest(version, cluster.existing)
+def apply_version(cluster: Cluster, version: str, why: str, compare: bool = False) -> None:
+    doc = manifest(version, cluster.existing, compare)
     MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
     path = MANIFEST_DIR / f"{NAME}-v{version}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -419,6 +424,8 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
                              "custom-columns=REASON:.reason,MESSAGE:.message", check=False)
         if events.strip():
             print("  Warning events:\n" + "\n".join("    " + line[:200] for line in events.strip().splitlines()))
+        print()
+        silently_wrong(cluster, live, traffic_obj)
     finally:
         live.clear()
         if traffic is not None:
@@ -432,6 +439,22 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
             PID_FILE.unlink(missing_ok=True)
     print(explore(cluster, keep_operator, operator.pid))
     return 0
+
+
+def silently_wrong(cluster: Cluster, live: Live, traffic: Traffic) -> None:
+    """Act 4: a version whose server is perfect and whose answers are wrong; only output comparison sees it."""
+    t = time.monotonic()
+    why = "silently wrong: no errors, normal latency, every score pushed towards 1"
+    apply_version(cluster, "93", why, compare=True)
+    obj = watch(cluster, live, traffic, lambda s: any(
+        h.get("event") == "RolledBack" and h.get("version") == "93" for h in s.get("history") or []), timeout=180)
+    analysis = obj["status"].get("lastAnalysis") or {}
+    shift = next((m for m in analysis.get("metrics") or [] if m["name"] == "outputShift"), {})
+    served = {m["name"]: m["verdict"] for m in analysis.get("metrics") or [] if m["name"] != "outputShift"}
+    say(f"{RED}v93 rolled back automatically after {time.monotonic() - t:.0f}s in the Shadow stage{RESET}: "
+        "its answers gave it away, not its server")
+    print(f"  evidence: {shift.get('message', analysis.get('message', ''))}")
+    print(f"  Triton's own metrics in the same check: {served} (what a latency/error-only rollout would see)")
 
 
 def explore(cluster: Cluster, keep_operator: bool, pid: int) -> str:

@@ -50,3 +50,10 @@ def test_render_shows_weights_and_each_slo_against_its_bound() -> None:
     assert re.search(r"latencyP99Ms\s+312.5\s+<= 250, <= 3x stable\s+Fail\s+stable 8.1", text)
     assert re.search(r"errorRate\s+0\s+<= 0.02\s+Pass", text)
     assert "fraud-scorer-canary 60 ok 2 failed" in text
+
+
+def test_the_silently_wrong_act_compares_answers_by_default_and_the_others_do_not() -> None:
+    wrong = demo.manifest("93", existing=False, compare=True)
+    assert check_manifest(wrong) == []
+    assert "compare" not in wrong["spec"]["rollout"]["shadow"], "act 4 relies on the default: compare on"
+    assert demo.manifest("2", existing=False)["spec"]["rollout"]["shadow"]["compare"] == {"enabled": False}
