@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decide, failover, fleet, operator_scale, reconcile, side_by_side
+from bench import comparator, decide, failover, fleet, operator_scale, reconcile, side_by_side
 
 BENCHES: dict[str, Callable[[list[str] | None], dict[str, Any]]] = {
     "decide": decide.main,
@@ -20,6 +20,7 @@ BENCHES: dict[str, Callable[[list[str] | None], dict[str, Any]]] = {
     "fleet": fleet.main,
     "failover": failover.main,
     "side_by_side": side_by_side.main,
+    "comparator": comparator.main,
 }
 
 

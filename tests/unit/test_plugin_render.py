@@ -150,3 +150,14 @@ def test_time_parsing_and_numbers() -> None:
         and render.number(None) == "-"
         and render.number(True) == "-"
     )
+
+
+def test_status_in_shadow_shows_the_comparators_evidence() -> None:
+    shift = {"name": "outputShift", "value": 3.9, "max": 0.25, "verdict": "Fail",
+             "message": "outputShift 3.9 > max 0.25 over 412 compared requests; score p50 0.97 (stable 0.62)"}
+    obj = mdep(stage="Shadow", step=None, canaryWeight=0, mirrorPercent=100, lastAnalysis={
+        "time": "2024-05-01T10:13:30Z", "verdict": "Fail", "requests": 420, "compared": 412, "metrics": [shift]})
+    out = render.render_status(obj, NOW)
+    assert "Analysis:    Fail 40s ago, 420 requests, 412 compared by the shadow comparator" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("outputShift"))
+    assert "<= 0.25" in row and "score p50 0.97 (stable 0.62)" in row

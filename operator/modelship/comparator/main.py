@@ -5,7 +5,7 @@
 
 The comparison itself (`spec.rollout.shadow.compare`) comes as JSON in $MODELSHIP_COMPARE (or --spec); upstream
 pods are found from the EndpointSlices of `<NAME>-stable` and `<NAME>-canary` with the pod's service account
-(or --kubeconfig).
+(or --kubeconfig), or are two fixed servers (--stable URL --canary URL).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from modelship.adapters.transport import AsyncTransport
 from modelship.comparator.service import Comparator, Limits
-from modelship.comparator.upstreams import EndpointSliceUpstreams
+from modelship.comparator.upstreams import EndpointSliceUpstreams, StaticUpstreams, Upstreams
 from modelship.comparator.window import Window
 from modelship.domain.compare_spec import CompareSpec
 
@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=Limits.concurrency, help="comparisons in flight")
     parser.add_argument("--timeout-s", type=float, default=Limits.timeout_s, help="per upstream call")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster service account)")
+    parser.add_argument("--stable", metavar="URL", help="fixed stable upstream (with --canary: no Kubernetes)")
+    parser.add_argument("--canary", metavar="URL", help="fixed canary upstream, e.g. http://10.0.0.7:8000")
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -64,8 +66,13 @@ def compare_spec(argument: str | None) -> CompareSpec:
 
 async def serve(args: argparse.Namespace) -> None:
     spec = compare_spec(args.spec)
-    transport = AsyncTransport.from_kubeconfig(args.kubeconfig)
-    upstreams = EndpointSliceUpstreams(transport, args.namespace, args.deployment)
+    transport: AsyncTransport | None = None
+    upstreams: Upstreams
+    if args.stable and args.canary:  # two servers outside Kubernetes (a bench, a laptop)
+        upstreams = StaticUpstreams({"stable": [args.stable], "canary": [args.canary]})
+    else:
+        transport = AsyncTransport.from_kubeconfig(args.kubeconfig)
+        upstreams = EndpointSliceUpstreams(transport, args.namespace, args.deployment)
     comparator = Comparator(
         spec, upstreams, Window(args.window_s), sample_percent=args.sample_percent,
         limits=Limits(args.queue, args.concurrency, args.timeout_s),
@@ -92,7 +99,8 @@ async def serve(args: argparse.Namespace) -> None:
         for runner in runners:
             await runner.cleanup()
         await comparator.stop()
-        await transport.close()
+        if transport is not None:
+            await transport.close()
 
 
 def run(args: argparse.Namespace) -> int:

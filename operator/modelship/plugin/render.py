@@ -181,6 +181,8 @@ def analysis_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
     head = f"Analysis:    {text(last.get('verdict'))} {age(last.get('time'), now)} ago"
     if last.get("requests") is not None:
         head += f", {number(last.get('requests'))} requests"
+    if last.get("compared") is not None:
+        head += f", {number(last.get('compared'))} compared by the shadow comparator"
     head += f", {status.get('passedChecks', 0)} checks passed in this step"
     lines = [head]
     metrics = [m for m in last.get("metrics") or [] if isinstance(m, Mapping)]
