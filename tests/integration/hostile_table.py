@@ -45,7 +45,8 @@ def good() -> dict[str, Any]:
                 }
             },
             "rollout": {
-                "shadow": {"mirrorPercent": 50, "duration": "10m"},
+                "shadow": {"mirrorPercent": 50, "duration": "10m", "compare": {
+                    "samplePercent": 50, "outputs": [{"name": "score", "mode": "Values", "absolute": 0.01}]}},
                 "canary": {
                     "steps": [{"weight": 5, "duration": "5m"}, {"approval": {}}, {"weight": 50, "duration": "10m"}]
                 },
@@ -56,6 +57,7 @@ def good() -> dict[str, Any]:
             "slo": {
                 "errorRate": {"max": 0.01},
                 "latencyP99Ms": {"max": 250, "maxRatioToStable": 1.2},
+                "outputShift": {"max": 0.2, "enforce": False},
                 "custom": [{"name": "mean-confidence", "query": QUERY, "min": 0.7}],
             },
             "validation": {
@@ -210,6 +212,17 @@ TABLE: list[Hostile] = [
     Hostile("two-routers", "spec.traffic", {"gatewayAPI": GW, "istio": {}}, "spec.traffic", "exactly one"),
     Hostile("no-router", "spec.traffic", {}, "spec.traffic", "exactly one"),
     Hostile("none-with-shadow", "spec.traffic", {"none": {}}, "spec.rollout.shadow", "cannot mirror"),
+    # --- output comparison -------------------------------------------------------------------------------------
+    Hostile("compare-sample-0", "spec.rollout.shadow.compare.samplePercent", 0,
+            "spec.rollout.shadow.compare.samplePercent", "greater than 0"),
+    Hostile("compare-mode-lowercase", "spec.rollout.shadow.compare.outputs[0].mode", "argmax",
+            "spec.rollout.shadow.compare.outputs[0].mode", "Argmax"),
+    Hostile("compare-outputs-twice", "spec.rollout.shadow.compare.outputs", [{"name": "score"}, {"name": "score"}],
+            "spec.rollout.shadow.compare", "must be unique", op_field="spec.rollout.shadow.compare.outputs[1].name"),
+    Hostile("output-slo-compare-off", "spec.rollout.shadow.compare.enabled", False, "spec.slo.outputShift",
+            "enabled is false", by="operator"),
+    Hostile("enforce-not-boolean", "spec.slo.outputShift", {"max": 0.2, "enforce": "maybe"},
+            "spec.slo.outputShift.enforce", "boolean"),
     Hostile("parent-refs-empty", "spec.traffic.gatewayAPI.parentRefs", [], "spec.traffic.gatewayAPI.parentRefs", "1"),
     Hostile("hostname-wildcard-middle", "spec.traffic.gatewayAPI.hostnames[0]", "a.*.example.com",
             "spec.traffic.gatewayAPI.hostnames[0]", PATTERN, op_fix=OP_PATTERN),

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from engine_fixtures import T0, make_spec, rolled_out
+from hypothesis import given
+from hypothesis import strategies as st
 from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.prometheus import PrometheusSettings, PrometheusSource, shift_detail
 from modelship.adapters.metrics.queries import comparator_queries, comparator_selector, compared_query
@@ -252,3 +254,21 @@ def test_compare_fields_are_refused_with_the_field_named() -> None:
     assert isinstance(problems, list)
     fields = {p.path for p in problems}
     assert {"spec.rollout.shadow.compare.samplePercent", "spec.rollout.shadow.compare.outputs[0].mode"} <= fields
+
+
+OBSERVED = shadow_spec({"errorRate": {"max": 0.01, "enforce": False}, "outputShift": {"max": 0.25, "enforce": False},
+                        "outputAgreement": {"min": 0.99, "enforce": False}})
+maybe = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@given(error_rate=maybe, shift=maybe, agreement=maybe, compared=maybe, requests=maybe)
+def test_observe_only_slos_never_fail_a_check_whatever_they_measure(
+    error_rate: float | None, shift: float | None, agreement: float | None, compared: float | None,
+    requests: float | None,
+) -> None:
+    measured = MetricsSnapshot(available=True, canary_requests=requests, compared=compared, values={
+        "errorRate": MetricValue(error_rate), "outputShift": MetricValue(shift),
+        "outputAgreement": MetricValue(agreement)})
+    record = assess(OBSERVED, measured, T0, Stage.SHADOW)
+    assert record.verdict != Verdict.FAIL
+    assert all(not m.enforced for m in record.metrics)
