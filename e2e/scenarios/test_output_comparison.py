@@ -48,6 +48,14 @@ def metric(result: dict[str, Any], name: str) -> dict[str, Any]:
     return next(m for m in result["metrics"] if m["name"] == name)
 
 
+def serving_v1(kubectl: Kubectl, ns: str, traffic: Any, stack: StackContext) -> tuple[Any, Observer]:
+    """Given: v1 Healthy with live traffic on it, and the object and its route watched from now on."""
+    bring_up_stable(kubectl, ns)
+    gen = traffic(ns, NAME, rps=25)
+    wait_traffic_ok(gen, f"{NAME}-stable")
+    return gen, Observer(stack, kubectl, ns).start()
+
+
 def comparator_series(prom: Prometheus, ns: str, name: str) -> float:
     return prom.scalar(f'sum({name}{{namespace="{ns}",modelship_dev_role="comparator"}})') or 0.0
 
@@ -65,10 +73,7 @@ def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_reque
     operator(ns)
     prom = Prometheus(stack)
     with printed_figures("output comparison: silently wrong version rolled back in shadow") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        gen, obs = serving_v1(kubectl, ns, traffic, stack)
 
         t_apply = time.time()
         kubectl.apply(with_default_compare(model_deployment(
@@ -134,10 +139,7 @@ def test_a_mildly_retrained_version_passes_the_comparison_and_is_promoted(
     ns = namespace
     operator(ns)
     with printed_figures("output comparison: mild retrain promoted") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        _gen, obs = serving_v1(kubectl, ns, traffic, stack)
         shadow = {**SHADOW, "duration": "20s", "compare": {"absolute": 0.05}}
         kubectl.apply(model_deployment(NAME, ns, "2", shadow=shadow, progress_deadline="90s",
                                        slo={"errorRate": {"max": 0.05}, "outputAgreement": {"min": 0.95}}))
@@ -203,10 +205,7 @@ def test_an_observe_only_output_slo_that_breaches_never_fails_a_check(
     ns = namespace
     operator(ns)
     with printed_figures("output comparison: observe-only SLO") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        _gen, obs = serving_v1(kubectl, ns, traffic, stack)
         kubectl.apply(model_deployment(NAME, ns, "93", shadow={**SHADOW, "duration": "20s"}, progress_deadline="90s",
                                        slo={"errorRate": {"max": 0.05},
                                             "outputShift": {"max": 0.25, "enforce": False}}, samples=False))

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,35 @@ def test_podspec_contract() -> None:
     broken.spec.containers[0].args = ["--load-model=fraud_scorer"]
     broken.spec.containers[0].env = [V1EnvVar(name="MODELSHIP_MODEL_VERSION", value="seven")]
     assert len(parse_pod(broken).errors) == 2
+
+
+def test_a_comparator_pod_is_read_as_modelship_compare_with_its_service_account() -> None:
+    """The operator's comparator pod (objects from modelship.adapters.comparator_objects) parses as a comparator:
+    its arguments, ports and ServiceAccount, no repository needed."""
+    from modelship.adapters.comparator_objects import deployment  # noqa: PLC0415
+    from modelship.domain.actions import EnsureComparator  # noqa: PLC0415
+    from modelship.domain.compare_spec import CompareSpec  # noqa: PLC0415
+    from modelship.domain.status import Revision  # noqa: PLC0415
+
+    @dataclass(frozen=True)
+    class Owner:
+        namespace: str = "ml"
+        name: str = "fraud-scorer"
+        uid: str = "uid-1"
+
+    action = EnsureComparator(Revision(version="2", hash="abc"), CompareSpec(), 25, 10)
+    template = deployment(Owner(), action, "modelship:test")["spec"]["template"]
+    raw = {"metadata": {**template["metadata"], "name": "fraud-scorer-comparator-x", "namespace": "ml", "uid": "u"},
+           "spec": {**template["spec"], "node_name": "gpu-node-0",
+                    "service_account_name": template["spec"]["serviceAccountName"]},
+           "status": {"phase": "Running", "pod_ip": "10.77.1.9"}}
+    for container in raw["spec"]["containers"]:
+        container["ports"] = [{"name": p["name"], "container_port": p["containerPort"]} for p in container["ports"]]
+    pod = parse_pod(raw)
+    assert not pod.errors and pod.comparator_args is not None
+    assert pod.comparator_args[:4] == ("--namespace", "ml", "--deployment", "fraud-scorer")
+    assert pod.service_account == "fraud-scorer-comparator" and pod.ports == {"http": 8000, "metrics": 8002}
+    assert pod.env["MODELSHIP_COMPARE"].startswith("{")
 
 
 class RecordingNetwork:

@@ -149,6 +149,18 @@ def _container(pod: Any) -> Any:
     return containers[0] if containers else None
 
 
+def _identity(pod: Any) -> dict[str, Any]:
+    """Who and where the pod is: the fields every kind of pod the runner runs shares."""
+    return {
+        "uid": str(_get(pod, "metadata", "uid") or ""),
+        "namespace": str(_get(pod, "metadata", "namespace")),
+        "name": str(_get(pod, "metadata", "name")),
+        "ip": str(_get(pod, "status", "pod_ip")),
+        "node": str(_get(pod, "spec", "node_name") or ""),
+        "labels": dict(_get(pod, "metadata", "labels") or {}),
+    }
+
+
 def parse_comparator(pod: Any, container: Any) -> TritonPod:
     """A `modelship compare` pod: its arguments, env, ports and ServiceAccount (the runner mints its token)."""
     ports = {"http": 8000, "metrics": 8002}
@@ -156,12 +168,7 @@ def parse_comparator(pod: Any, container: Any) -> TritonPod:
         if _get(p, "name") in ports:
             ports[_get(p, "name")] = int(_get(p, "container_port"))
     return TritonPod(
-        uid=str(_get(pod, "metadata", "uid") or ""),
-        namespace=str(_get(pod, "metadata", "namespace")),
-        name=str(_get(pod, "metadata", "name")),
-        ip=str(_get(pod, "status", "pod_ip")),
-        node=str(_get(pod, "spec", "node_name") or ""),
-        labels=dict(_get(pod, "metadata", "labels") or {}),
+        **_identity(pod),
         repository_uri="", models=(), version=None, ports=ports, env=_env(container, pod),
         comparator_args=tuple(str(a) for a in (_get(container, "args") or [])),
         service_account=str(_get(pod, "spec", "service_account_name") or "default"),
@@ -201,12 +208,7 @@ def parse_pod(pod: Any) -> TritonPod:
         except ValueError:
             errors.append(f"MODELSHIP_MODEL_VERSION={raw_version!r} is not an integer version")
     return TritonPod(
-        uid=str(_get(pod, "metadata", "uid") or ""),
-        namespace=str(_get(pod, "metadata", "namespace")),
-        name=str(_get(pod, "metadata", "name")),
-        ip=str(_get(pod, "status", "pod_ip")),
-        node=str(_get(pod, "spec", "node_name") or ""),
-        labels=dict(_get(pod, "metadata", "labels") or {}),
+        **_identity(pod),
         repository_uri=repos[0] if repos else "",
         models=models,
         version=version,
