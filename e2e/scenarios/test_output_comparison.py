@@ -56,8 +56,10 @@ def serving_v1(kubectl: Kubectl, ns: str, traffic: Any, stack: StackContext) -> 
     return gen, Observer(stack, kubectl, ns).start()
 
 
-def comparator_series(prom: Prometheus, ns: str, name: str) -> float:
-    return prom.scalar(f'sum({name}{{namespace="{ns}",modelship_dev_role="comparator"}})') or 0.0
+def comparator_series(prom: Prometheus, ns: str, name: str, matchers: str = "") -> float:
+    """The highest value the comparator reported in the last 5 minutes (it may be gone already)."""
+    selector = f'namespace="{ns}",modelship_dev_role="comparator"{matchers}'
+    return prom.scalar(f"sum(max_over_time({name}{{{selector}}}[5m]))") or 0.0
 
 
 def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_request(
@@ -106,8 +108,9 @@ def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_reque
         live_on_canary = gen.summary()["backends"].get(f"{NAME}-canary", {}).get("sent", 0)
         assert live_on_canary == 0, gen.summary()
         v93 = revision_hash(kubectl, ns, "93")
-        canary_seen = prom.scalar(f'sum(nv_inference_request_success{{namespace="{ns}",'
-                                  f'modelship_dev_revision="{v93}"}})') or 0
+        # both are gone by now (the canary after scaleDownDelay, the comparator after Shadow): what they reported
+        canary_seen = prom.scalar(f'sum(max_over_time(nv_inference_request_success{{namespace="{ns}",'
+                                  f'modelship_dev_revision="{v93}"}}[5m]))') or 0
         compared = comparator_series(prom, ns, "modelship_comparator_compared_total")
         assert canary_seen > 0 and compared > 0, (canary_seen, compared)
         wait_for("comparator removed", lambda: not any(comparator_objects(kubectl, ns).values()), timeout=30)
@@ -191,8 +194,7 @@ def test_comparator_overload_drops_mirrors_without_touching_live_traffic(
 
 
 def _dropped(prom: Prometheus, ns: str) -> float:
-    return prom.scalar(
-        f'sum(modelship_comparator_requests_total{{namespace="{ns}",outcome="dropped"}})') or 0.0
+    return comparator_series(prom, ns, "modelship_comparator_requests_total", ',outcome="dropped"')
 
 
 def test_an_observe_only_output_slo_that_breaches_never_fails_a_check(

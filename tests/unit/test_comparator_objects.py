@@ -154,3 +154,13 @@ async def test_a_foreign_object_of_the_comparator_name_is_never_taken_over() -> 
     with pytest.raises(KubeError, match="Service ml/fraud-scorer-comparator exists and is not controlled"):
         await comparators.apply(OWNER, ENSURE)
     assert transport.writes() == []
+
+
+def test_the_shared_entry_service_never_selects_the_comparator_pod() -> None:
+    from modelship.adapters.objects import entry_service, pod_labels  # noqa: PLC0415
+
+    selector = entry_service(OWNER)["spec"]["selector"]
+    comparator_pod = objects.deployment(OWNER, ENSURE, "img")["spec"]["template"]["metadata"]["labels"]
+    triton_pod = pod_labels(OWNER.name, STABLE)
+    assert all(triton_pod.get(k) == v for k, v in selector.items())
+    assert not all(comparator_pod.get(k) == v for k, v in selector.items())

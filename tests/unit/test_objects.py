@@ -138,7 +138,8 @@ def test_services_select_revisions_and_entry_selects_all() -> None:
     assert canary["metadata"]["name"] == "fraud-scorer-canary"
     assert canary["metadata"]["labels"]["modelship.dev/role"] == "canary"
     assert entry["metadata"]["name"] == "fraud-scorer"
-    assert entry["spec"]["selector"] == {"modelship.dev/deployment": "fraud-scorer"}
+    assert entry["spec"]["selector"] == {"modelship.dev/deployment": "fraud-scorer",
+                                         "app.kubernetes.io/name": "fraud-scorer"}
     for svc in (stable, canary, entry):
         assert [p["name"] for p in svc["spec"]["ports"]] == ["http", "grpc", "metrics"]
         assert svc["metadata"]["ownerReferences"][0]["controller"] is True

@@ -243,4 +243,4 @@ async def test_entry_service_keeps_a_canary_without_live_weight_out(
     if selects_only_stable:
         assert selector == {"modelship.dev/deployment": "fraud-scorer", "modelship.dev/revision": STABLE.hash}
     else:
-        assert selector == {"modelship.dev/deployment": "fraud-scorer"}
+        assert selector == {"modelship.dev/deployment": "fraud-scorer", "app.kubernetes.io/name": "fraud-scorer"}

@@ -276,6 +276,9 @@ def entry_service(owner: OwnerLike, only: Revision | None = None) -> dict[str, A
 
     With `only`, it selects that one revision: a canary that has no live weight yet (validating, shadow) or
     has just been rolled back must not sit behind the shared Service, whatever its pods' readiness says.
+    Otherwise it selects every Triton pod of the deployment (`app.kubernetes.io/name`, which the shadow
+    comparator's pod does not carry: it must never answer a live request).
     """
-    selector = selector_labels(owner.name, only.hash) if only is not None else {LABEL_DEPLOYMENT: owner.name}
+    every = {LABEL_DEPLOYMENT: owner.name, LABEL_NAME: owner.name}
+    selector = selector_labels(owner.name, only.hash) if only is not None else every
     return _service(owner, owner.name, owned_selector(owner.name), selector)
