@@ -55,7 +55,8 @@ def _stage_text(ctx: Ctx) -> str:
     elif st.stage == Stage.SHADOW:
         shadow = ctx.spec.rollout.shadow
         length = f" for {shadow.duration}" if shadow else ""
-        text = f"shadow: {st.mirror_percent}% mirrored{length}; {_checks(st)}"
+        compared = " to the comparator" if shadow is not None and shadow.compare.enabled else ""
+        text = f"shadow: {st.mirror_percent}% mirrored{compared}{length}; {_checks(st)}"
     elif st.stage == Stage.CANARY:
         index, total = step_index(ctx), len(steps(ctx))
         step = steps(ctx)[index]

@@ -222,7 +222,10 @@ def enter_shadow(ctx: Ctx, mirror: int) -> None:
     st.step = None
     st.canary_weight = 0
     st.mirror_percent = mirror
-    enter_stage(ctx, Stage.SHADOW, f"shadow: mirroring {mirror}% of live traffic to the canary")
+    shadow = ctx.spec.rollout.shadow
+    where = ("the comparator, which asks stable and canary and compares their answers"
+             if shadow is not None and shadow.compare.enabled else "the canary")
+    enter_stage(ctx, Stage.SHADOW, f"shadow: mirroring {mirror}% of live traffic to {where}")
 
 
 def enter_step(ctx: Ctx, index: int) -> None:
