@@ -30,6 +30,7 @@ def kubectl(stack: StackContext) -> Kubectl:
     k = Kubectl(stack)
     k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "modeldeployments.yaml"))
     k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "requester-policy.yaml"))
+    k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "comparator-clusterrole.yaml"))
     k.run("wait", "--for=condition=Established", "crd/modeldeployments.modelship.dev", "--timeout=30s")
     return k
 

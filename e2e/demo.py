@@ -357,6 +357,8 @@ def watch(cluster: Cluster, live: Live, traffic: Traffic, done: Callable[[dict[s
 
 def install_crd(cluster: Cluster) -> None:
     cluster.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "modeldeployments.yaml"))
+    cluster.run("apply", "--server-side", "--force-conflicts", "-f",
+                str(REPO / "crds" / "comparator-clusterrole.yaml"))  # what output comparison binds
     cluster.run("wait", "--for=condition=Established", "crd/modeldeployments.modelship.dev", "--timeout=60s")
     say("CRD modeldeployments.modelship.dev installed (kubectl apply --server-side -f crds/)")
 

@@ -80,7 +80,8 @@ def ecosystem_files() -> list[Path]:
 
 
 def project_files() -> list[Path]:
-    """The project's own files (``crds/*.yaml``: the CRD and the requester policy, ``make generate``)."""
+    """The project's own files (``crds/*.yaml``: the CRD, the requester policy and the comparator ClusterRole,
+    ``make generate``)."""
     return sorted((REPO / "crds").glob("*.yaml"))
 
 

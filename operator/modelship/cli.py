@@ -3,6 +3,7 @@
     modelship crds                  # the ModelDeployment CRD, to kubectl apply or to ship in the chart
     modelship docs                  # the API reference in Markdown
     modelship policy                # the admission policy that verifies who sent a manual request
+    modelship comparator-role       # the ClusterRole every shadow comparator is bound to
     modelship validate FILE...      # check manifests as the operator would (field paths and fixes)
     modelship run [--namespace NS ... | --all-namespaces] [--liveness URL] [--verbose]
     modelship compare --namespace NS --deployment NAME   # the shadow comparator (the operator deploys it)
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from modelship.adapters.comparator_objects import cluster_role
 from modelship.comparator.main import add_arguments as add_compare_arguments
 from modelship.comparator.main import run as run_comparator
 from modelship.domain.admission import policy_yaml
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("crds", help="print the ModelDeployment CustomResourceDefinition (YAML)")
     sub.add_parser("docs", help="print the API reference (Markdown)")
     sub.add_parser("policy", help="print the modelship-requester ValidatingAdmissionPolicy and binding (YAML)")
+    sub.add_parser("comparator-role", help="print the modelship-comparator ClusterRole (YAML)")
     check = sub.add_parser("validate", help="check ModelDeployment manifests (YAML files, '-' for stdin)")
     check.add_argument("files", nargs="+", metavar="FILE")
     run = sub.add_parser("run", help="run the operator")
@@ -118,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "policy":
         sys.stdout.write(policy_yaml())
+        return 0
+    if args.command == "comparator-role":
+        sys.stdout.write(yaml.safe_dump(cluster_role(), sort_keys=False))
         return 0
     if args.command == "validate":
         return _validate(args.files)

@@ -125,7 +125,8 @@ def test_alerts_query_only_real_metrics() -> None:
         assert f"alert: {alert}" in rules
 
 
-def test_the_chart_ships_the_comparator_cluster_role_the_operator_binds() -> None:
+def test_the_chart_and_crds_ship_the_comparator_cluster_role_the_operator_binds() -> None:
     text = (CHART / "templates" / "comparator-clusterrole.yaml").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("{{"))
-    assert yaml.safe_load(body) == cluster_role()
+    assert yaml.safe_load(body) == cluster_role(), "run `make generate`"
+    assert yaml.safe_load((REPO / "crds" / "comparator-clusterrole.yaml").read_text()) == cluster_role()

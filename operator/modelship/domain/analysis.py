@@ -69,10 +69,10 @@ def _judge_compared(
     pairs = finite(compared)
     if pairs is not None and min_requests > 0 and pairs < min_requests:
         return _result(bound, mv, Verdict.INCONCLUSIVE,
-                       f"{bound.name}: {_fmt(pairs)} compared requests, fewer than minRequests {min_requests}")
+                       f"{bound.name}: {round(pairs)} compared requests, fewer than minRequests {min_requests}")
     result = _judge_value(bound, mv)
     if result.verdict in (Verdict.PASS, Verdict.FAIL) and pairs is not None:
-        message = f"{result.message} over {_fmt(pairs)} compared requests"
+        message = f"{result.message} over {round(pairs)} compared requests"  # increase() extrapolates: 156.5
         if result.detail:
             message += f"; {result.detail}"
         result = result.model_copy(update={"message": message})

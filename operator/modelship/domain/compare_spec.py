@@ -53,7 +53,7 @@ class OutputComparison(ApiModel):
 
 
 _OUTPUT_NAMES_UNIQUE = cel(
-    "self.outputs.all(a, self.outputs.exists_one(b, b.name == a.name))",
+    "!has(self.outputs) || self.outputs.all(a, self.outputs.exists_one(b, b.name == a.name))",
     "compare.outputs names must be unique",
 )
 
