@@ -14,7 +14,7 @@ from modelship.cli import _parser as cli_parser
 from modelship.comparator.main import compare_spec
 from modelship.comparator.service import Comparator, Limits, Mirrored
 from modelship.comparator.tensors import HEADER_LENGTH, Tensor, encode_response
-from modelship.comparator.upstreams import StaticUpstreams, ready_addresses
+from modelship.comparator.upstreams import EndpointSliceUpstreams, StaticUpstreams, ready_addresses
 from modelship.comparator.window import Window
 from modelship.domain.compare_spec import CompareSpec
 from prometheus_client import generate_latest
@@ -208,3 +208,33 @@ def test_modelship_compare_is_a_command_of_the_cli() -> None:
     args = cli_parser().parse_args(["compare", "--namespace", "ml", "--deployment", "iris", "--sample-percent", "10"])
     assert (args.command, args.namespace, args.deployment, args.sample_percent, args.port) == (
         "compare", "ml", "iris", 10.0, 8000)
+
+
+class HangingApi:
+    """Answers the first EndpointSlice list, then hangs like an overloaded API server."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def request(self, method: str, path: str, **_: object) -> object:
+        self.calls += 1
+        if self.calls > 1:
+            await self.release.wait()
+        return {"items": [{"ports": [{"name": "http", "port": 8000}], "endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": True},
+             "targetRef": {"kind": "Pod", "name": "iris-abc-1"}}]}]}
+
+
+async def test_a_slow_api_server_never_holds_comparisons_back() -> None:
+    api, now = HangingApi(), [0.0]
+    upstreams = EndpointSliceUpstreams(api, "ml", "iris", clock=lambda: now[0])  # type: ignore[arg-type]
+    assert await upstreams.pick("stable") == "http://10.0.0.1:8000"  # the first read is waited for
+    now[0] = 10.0  # stale: a refresh starts and hangs
+    started = asyncio.get_running_loop().time()
+    assert await upstreams.pick("stable") == "http://10.0.0.1:8000"
+    await asyncio.sleep(0.01)  # the refresh is now hanging in the API call
+    assert await upstreams.pick("stable") == "http://10.0.0.1:8000"
+    assert asyncio.get_running_loop().time() - started < 0.1, "comparisons never wait for a refresh"
+    assert api.calls == 2, "one refresh in flight at a time"
+    api.release.set()

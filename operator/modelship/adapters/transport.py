@@ -158,6 +158,7 @@ class AsyncTransport:
     @classmethod
     def from_configuration(
         cls, configuration: Any, limiter: RateLimiter | None = None, fence: Callable[[], None] | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> AsyncTransport:
         """From a loaded `kubernetes.client.Configuration`: its token is read per request (refresh hooks run)."""
         https = str(configuration.host).startswith("https")
@@ -166,15 +167,16 @@ class AsyncTransport:
             authorization=lambda: configuration.get_api_key_with_prefix("BearerToken", alias="authorization"),
             ssl_context=ssl_context(configuration) if https else None,
             server_hostname=getattr(configuration, "tls_server_name", None) or None,
-            proxy=configuration.proxy or None, fence=fence,
+            proxy=configuration.proxy or None, fence=fence, timeout_s=timeout_s,
         )
 
     @classmethod
     def from_kubeconfig(
         cls, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1, fence: Callable[[], None] | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> AsyncTransport:
         """In-cluster service account when running in a pod, else the kubeconfig (path or $KUBECONFIG)."""
-        return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst), fence)
+        return cls.from_configuration(client_configuration(kubeconfig), RateLimiter(qps, burst), fence, timeout_s)
 
     def _client(self, watching: bool = False) -> aiohttp.ClientSession:
         """The shared session, made on first use inside the loop that will run it (one per loop). Watches hold

@@ -71,7 +71,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.stable and args.canary:  # two servers outside Kubernetes (a bench, a laptop)
         upstreams = StaticUpstreams({"stable": [args.stable], "canary": [args.canary]})
     else:
-        transport = AsyncTransport.from_kubeconfig(args.kubeconfig)
+        transport = AsyncTransport.from_kubeconfig(args.kubeconfig, timeout_s=5.0)  # the last pods stay in use
         upstreams = EndpointSliceUpstreams(transport, args.namespace, args.deployment)
     comparator = Comparator(
         spec, upstreams, Window(args.window_s), sample_percent=args.sample_percent,

@@ -8,6 +8,7 @@ in a real cluster and on the local stack (which has no Service routing or DNS). 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -20,6 +21,7 @@ from modelship.adapters.transport import AsyncTransport
 log = logging.getLogger("modelship.comparator")
 
 REFRESH_S = 2.0
+FIRST_READ_S = 5.0
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 HTTP_PORT_NAME = "http"
 
@@ -69,7 +71,11 @@ def ready_addresses(slices: Mapping[str, Any], deployment: str) -> list[str]:
 
 
 class EndpointSliceUpstreams:
-    """Reads `<deployment>-<role>`'s EndpointSlices at most every `refresh_s`; keeps the last answer on errors."""
+    """Reads `<deployment>-<role>`'s EndpointSlices at most every `refresh_s`; keeps the last answer on errors.
+
+    A refresh runs beside the comparisons, never in front of them: a slow or unreachable API server leaves
+    the last known pods in use (only the very first read of a role is waited for, at most `first_read_s`).
+    """
 
     def __init__(
         self, transport: AsyncTransport, namespace: str, deployment: str, *, refresh_s: float = REFRESH_S,
@@ -82,15 +88,18 @@ class EndpointSliceUpstreams:
         self._clock = clock
         self._addresses: dict[str, list[str]] = {}
         self._read_at: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
         self._choice = _RoundRobin()
 
     async def pick(self, role: str) -> str | None:
-        if self._clock() - self._read_at.get(role, float("-inf")) >= self._refresh_s:
-            lock = self._locks.setdefault(role, asyncio.Lock())
-            async with lock:
-                if self._clock() - self._read_at.get(role, float("-inf")) >= self._refresh_s:
-                    await self._read(role)
+        reading = self._reading.get(role)
+        if (reading is None or reading.done()) and (
+            self._clock() - self._read_at.get(role, float("-inf")) >= self._refresh_s
+        ):
+            reading = self._reading[role] = asyncio.create_task(self._read(role))
+        if role not in self._addresses and reading is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reading), FIRST_READ_S)
         return self._choice.choose(self._addresses.get(role, []))
 
     async def _read(self, role: str) -> None:
@@ -100,7 +109,8 @@ class EndpointSliceUpstreams:
             query = [("labelSelector", f"{SERVICE_NAME_LABEL}={service}")]
             slices = await self._transport.request("GET", path, query=query)
         except KubeError as exc:
-            log.warning("cannot read the endpoints of %s/%s (keeping the last ones): %s", self._namespace, service, exc)
+            log.warning("cannot read the endpoints of %s/%s (keeping the last ones): %s", self._namespace, service,
+                        exc)
             self._read_at[role] = self._clock()
             return
         self._addresses[role] = ready_addresses(slices or {}, self._deployment)
