@@ -105,8 +105,10 @@ def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_reque
             e for e in warning_events(kubectl, ns) if e["reason"] == "RolledBack"], timeout=10)[0]
         assert "outputShift=" in warning["message"], warning["message"]
         # The canary answered only the comparator: no live request ever reached it.
-        live_on_canary = gen.summary()["backends"].get(f"{NAME}-canary", {}).get("sent", 0)
-        assert live_on_canary == 0, gen.summary()
+        backends = gen.summary()["backends"]
+        live_on_canary = backends.get(f"{NAME}-canary", {}).get("sent", 0)
+        assert live_on_canary == 0, backends
+        assert f"mirror:{NAME}-canary" not in backends and backends[f"mirror:{COMPARATOR}"]["sent"] > 0, backends
         v93 = revision_hash(kubectl, ns, "93")
         # both are gone by now (the canary after scaleDownDelay, the comparator after Shadow): what they reported
         canary_seen = prom.scalar(f'sum(max_over_time(nv_inference_request_success{{namespace="{ns}",'
@@ -124,6 +126,8 @@ def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_reque
         fig["canary_requests_all_from_the_comparator"] = canary_seen
         fig["checks"] = obs.check_log()
         fig["warning_event"] = warning["message"]
+        fig["traffic"] = {name: {k: v for k, v in counts.items() if k in ("sent", "ok", "failed")}
+                          for name, counts in backends.items()}
 
 
 def with_default_compare(manifest: dict[str, Any]) -> dict[str, Any]:
