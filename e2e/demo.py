@@ -43,6 +43,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +101,24 @@ class Cluster:
 
     def apply(self, manifest: dict[str, Any]) -> None:
         self.run("apply", "--server-side", "--field-manager=modelship-demo", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+    def answers(self) -> dict[str, dict[str, float]]:
+        """The comparator's summaries of both sides' answers (side -> stat -> value), from the stack's Prometheus;
+        empty when no comparator runs (or on an existing cluster without PROMETHEUS_URL)."""
+        url = self.env.get("PROMETHEUS_URL") or os.environ.get("PROMETHEUS_URL")
+        if not url:
+            return {}
+        query = urllib.parse.urlencode({"query": f'max by (side, stat) (modelship_comparator_output_summary'
+                                                 f'{{namespace="{NAMESPACE}"}})'})
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/query?{query}", timeout=2) as response:
+                result = json.loads(response.read())["data"]["result"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        for series in result:
+            out.setdefault(series["metric"]["side"], {})[series["metric"]["stat"]] = float(series["value"][1])
+        return out
 
     def mdep(self) -> dict[str, Any] | None:
         try:
@@ -221,8 +241,10 @@ def _color(verdict: str) -> str:
     return {"Pass": GREEN, "Fail": RED}.get(verdict, YELLOW) + verdict + RESET
 
 
-def render(obj: dict[str, Any], traffic: dict[str, dict[str, int]]) -> list[str]:
-    """The `kubectl get mdep` row plus weights, the last analysis (value vs bound per SLO) and the traffic."""
+def render(obj: dict[str, Any], traffic: dict[str, dict[str, int]],
+           answers: dict[str, dict[str, float]] | None = None) -> list[str]:
+    """The `kubectl get mdep` row plus weights, the last analysis (value vs bound per SLO), the answers of both
+    versions side by side while the comparator runs, and the traffic."""
     spec, st = obj["spec"], obj.get("status") or {}
     steps = spec["rollout"]["canary"]["steps"]
     stage = st.get("stage") or "-"
@@ -243,6 +265,11 @@ def render(obj: dict[str, Any], traffic: dict[str, dict[str, int]]) -> list[str]
             stable = f"stable {_num(m.get('stableValue'))}" if m.get("stableValue") is not None else ""
             lines.append(f"    {m['name']:14} {_num(m.get('value')):>10}  {_bound(m):28} {_color(m['verdict']):<16}"
                          f" {DIM}{stable}{RESET}")
+    if answers and st.get("stage") == "Shadow":
+        lines.append("  answers (comparator)   " + "   ".join(
+            f"{side} p5 {_num(answers[side].get('p5'))} p50 {_num(answers[side].get('p50'))} "
+            f"p95 {_num(answers[side].get('p95'))} mean {_num(answers[side].get('mean'))}"
+            for side in ("stable", "canary") if side in answers))
     if traffic:
         parts = [f"{name} {c.get('ok', 0)} ok" + (f" {RED}{c['error'] + c['failed']} failed{RESET}"
                                                    if c.get("error", 0) + c.get("failed", 0) else "")
@@ -260,6 +287,7 @@ class Live:
         self.last_key: Any = None
         self.story: Any = None  # (phase, stage, step) last logged, across versions
         self.stages: list[str] = []  # every stage logged, in order
+        self.answers: dict[str, dict[str, float]] = {}  # the last answers the comparator summarised
 
     def show(self, lines: list[str], key: Any) -> None:
         if self.tty:
@@ -342,10 +370,12 @@ def watch(cluster: Cluster, live: Live, traffic: Traffic, done: Callable[[dict[s
                 live.story = story
                 live.stages.append(str(st.get("stage")))
             key = (story, (st.get("lastAnalysis") or {}).get("time"), st.get("canaryWeight"))
-            live.show(render(obj, traffic.recent()), key)
+            answers = cluster.answers() if st.get("stage") == "Shadow" else live.answers
+            live.answers = answers or live.answers
+            live.show(render(obj, traffic.recent(), answers), key)
             if done(st) and obj["metadata"].get("generation") == st.get("observedGeneration"):
                 live.clear()
-                live.show(render(obj, traffic.recent()), ("final", key))
+                live.show(render(obj, traffic.recent(), answers), ("final", key))
                 live.shown = 0
                 return obj
         time.sleep(0.5)
@@ -460,6 +490,9 @@ def silently_wrong(cluster: Cluster, live: Live, traffic: Traffic) -> None:
         "its answers gave it away, not its server")
     print(f"  evidence: {shift.get('message', analysis.get('message', ''))}")
     print(f"  Triton's own metrics in the same check: {served} (what a latency/error-only rollout would see)")
+    for side, stats in sorted(live.answers.items(), reverse=True):
+        print(f"  {side:6} answers: p5 {_num(stats.get('p5'))}  p50 {_num(stats.get('p50'))}  "
+              f"p95 {_num(stats.get('p95'))}  mean {_num(stats.get('mean'))}")
 
 
 def explore(cluster: Cluster, keep_operator: bool, pid: int) -> str:

@@ -57,3 +57,14 @@ def test_the_silently_wrong_act_compares_answers_by_default_and_the_others_do_no
     assert check_manifest(wrong) == []
     assert "compare" not in wrong["spec"]["rollout"]["shadow"], "act 4 relies on the default: compare on"
     assert demo.manifest("2", existing=False)["spec"]["rollout"]["shadow"]["compare"] == {"enabled": False}
+
+
+def test_render_shows_both_versions_answers_side_by_side_in_shadow() -> None:
+    obj = demo.manifest("93", existing=False, compare=True)
+    obj["status"] = {"phase": "Progressing", "stage": "Shadow", "canaryWeight": 0, "mirrorPercent": 100}
+    answers = {"stable": {"p5": 0.55, "p50": 0.62, "p95": 0.7, "mean": 0.62},
+               "canary": {"p5": 0.93, "p50": 0.95, "p95": 0.97, "mean": 0.95}}
+    text = "\n".join(ANSI.sub("", line) for line in demo.render(obj, {}, answers))
+    assert "answers (comparator)   stable p5 0.55 p50 0.62 p95 0.7 mean 0.62   canary p5 0.93 p50 0.95" in text
+    obj["status"]["stage"] = "Canary"
+    assert "answers" not in "\n".join(demo.render(obj, {}, answers))
