@@ -484,7 +484,7 @@ def silently_wrong(cluster: Cluster, live: Live, traffic: Traffic) -> None:
     obj = watch(cluster, live, traffic, lambda s: any(
         h.get("event") == "RolledBack" and h.get("version") == "93" for h in s.get("history") or []), timeout=180)
     analysis = obj["status"].get("lastAnalysis") or {}
-    shift = next((m for m in analysis.get("metrics") or [] if m["name"] == "outputShift"), {})
+    shift: dict[str, Any] = next((m for m in analysis.get("metrics") or [] if m["name"] == "outputShift"), {})
     served = {m["name"]: m["verdict"] for m in analysis.get("metrics") or [] if m["name"] != "outputShift"}
     say(f"{RED}v93 rolled back automatically after {time.monotonic() - t:.0f}s in the Shadow stage{RESET}: "
         "its answers gave it away, not its server")
