@@ -40,7 +40,6 @@ generate: venv
 	$(VENV)/bin/modelship policy > crds/requester-policy.yaml
 	{ echo '{{- if .Values.requesterPolicy.enabled }}'; cat crds/requester-policy.yaml; echo '{{- end }}'; } > charts/modelship/templates/requester-policy.yaml
 	$(VENV)/bin/modelship comparator-role > crds/comparator-clusterrole.yaml
-	{ echo '{{- if .Values.rbac.create }}'; echo '# The ClusterRole every shadow comparator is bound to (generated: modelship comparator-role).'; cat crds/comparator-clusterrole.yaml; echo '{{- end }}'; } > charts/modelship/templates/comparator-clusterrole.yaml
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

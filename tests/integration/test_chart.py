@@ -53,7 +53,9 @@ def test_schema_rejects_bad_values(helm: Path, setting: str, message: str) -> No
 
 def test_namespaced_mode_grants_nothing_namespaced_cluster_wide(helm: Path) -> None:
     docs = [d for d in yaml.safe_load_all(render(helm, CHART / "ci" / "namespaced-values.yaml", "ops")) if d]
-    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    comparator = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "modelship-comparator"]
+    assert [rule["resources"] for rule in comparator[0]["rules"]] == [["endpointslices"]], "bound to comparators"
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole" and d not in comparator]
     assert len(cluster_roles) == 1
     resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
     by_name = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}  # resourceNames-scoped gets
@@ -165,7 +167,6 @@ NEEDED = [  # (verb, resource, extra flags) the operator must have in a watched 
     ("create", "serviceaccounts", ()),
     ("delete", "serviceaccounts", ()),
     ("create", "rolebindings.rbac.authorization.k8s.io", ()),
-    ("bind", "clusterroles.rbac.authorization.k8s.io/modelship-comparator", ()),
 ]
 DENIED = [  # never, in any namespace
     ("get", "secrets", ()),
@@ -222,7 +223,17 @@ def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], na
             assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
     for verb, resource, flags in CLUSTER_DENIED:
         assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
+    assert_comparator_bind(stack, sa, elsewhere)
     assert_lease_grants(stack, sa, release_ns, elsewhere)
+
+
+def assert_comparator_bind(stack: StackContext, sa: str, namespace: str) -> None:
+    """`bind` on this release's comparator ClusterRole only (another release's, or any other role: no)."""
+    own = f"clusterroles.rbac.authorization.k8s.io/{sa.rsplit(':', 1)[1]}-comparator"
+    assert can_i(stack, sa, "bind", own, "-n", namespace), f"cannot bind {own} in {namespace}"
+    for other in ("modelship-comparator", "other-release-modelship-comparator", "edit"):
+        role = f"clusterroles.rbac.authorization.k8s.io/{other}"
+        assert not can_i(stack, sa, "bind", role, "-n", namespace), f"can bind {role} in {namespace}"
 
 
 def assert_lease_grants(stack: StackContext, sa: str, release_ns: str, elsewhere: str) -> None:
@@ -264,4 +275,6 @@ def test_namespaced_mode_rbac(
             assert not can_i(stack, sa, verb, resource, "-n", ns, *flags), f"can {verb} {resource} in {ns}"
     for verb, resource, flags in CLUSTER_DENIED:
         assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
+    for ns in watched:
+        assert_comparator_bind(stack, sa, ns)
     assert_lease_grants(stack, sa, release_ns, other)

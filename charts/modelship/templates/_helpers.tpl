@@ -96,7 +96,7 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
   verbs: [get, create, patch, delete]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [clusterroles]
-  resourceNames: [modelship-comparator]
+  resourceNames: ['{{ include "modelship.fullname" . }}-comparator']
   verbs: [bind]
 - apiGroups: [""]
   resources: [pods]

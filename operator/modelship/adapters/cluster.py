@@ -14,7 +14,7 @@ from typing import Any
 
 from modelship.adapters import objects
 from modelship.adapters.cache import ApiCache, ChildCache, ensure, is_subset
-from modelship.adapters.comparator_objects import DEFAULT_COMPARATOR_IMAGE, Comparators
+from modelship.adapters.comparator_objects import CLUSTER_ROLE, DEFAULT_COMPARATOR_IMAGE, Comparators
 from modelship.adapters.kube import (
     EVENT_MESSAGE_LIMIT,
     FIELD_MANAGER,
@@ -100,12 +100,12 @@ class KubeCluster:
 
     def __init__(
         self, kube: Kube, instance: str | None = None, cache: ChildCache | None = None,
-        comparator_image: str = DEFAULT_COMPARATOR_IMAGE,
+        comparator_image: str = DEFAULT_COMPARATOR_IMAGE, comparator_cluster_role: str = CLUSTER_ROLE,
     ) -> None:
         self.kube = kube
         self.cache: ChildCache = cache or ApiCache(kube)
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
-        self.comparators = Comparators(kube, self.cache, comparator_image)
+        self.comparators = Comparators(kube, self.cache, comparator_image, comparator_cluster_role)
 
     async def _deployments(self, owner: OwnerLike, labels: Mapping[str, str]) -> list[Obj]:
         return await self.cache.owned("apps/v1", "Deployment", owner.namespace, owner.uid, labels)

@@ -19,6 +19,8 @@ from modelship.domain.actions import EnsureComparator
 
 COMPARATOR_ROLE = "comparator"
 CLUSTER_ROLE = "modelship-comparator"
+"""Its name in crds/comparator-clusterrole.yaml; the chart names it `<release fullname>-comparator` (two releases,
+e.g. shards, must not fight over one cluster-scoped object) and passes that name (MODELSHIP_COMPARATOR_CLUSTER_ROLE)."""
 LABEL_COMPARED_REVISION = "modelship.dev/compared-revision"
 ENV_SPEC = "MODELSHIP_COMPARE"
 DEFAULT_COMPARATOR_IMAGE = "ghcr.io/modelship/modelship:0.1.0"
@@ -58,13 +60,13 @@ def service_account(owner: OwnerLike) -> dict[str, Any]:
     }
 
 
-def role_binding(owner: OwnerLike) -> dict[str, Any]:
+def role_binding(owner: OwnerLike, cluster_role_name: str = CLUSTER_ROLE) -> dict[str, Any]:
     name = comparator_name(owner.name)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": metadata(owner, name, labels(owner.name)),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role_name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
     }
 
@@ -140,10 +142,11 @@ def service(owner: OwnerLike) -> dict[str, Any]:
 class Comparators:
     """Runs and removes comparators through the watch cache: nothing is written when nothing would change."""
 
-    def __init__(self, kube: Kube, cache: ChildCache, image: str) -> None:
+    def __init__(self, kube: Kube, cache: ChildCache, image: str, cluster_role_name: str = CLUSTER_ROLE) -> None:
         self.kube = kube
         self.cache = cache
         self.image = image
+        self.cluster_role_name = cluster_role_name
 
     async def apply(self, owner: OwnerLike, action: EnsureComparator) -> None:
         name = comparator_name(owner.name)
@@ -156,7 +159,7 @@ class Comparators:
             # its identity first, the pod needs both to start; neither is watched, so they are applied only
             # with a Deployment that changes (a reconcile that changes nothing sends nothing)
             await self.kube.apply(service_account(owner))
-            await self.kube.apply(role_binding(owner))
+            await self.kube.apply(role_binding(owner, self.cluster_role_name))
         await ensure(self.kube, self.cache, service(owner))
         await ensure(self.kube, self.cache, desired)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from modelship.adapters.comparator_objects import DEFAULT_COMPARATOR_IMAGE
+from modelship.adapters.comparator_objects import CLUSTER_ROLE, DEFAULT_COMPARATOR_IMAGE
 from modelship.domain.route_scope import RouteScope
 
 
@@ -80,6 +80,8 @@ class Settings:
     """Per-object metric series are kept for at most this many ModelDeployments (rollouts in flight first)."""
     comparator_image: str = DEFAULT_COMPARATOR_IMAGE
     """Image of the shadow comparators the operator deploys: its own (the chart passes it)."""
+    comparator_cluster_role: str = CLUSTER_ROLE
+    """The ClusterRole each comparator's ServiceAccount is bound to (the chart's is per release)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -110,4 +112,5 @@ class Settings:
             shard=os.environ.get("MODELSHIP_SHARD", cls.shard),
             metrics_max_objects=_int("MODELSHIP_METRICS_MAX_OBJECTS", cls.metrics_max_objects),
             comparator_image=os.environ.get("MODELSHIP_COMPARATOR_IMAGE") or cls.comparator_image,
+            comparator_cluster_role=os.environ.get("MODELSHIP_COMPARATOR_CLUSTER_ROLE") or cls.comparator_cluster_role,
         )

@@ -160,7 +160,8 @@ def build_reconciler(
         MetricsSources(MetricsSettings(prometheus=prometheus)), kube, min_window_seconds=settings.min_window_seconds
     )
     return Reconciler(
-        cluster=KubeCluster(kube, cache=cache, comparator_image=settings.comparator_image),
+        cluster=KubeCluster(kube, cache=cache, comparator_image=settings.comparator_image,
+                            comparator_cluster_role=settings.comparator_cluster_role),
         routers=RouterFactory(kube, cache),
         metrics=metrics,
         checker=TritonChecks(TritonValidator()),
