@@ -182,7 +182,7 @@ DENIED = [  # never, in any namespace
     ("create", "roles.rbac.authorization.k8s.io", ()),
     ("escalate", "roles.rbac.authorization.k8s.io", ()),
     ("get", "configmaps", ()),
-    ("create", "serviceaccounts/token", ()),
+    ("create", "serviceaccounts", ("--subresource=token",)),  # TokenRequest: never (its own SAs or others)
     # verbs the code never uses (tests/unit/test_rbac.py derives the grants from every adapter call)
     ("update", "deployments.apps", ()),
     ("get", "pods", ()),
