@@ -145,6 +145,7 @@ async def phases(stable: str, canary: str, rate: float, seconds: float, workdir:
             "flood_compared_per_s": compared_flood / (t2 - t1),
             "flood_dropped": flooded.get("requests_dropped", 0) - during.get("requests_dropped", 0),
             "cpu_seconds_per_1000_pairs": 1000 * (cpu2 - cpu0) / max(1.0, compared_live + compared_flood),
+            "pairs_per_core_second": (compared_live + compared_flood) / max(1e-9, cpu2 - cpu0),
             "comparator_cpu_cores_at_rate": (cpu1 - cpu0) / (t1 - t0),
             "comparator_rss_mib": sampler.rss_mib(), "comparator_rss_mib_max": sampler.max_sampled_mib(),
         }
