@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -104,11 +106,12 @@ class ShiftCollector(Collector):
             label = self._labels(output)
             if label == OTHER_OUTPUT:
                 continue
-            value = self.output_shift(output)
+            values = self._values(output)  # read once per scrape: the shift and both summaries use them
+            value = self._shift(output, values)
             if value is not None:
                 shift.add_metric([label], value)
-            for side in ("stable", "canary"):
-                stats = summarize(self._window.values(output, side, "values").astype(float))
+            for side, side_values in values.items():
+                stats = summarize(side_values)
                 if stats is not None:
                     for stat, number in stats.as_dict().items():
                         summary.add_metric([label, side, stat], number)
@@ -117,11 +120,15 @@ class ShiftCollector(Collector):
         yield pairs
 
     def output_shift(self, output: str) -> float | None:
+        return self._shift(output, self._values(output))
+
+    def _values(self, output: str) -> dict[str, npt.NDArray[np.float64]]:
+        return {side: self._window.values(output, side, "values").astype(float, copy=False)
+                for side in ("stable", "canary")}
+
+    def _shift(self, output: str, values: dict[str, npt.NDArray[np.float64]]) -> float | None:
         """Classes when the output is compared by class (or is BYTES), else its numeric values."""
         stable = self._window.values(output, "stable", "classes")
         if stable.size:
             return psi_categorical(stable.tolist(), self._window.values(output, "canary", "classes").tolist())
-        return psi_numeric(
-            self._window.values(output, "stable", "values").astype(float),
-            self._window.values(output, "canary", "values").astype(float),
-        )
+        return psi_numeric(values["stable"], values["canary"])

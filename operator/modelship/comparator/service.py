@@ -31,7 +31,6 @@ from modelship.domain.compare_spec import CompareSpec, OutputMode
 log = logging.getLogger("modelship.comparator")
 
 FORWARDED_HEADERS = ("Content-Type", HEADER_LENGTH)
-ROLES = ("stable", "canary")
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,6 @@ class Comparator:
                 log.exception("comparing %s failed", mirrored.path)
             finally:
                 self._queue.task_done()
-
-    async def drain(self) -> None:
-        """Wait until every queued request was compared (tests and the bench)."""
-        await self._queue.join()
 
     async def compare(self, mirrored: Mirrored) -> PairVerdict | None:
         try:
