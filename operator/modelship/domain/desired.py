@@ -133,7 +133,7 @@ def desired_actions(ctx: Ctx) -> list[Action]:
 
 def comparator_action(ctx: Ctx, routed: Revision | None) -> EnsureComparator | RemoveComparator:
     """Run the comparator while the stage compares (`slos.active_comparison`), remove it otherwise."""
-    comparison = active_comparison(ctx.spec, ctx.st.stage) if routed is not None else None
+    comparison = active_comparison(ctx.spec, ctx.st.stage)
     if comparison is None or routed is None:
         return RemoveComparator()
     compare, percent = comparison
