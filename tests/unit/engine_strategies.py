@@ -58,6 +58,9 @@ def rollouts(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         mirror, minutes = draw(st.integers(1, 100)), draw(st.integers(1, 3))
         knobs["shadow"] = {"mirrorPercent": mirror, "duration": f"{minutes}m"}
+    if draw(st.booleans()):
+        knobs["postPromotion"] = {"window": f"{draw(st.integers(1, 3))}m",
+                                  "keepPrevious": {"replicas": draw(st.integers(0, 2))}}
     return knobs
 
 

@@ -38,6 +38,7 @@ from modelship.domain.engine import Decision, analysis_due, decide, validation_d
 from modelship.domain.invalid import mark_invalid
 from modelship.domain.last_valid import last_valid_spec
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
+from modelship.domain.post_promotion import judged_revision
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
 from modelship.domain.route_scope import RouteScope
 from modelship.domain.slos import active_comparison
@@ -232,12 +233,13 @@ class Reconciler:
         canary = status.canary_revision
         if canary is not None and validation_due(status):
             validation = await self._validate(owner, spec, status, revisions.get(canary.hash))
-        if canary is not None and analysis_due(spec, status, now):
+        judged = judged_revision(status)
+        if judged is not None and analysis_due(spec, status, now):
             window = parse_duration(spec.rollout.analysis.interval).total_seconds()
             comparing = active_comparison(spec, status.stage) is not None
-            metrics = await self.metrics.snapshot(
-                owner, spec, canary, status.stable_revision, window, comparing=comparing
-            )
+            # after promotion the new stable carries everything: its baseline is in status, not another series
+            baseline = None if judged == status.stable_revision else status.stable_revision
+            metrics = await self.metrics.snapshot(owner, spec, judged, baseline, window, comparing=comparing)
         return Observations(
             generation=owner.generation,
             revisions=revisions,

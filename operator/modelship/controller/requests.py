@@ -69,6 +69,11 @@ def parse_request(annotations: Mapping[str, str] | None, policy_in_force: bool =
                           "2024-05-01T12:00:00.000Z")
     fields["at"] = at
     fields["force"] = data.get("force") is True
+    to_version = data.get("toVersion")
+    if to_version is not None:
+        if action != "undo" or not isinstance(to_version, str) or not to_version or len(to_version) > REQUESTER_MAX:
+            return _malformed(fields, "toVersion must be a version string, and only undo takes one")
+        fields["to_version"] = to_version
     return ManualRequest.model_validate(fields)
 
 

@@ -15,6 +15,8 @@ from modelship.domain.status import Revision
 class Role(StrEnum):
     STABLE = "stable"
     CANARY = "canary"
+    PREVIOUS = "previous"
+    """The revision stable replaced, kept warm (no traffic) through the post-promotion window."""
 
 
 @dataclass(frozen=True)

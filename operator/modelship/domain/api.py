@@ -370,6 +370,28 @@ class Analysis(ApiModel):
     )
 
 
+class KeepPrevious(ApiModel):
+    """The revision that served before a promotion, kept deployed and Ready through the watch window."""
+
+    replicas: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=1,
+        description="Pods of the previous revision kept Ready during the window (0: none; a rollback in the "
+        "window then redeploys and validates it first). A breach routes all traffic back to them at once.",
+    )
+
+
+class PostPromotion(ApiModel):
+    """Keep judging the new stable after promotion, with the previous revision warm to fall back on."""
+
+    window: Duration = Field(
+        description="How long after promotion the new stable is still judged against the SLOs, e.g. '15m'. "
+        "A breach in the window rolls back to the previous revision."
+    )
+    keep_previous: KeepPrevious = Field(
+        default_factory=KeepPrevious, description="The previous revision kept warm during the window."
+    )
+
+
 _IV = "self.analysis.interval"
 _DUR_GUARD = f"has(self.analysis) && has({_IV}) && {cel_duration_ok(_IV)}"
 
@@ -390,6 +412,12 @@ class Rollout(ApiModel):
                 f"!{cel_duration_ok('s.duration')} || duration(s.duration) >= duration({_IV}))",
                 "every canary step duration must be at least analysis.interval, or no SLO check could run in it",
                 ".canary.steps",
+            ),
+            cel(
+                f"!has(self.postPromotion) || !({_DUR_GUARD}) || !{cel_duration_ok('self.postPromotion.window')} || "
+                f"duration(self.postPromotion.window) >= duration({_IV})",
+                "postPromotion.window must be at least analysis.interval, or no SLO check could run in it",
+                ".postPromotion.window",
             ),
             cel(
                 f"!has(self.progressDeadline) || !{cel_duration_ok('self.progressDeadline')} || "
@@ -416,6 +444,11 @@ class Rollout(ApiModel):
     )
     scale_down_delay: Duration = Field(
         default="30s", description="Wait after traffic leaves a revision before scaling it to zero."
+    )
+    post_promotion: PostPromotion | None = Field(
+        default=None,
+        description="Watch the new stable for a window after promotion with the previous revision warm; a breach "
+        "routes traffic back to it at once (spec untouched). Off when unset.",
     )
     gpu_surge: GpuSurgePolicy = Field(
         default=GpuSurgePolicy.ALLOW,

@@ -92,7 +92,8 @@ def cleanup(ctx: Ctx) -> list[Action]:
         st.retired_revisions = []
     if not st.retired_revisions:
         st.retired_at = None
-    known = {r.hash for r in (st.stable_revision, st.canary_revision, *st.retired_revisions) if r is not None}
+    kept = (st.stable_revision, st.canary_revision, st.previous_revision, *st.retired_revisions)
+    known = {r.hash for r in kept if r is not None}
     known.update(a.revision_hash for a in actions if isinstance(a, DeleteRevision))
     actions.extend(DeleteRevision(h) for h in sorted(ctx.obs.revisions) if h not in known)
     return actions
@@ -110,6 +111,9 @@ def desired_actions(ctx: Ctx) -> list[Action]:
     canary = st.canary_revision
     if canary is not None:
         ensures.append(EnsureRevision(canary, Role.CANARY, canary_n))
+    watch = ctx.spec.rollout.post_promotion
+    if st.previous_revision is not None and watch is not None:
+        ensures.append(EnsureRevision(st.previous_revision, Role.PREVIOUS, watch.keep_previous.replicas))
     routed = canary if canary is not None and st.stage in ROUTED_STAGES else None
     if routed is None:
         st.canary_weight = st.mirror_percent = 0

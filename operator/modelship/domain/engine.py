@@ -41,10 +41,11 @@ from modelship.domain.last_valid import remember
 from modelship.domain.manual import handle_request
 from modelship.domain.narrative import finalize
 from modelship.domain.observations import Observations
+from modelship.domain.post_promotion import JUDGED_STAGES, watch, window_end
 from modelship.domain.revision import desired_revision
+from modelship.domain.revisions import seed_revisions
 from modelship.domain.skew import clamp_future_times
 from modelship.domain.stages import (
-    JUDGED_STAGES,
     advance,
     analysis_due,
     bootstrap,
@@ -91,6 +92,8 @@ def _same(a: Revision | None, b: Revision | None) -> bool:
 def _reconcile_target(ctx: Ctx, desired: Revision) -> None:
     """Compare the spec's revision with stable and canary: bootstrap, start, supersede or abandon."""
     st = ctx.st
+    if st.restoring is not None:  # an undo or rollback redeploys a cold revision: a new spec waits for it
+        return
     stable, canary = st.stable_revision, st.canary_revision
     bootstrapping = canary is None and st.stage == Stage.VALIDATING
     if stable is None or (bootstrapping and not _same(stable, desired)):
@@ -108,6 +111,9 @@ def _progress(ctx: Ctx) -> None:
     if st.canary_revision is None:
         if st.stage == Stage.VALIDATING:
             bootstrap(ctx)
+        elif st.stage == Stage.POST_PROMOTION:
+            run_analysis(ctx)
+            watch(ctx)
         return
     check_refused(ctx)
     reread_steps(ctx)
@@ -137,6 +143,10 @@ def _requeue(ctx: Ctx) -> float | None:
             due.append(st.step_started_at + length)
     elif st.stage == Stage.VALIDATING:
         due.append(poll)
+    elif st.stage == Stage.POST_PROMOTION:
+        deadline_applies = False
+        check, end = next_check_at(ctx.spec, st, now), window_end(ctx.spec, st)
+        due.extend(moment for moment in (check, end if end is not None and end > now else None) if moment)
     else:
         deadline_applies = False
     if deadline_applies and st.progress_at is not None:
@@ -190,6 +200,7 @@ def decide(
     if not invalid:
         _reconcile_target(ctx, desired)
     _progress(ctx)
+    seed_revisions(st, now)
     actions = desired_actions(ctx)
     finalize(ctx, desired)
     return Decision(status=st, actions=[*actions, *ctx.events], requeue_after=_requeue(ctx),

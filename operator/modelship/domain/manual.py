@@ -1,4 +1,4 @@
-"""Manual requests (`kubectl modelship promote|abort|pause|resume|retry`): judged once, recorded with who asked.
+"""Manual requests (`kubectl modelship promote|abort|pause|resume|retry|undo`): judged once, recorded with who asked.
 
 A request is acted upon only when it is new (its id differs from status.lastRequestId), fresh (its `at` within
 REQUEST_MAX_AGE before now and at most REQUEST_MAX_SKEW after), and sent after the last request acted upon
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from modelship.domain.analysis import evidence
 from modelship.domain.durations import format_duration
+from modelship.domain.post_promotion import restore, roll_back_window, undo_target
 from modelship.domain.stages import approve
 from modelship.domain.status import (
     REQUEST_MAX_AGE,
@@ -79,7 +80,9 @@ def handle_request(ctx: Ctx, desired: Revision) -> None:
         _ignore(ctx, request, by, reason)
 
     if action == "abort":
-        if canary is None:
+        if canary is None and st.stage == Stage.POST_PROMOTION and st.previous_revision is not None:
+            roll_back_window(ctx, f"aborted by {by} after promotion", cause="Aborted", by=by)
+        elif canary is None:
             ignore("no rollout in progress")
         else:
             rollback(ctx, f"aborted by {by}", cause="Aborted", by=by)
@@ -112,6 +115,12 @@ def handle_request(ctx: Ctx, desired: Revision) -> None:
             st.promote_full = True
             ctx.record("PromoteFullRequested", "PromoteFullRequested",
                        f"promote-full by {by}: promoting at the next passing check", by=by, request=request.id)
+    elif action == "undo":
+        target, why = undo_target(ctx, request.to_version)
+        if target is None:
+            ignore(why)
+        else:
+            restore(ctx, target, reason=f"undo by {by}", cause="Undone", by=by, outcome="Undone")
     elif action == "retry":
         failed = st.failed_revision
         if canary is not None or failed is None or failed.hash != desired.hash:

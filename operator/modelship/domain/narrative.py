@@ -6,9 +6,12 @@ interlude or a hand-edited status.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
+from modelship.domain.durations import format_duration
 from modelship.domain.last_valid import last_valid_generation
+from modelship.domain.post_promotion import window_end
 from modelship.domain.stages import analysis_hold
 from modelship.domain.status import Condition, ModelDeploymentStatus, Phase, Revision, Stage
 from modelship.domain.transitions import Ctx, clip, held_weight, step_index, steps
@@ -26,6 +29,8 @@ def derive_phase(st: ModelDeploymentStatus, desired: Revision) -> Phase:
     failed = st.failed_revision
     if st.stage == Stage.VALIDATING:
         return Phase.FAILED if failed is not None and failed.hash == stable.hash else Phase.PROGRESSING
+    if st.stage == Stage.POST_PROMOTION:
+        return Phase.PROGRESSING
     if failed is not None and failed.hash == desired.hash:
         return Phase.ROLLED_BACK
     return Phase.HEALTHY
@@ -49,8 +54,15 @@ def _stage_text(ctx: Ctx) -> str:
             last = next((h for h in reversed(st.history) if h.event == "RolledBack"), None)
             why = f": {last.reason}" if last else ""
             return f"serving {stable.version} ({stable.hash}); rolled back {st.failed_revision.version}{why}"
+        if st.stage == Stage.POST_PROMOTION:
+            return _watch_text(ctx, stable)
         return f"serving {stable.version} ({stable.hash})"
-    if st.stage == Stage.VALIDATING:
+    if st.restoring is not None:
+        doing = "validating" if st.stage == Stage.VALIDATING else "waiting for its pods"
+        serving = st.stable_revision.version if st.stable_revision else "nothing"
+        text = (f"restoring {canary.version} ({canary.hash}) after {st.restoring.reason}: {doing} before it "
+                f"takes all traffic back; {serving} serves meanwhile")
+    elif st.stage == Stage.VALIDATING:
         text = f"validating {canary.version} ({canary.hash})"
     elif st.stage == Stage.SHADOW:
         shadow = ctx.spec.rollout.shadow
@@ -70,6 +82,41 @@ def _stage_text(ctx: Ctx) -> str:
     if st.paused:
         text += "; paused (kubectl modelship resume)"
     return text
+
+
+def _watch_text(ctx: Ctx, stable: Revision) -> str:
+    st, watch = ctx.st, ctx.spec.rollout.post_promotion
+    end = window_end(ctx.spec, st)
+    left = format_duration(max(end - ctx.now, timedelta(0))) if end is not None else "?"
+    previous = st.previous_revision
+    kept = ""
+    if previous is not None and watch is not None:
+        state = ctx.state(previous)
+        ready = 0 if state is None else state.ready_replicas
+        kept = f"; previous {previous.version} kept at {watch.keep_previous.replicas} pods ({ready} ready)"
+    length = watch.window if watch is not None else "?"
+    return (f"watching {stable.version} ({stable.hash}) after promotion: {left} of {length} left{kept}; "
+            f"{_checks(st)}")
+
+
+def previous_warm(ctx: Ctx) -> None:
+    """PreviousWarm: during the window, whether a breach can move traffic back at once."""
+    st, watch = ctx.st, ctx.spec.rollout.post_promotion
+    previous = st.previous_revision
+    if st.stage != Stage.POST_PROMOTION or previous is None or watch is None:
+        st.conditions = [c for c in st.conditions if c.type != "PreviousWarm"]
+        return
+    state = ctx.state(previous)
+    ready = 0 if state is None else state.ready_replicas
+    wanted = watch.keep_previous.replicas
+    if ready >= max(1, wanted):
+        set_condition(ctx, "PreviousWarm", "True", "Warm", f"{previous.version}: {ready} pods ready")
+        return
+    why = f" ({state.unschedulable})" if state is not None and state.unschedulable else ""
+    set_condition(ctx, "PreviousWarm", "False", "NotWarm" if wanted else "NotKept",
+                  f"{previous.version}: {ready}/{wanted} pods ready{why}; a rollback in the window redeploys and "
+                  "validates it before traffic moves" if not ready else
+                  f"{previous.version}: {ready}/{wanted} pods ready{why}; a rollback moves traffic at once")
 
 
 def message(ctx: Ctx) -> str:
@@ -132,6 +179,7 @@ def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
             set_condition(ctx, "Progressing", "True", reason, st.message)
         else:
             set_condition(ctx, "Progressing", "False", str(phase), st.message)
+    previous_warm(ctx)
     if phase in (Phase.ROLLED_BACK, Phase.FAILED):
         last = next((h for h in reversed(st.history) if h.outcome in ("RolledBack", "Failed")), None)
         before = next((c for c in st.conditions if c.type == "Degraded" and c.status == "True"), None)

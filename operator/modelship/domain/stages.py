@@ -15,6 +15,8 @@ from modelship.domain.analysis import assess, evidence
 from modelship.domain.api import GpuSurgePolicy, ModelDeploymentSpec, NoDataPolicy
 from modelship.domain.durations import format_duration, parse_duration
 from modelship.domain.observations import ValidationFailure
+from modelship.domain.post_promotion import JUDGED_STAGES, judged_revision, roll_back_window, with_baseline
+from modelship.domain.revisions import OPERATOR
 from modelship.domain.status import ModelDeploymentStatus, Stage, Verdict
 from modelship.domain.transitions import (
     Ctx,
@@ -29,12 +31,10 @@ from modelship.domain.transitions import (
     steps,
 )
 
-JUDGED_STAGES = (Stage.SHADOW, Stage.CANARY)
-
 
 def next_check_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> datetime | None:
-    """When the next SLO check is due; None when no check applies (no canary under analysis)."""
-    if status.canary_revision is None or status.stage not in JUDGED_STAGES:
+    """When the next SLO check is due; None when no check applies (nothing under analysis)."""
+    if judged_revision(status) is None:
         return None
     starts = [t for t in (status.last_check_at, status.step_started_at) if t is not None]
     if not starts:
@@ -141,7 +141,9 @@ def validating(ctx: Ctx) -> None:
         # What passed (READY pods, contract, samples) is the evidence for letting traffic near the canary.
         ctx.record("Validated", "Validated", f"validation passed: {report.message}")
         shadow = ctx.spec.rollout.shadow
-        if shadow is not None:
+        if ctx.st.restoring is not None:
+            enter_promoting(ctx, f"restoring a revision that was not warm: {ctx.st.restoring.reason}")
+        elif shadow is not None:
             enter_shadow(ctx, shadow.mirror_percent)
         else:
             enter_step(ctx, 0)
@@ -168,7 +170,8 @@ def run_analysis(ctx: Ctx) -> None:
     if snapshot is None or not analysis_due(ctx.spec, st, ctx.now):
         return
     policy = ctx.spec.rollout.analysis
-    record = assess(ctx.spec, snapshot, ctx.now, st.stage)
+    watching = st.stage == Stage.POST_PROMOTION
+    record = assess(ctx.spec, with_baseline(snapshot, st.baseline) if watching else snapshot, ctx.now, st.stage)
     st.last_analysis = ctx.checked = record
     st.last_check_at = ctx.now
     for metric in record.metrics:
@@ -193,8 +196,11 @@ def run_analysis(ctx: Ctx) -> None:
     ctx.record("AnalysisFailed", "AnalysisFailed",
                f"check failed {st.consecutive_failures}/{limit}: {evidence(record)}", warning=True)
     if st.consecutive_failures >= limit:
-        rollback(ctx, f"{st.consecutive_failures} consecutive failed checks (failureLimit {limit})",
-                 cause="AnalysisFailed")
+        why = f"{st.consecutive_failures} consecutive failed checks (failureLimit {limit})"
+        if watching:
+            roll_back_window(ctx, f"{why} after promotion", cause="AnalysisFailed", by=OPERATOR)
+        else:
+            rollback(ctx, why, cause="AnalysisFailed")
 
 
 def promoting(ctx: Ctx) -> None:

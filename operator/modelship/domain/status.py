@@ -29,6 +29,8 @@ REQUEST_MAX_AGE = timedelta(minutes=15)
 REQUEST_MAX_SKEW = timedelta(minutes=2)
 """How far in the future a request's `at` may be (client clock ahead of the operator's)."""
 UNVERIFIED = "unverified"
+REVISIONS_LIMIT = 10
+"""Entries kept in status.revisions (each one period a revision served as stable), oldest dropped first."""
 
 
 class StatusModel(BaseModel):
@@ -53,6 +55,7 @@ class Stage(StrEnum):
     SHADOW = "Shadow"
     CANARY = "Canary"
     PROMOTING = "Promoting"
+    POST_PROMOTION = "PostPromotion"
     STABLE = "Stable"
 
 
@@ -132,7 +135,31 @@ class HistoryEntry(StatusModel):
     time: datetime = Field(description="When.")
 
 
-RequestAction = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
+class RevisionRecord(StatusModel):
+    """One period a revision served as stable: the revision history `kubectl modelship revisions` shows."""
+
+    version: str = Field(description="Model version.")
+    hash: str = Field(description="Revision hash.")
+    promoted_at: datetime | None = Field(default=None, description="When it started serving as stable.")
+    retired_at: datetime | None = Field(default=None, description="When it stopped; null while it serves.")
+    outcome: str | None = Field(
+        default=None,
+        description="How the period ended: Replaced (a newer revision was promoted), RolledBack (a breach in "
+        "the post-promotion window), Undone (kubectl modelship undo); null while it serves.",
+    )
+    by: str = Field(default="modelship", description="Who made it stable: modelship, an approver, an undo.")
+    reason: str = Field(default="", description="How it became stable, in words.")
+
+
+class Restore(StatusModel):
+    """A cold revision being redeployed to take all traffic back: who asked, and how stable's period ends."""
+
+    by: str = Field(description="Who asked: modelship (a breach in the watch window) or the undo requester.")
+    outcome: str = Field(description="How the current stable's period ends once traffic moved: RolledBack, Undone.")
+    reason: str = Field(default="", description="Why, in words.")
+
+
+RequestAction = Literal["promote", "promote-full", "abort", "pause", "resume", "retry", "undo"]
 
 
 class ManualRequest(StatusModel):
@@ -149,6 +176,8 @@ class ManualRequest(StatusModel):
     at: datetime | None = None
     verified: bool = False
     force: bool = False
+    to_version: str | None = Field(default=None, max_length=REQUESTER_MAX)
+    """undo only: the version to go back to (default: the revision that served before the current one)."""
     problem: str | None = Field(default=None, max_length=HISTORY_REASON_MAX)
 
 
@@ -211,7 +240,27 @@ class ModelDeploymentStatus(StatusModel):
         description="The last spec the operator could act on: while a newer spec is Invalid, the running rollout "
         "is still judged, timed out and rolled back under it.",
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, Invalid.")
+    previous_revision: Revision | None = Field(
+        default=None,
+        description="The revision stable replaced, kept warm through the post-promotion window (rollback target).",
+    )
+    baseline: AnalysisRecord | None = Field(
+        default=None,
+        description="The new stable's last canary check, kept through the post-promotion window: the baseline "
+        "its ratio bounds (maxRatioToStable) are judged against once it carries all traffic.",
+    )
+    restoring: Restore | None = Field(
+        default=None,
+        description="Set while a revision that was not warm is redeployed to take all traffic back (undo, or a "
+        "post-promotion rollback). It is validated first, then takes 100% without shadow or steps.",
+    )
+    revisions: list[RevisionRecord] = Field(
+        default_factory=list,
+        description=f"Every revision that served as stable, oldest first (at most {REVISIONS_LIMIT}).",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, Degraded, Invalid, PreviousWarm."
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list,
         description=f"Audit trail, oldest first: at most {OUTCOME_HISTORY_LIMIT} outcomes, {HISTORY_LIMIT} progress "

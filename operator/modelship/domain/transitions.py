@@ -15,6 +15,7 @@ from modelship.domain.analysis import evidence
 from modelship.domain.api import CanaryStep, ModelDeploymentSpec
 from modelship.domain.durations import parse_duration
 from modelship.domain.observations import Observations, RevisionState
+from modelship.domain.revisions import OPERATOR, close_revision, open_revision
 from modelship.domain.status import (
     HISTORY_LIMIT,
     HISTORY_REASON_MAX,
@@ -27,8 +28,6 @@ from modelship.domain.status import (
     Stage,
     Verdict,
 )
-
-OPERATOR = "modelship"
 
 
 @dataclass
@@ -147,7 +146,7 @@ def unretire(ctx: Ctx, rev: Revision) -> None:
     ctx.st.retired_revisions = [r for r in ctx.st.retired_revisions if r.hash != rev.hash]
 
 
-def _reset_rollout(ctx: Ctx) -> None:
+def reset_rollout(ctx: Ctx) -> None:
     st = ctx.st
     ctx.hold = ctx.hold_reason = None
     st.step = None
@@ -159,6 +158,7 @@ def _reset_rollout(ctx: Ctx) -> None:
     st.consecutive_failures = 0
     st.passed_checks = 0
     st.stable_replicas = None
+    st.restoring = None
 
 
 def _enter_period(ctx: Ctx) -> None:
@@ -178,7 +178,9 @@ def start_rollout(ctx: Ctx, desired: Revision) -> None:
                    f"{desired.version} ({desired.hash}) after a spec change",
                    outcome="Superseded", revision=old)
         retire(ctx, old)
-    _reset_rollout(ctx)
+    if st.stage == Stage.POST_PROMOTION:
+        end_window(ctx, f"a new rollout ({desired.version}) started")
+    reset_rollout(ctx)
     unretire(ctx, desired)
     st.canary_revision = desired
     st.failed_revision = None
@@ -199,7 +201,7 @@ def start_bootstrap(ctx: Ctx, desired: Revision) -> None:
     if previous is not None and previous.hash != desired.hash:
         st.stable_revision = None
         retire(ctx, previous)
-    _reset_rollout(ctx)
+    reset_rollout(ctx)
     unretire(ctx, desired)
     st.stable_revision = desired
     st.canary_revision = None
@@ -272,20 +274,72 @@ def enter_promoting(ctx: Ctx, why: str) -> None:
 
 
 def complete_promotion(ctx: Ctx) -> None:
-    """The canary becomes stable at 100%; the old stable is retired (scaled down after scaleDownDelay)."""
+    """The canary becomes stable at 100%. With spec.rollout.postPromotion the old stable stays warm and the new
+    one is judged for the window (stage PostPromotion); otherwise the old stable is retired (scaled down after
+    scaleDownDelay). A restore (undo, rollback of a cold previous revision) skips the window."""
     st = ctx.st
-    new, old = st.canary_revision, st.stable_revision
+    new, old, restoring = st.canary_revision, st.stable_revision, st.restoring
     assert new is not None
+    watch = ctx.spec.rollout.post_promotion
+    baseline = st.last_analysis
     st.stable_revision = new
     st.canary_revision = None
-    ctx.promoted = new
-    retire(ctx, old)
-    _reset_rollout(ctx)
+    reset_rollout(ctx)
     st.stage = Stage.STABLE
     st.stage_started_at = st.progress_at = ctx.now
+    if restoring is not None:
+        retire(ctx, old)
+        close_revision(st, old, ctx.now, restoring.outcome)
+        open_revision(st, new, ctx.now, restoring.by, f"restored: {restoring.reason}")
+        ctx.record("Restored", "Restored", f"version {new.version} ({new.hash}) validated and serving all traffic "
+                   f"again, replacing {old.version if old else 'nothing'}: {restoring.reason}", revision=new)
+        return
+    ctx.promoted = new
+    close_revision(st, old, ctx.now, "Replaced")
+    open_revision(st, new, ctx.now, promoter(ctx, new), f"promoted; last check {evidence(baseline)}")
+    watched = ""
+    if watch is not None and old is not None:
+        st.previous_revision = old
+        st.baseline = baseline
+        st.stage = Stage.POST_PROMOTION
+        _enter_period(ctx)  # the first check in the window is a full interval after promotion
+        watched = (f"; watching it for {watch.window} with {old.version} kept warm at "
+                   f"{watch.keep_previous.replicas} pods")
+    else:
+        retire(ctx, old)
     ctx.record("Promoted", "Promoted", f"version {new.version} ({new.hash}) promoted to stable, replacing "
-               f"{old.version if old else 'nothing'}; last check {evidence(st.last_analysis)}",
+               f"{old.version if old else 'nothing'}; last check {evidence(baseline)}{watched}",
                outcome="Promoted", revision=new)
+
+
+def promoter(ctx: Ctx, revision: Revision) -> str:
+    """Who made `revision` stable: the human who approved its last gate or asked for promote-full, else
+    modelship."""
+    started = ctx.st.rollout_started_at
+    for entry in reversed(ctx.st.history):
+        if started is not None and entry.time < started:
+            break
+        if entry.revision == revision.hash and entry.event in ("Approved", "PromoteFullRequested") and entry.by:
+            return entry.by
+    return OPERATOR
+
+
+def end_window(ctx: Ctx, why: str) -> None:
+    """The post-promotion window is over without a rollback: the previous revision is retired (scaled down
+    after scaleDownDelay) and stable is just stable."""
+    st = ctx.st
+    previous = st.previous_revision
+    st.previous_revision = None
+    st.baseline = None
+    st.stage = Stage.STABLE
+    st.stage_started_at = ctx.now
+    st.passed_checks = st.consecutive_failures = 0
+    retire(ctx, previous)
+    stable = st.stable_revision
+    if stable is not None:
+        gone = f"; previous {previous.version} retired" if previous is not None else ""
+        ctx.record("WindowEnded", "PostPromotionWindowEnded",
+                   f"post-promotion watch of {stable.version} ended: {why}{gone}", revision=stable)
 
 
 def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> None:
@@ -298,9 +352,10 @@ def rollback(ctx: Ctx, reason: str, *, cause: str, by: str | None = None) -> Non
     ctx.traffic_first = True
     ctx.cause = ctx.rolled_back = cause
     retire(ctx, canary)
-    st.failed_revision = canary
+    if st.restoring is None:  # a failed restore leaves the undone revision marked, so it is not rolled out again
+        st.failed_revision = canary
     st.canary_revision = None
-    _reset_rollout(ctx)
+    reset_rollout(ctx)
     st.stage = Stage.STABLE
     st.stage_started_at = ctx.now
     detail = reason
@@ -320,7 +375,7 @@ def abandon(ctx: Ctx) -> None:
     ctx.traffic_first = True
     retire(ctx, canary)
     st.canary_revision = None
-    _reset_rollout(ctx)
+    reset_rollout(ctx)
     st.stage = Stage.STABLE
     st.stage_started_at = ctx.now
     stable = st.stable_revision.version if st.stable_revision else ""

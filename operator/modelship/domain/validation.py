@@ -329,6 +329,15 @@ def _timing_problems(spec: ModelDeploymentSpec) -> list[Problem]:
                 f"least {shown} (several intervals give a sturdier verdict)",
             )
         )
+    watch = rollout.post_promotion
+    if watch is not None and parse_duration(watch.window) < interval:
+        out.append(
+            Problem(
+                "spec.rollout.postPromotion.window",
+                f"{watch.window} is shorter than analysis.interval {shown}: no SLO check could run after "
+                f"promotion; make it at least {shown}",
+            )
+        )
     for i, step in enumerate(rollout.canary.steps):
         if step.duration is not None and parse_duration(step.duration) < interval:
             out.append(

@@ -23,7 +23,7 @@ from modelship.plugin.cluster import ClusterApi
 from modelship.plugin.errors import EXIT_NOT_CONFIRMED, PluginError
 from modelship.plugin.render import dig, parse_time, revision, step_label, steps_of, text
 
-Action = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
+Action = Literal["promote", "promote-full", "abort", "pause", "resume", "retry", "undo"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 DEFAULT_WAIT_S = 30.0
 
@@ -40,13 +40,15 @@ def request_time(now: datetime, obj: Mapping[str, Any]) -> datetime:
 
 
 def build_request(
-    action: Action, now: datetime, request_id: str | None = None, force: bool = False
+    action: Action, now: datetime, request_id: str | None = None, force: bool = False, to_version: str | None = None
 ) -> dict[str, Any]:
     """The request annotation's payload; validated against the operator's ManualRequest model so both agree."""
     payload: dict[str, Any] = {"id": request_id or str(uuid.uuid4()), "action": action, "at": rfc3339(now)}
     if force:
         payload["force"] = True
-    ManualRequest.model_validate(payload)
+    if to_version is not None:
+        payload["toVersion"] = to_version
+    ManualRequest.model_validate({**payload, "to_version": to_version})
     return payload
 
 
@@ -84,6 +86,9 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
         f"{ref} has no canary rollout in progress (phase {phase}{stage}, "
         f"stable {revision(status.get('stableRevision'))})"
     )
+    watching = status.get("stage") == "PostPromotion" and status.get("previousRevision") is not None
+    if action == "abort" and watching:
+        return
     if action in ("promote", "promote-full", "abort", "pause") and not active:
         raise PluginError(f"cannot {action}: {idle}")
     if action == "promote" and not status.get("awaitingApproval"):
@@ -108,6 +113,43 @@ def check_request(action: Action, obj: Mapping[str, Any]) -> None:
         raise PluginError(f"cannot resume: {ref} is not paused (phase {phase})")
     if action == "retry" and (phase not in ("RolledBack", "Failed") or active):
         raise PluginError(f"cannot retry: retry restarts a rollout after RolledBack or Failed, and {ref} is {phase}")
+
+
+def check_undo(obj: Mapping[str, Any], to_version: str | None) -> None:
+    """Refuse an undo the operator would ignore (mirrors domain/post_promotion.py `undo_target`)."""
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    ref = f"{meta.get('namespace')}/{meta.get('name')}"
+    canary, stable = status.get("canaryRevision"), status.get("stableRevision")
+    if isinstance(canary, Mapping):
+        raise PluginError(f"cannot undo: a rollout of {text(canary.get('version'))} is in progress on {ref}; abort "
+                          f"it (kubectl modelship abort {meta.get('name')}) to put all traffic back on stable")
+    if not isinstance(stable, Mapping):
+        raise PluginError(f"cannot undo: nothing serves as stable on {ref} yet")
+    earlier = earlier_versions(status)
+    if to_version is None:
+        if not earlier:
+            raise PluginError(f"cannot undo: no earlier revision served on {ref}")
+        return
+    if to_version == stable.get("version"):
+        raise PluginError(f"cannot undo: version {to_version} already serves as stable on {ref}")
+    if to_version not in earlier:
+        known = ", ".join(earlier) or "none"
+        raise PluginError(f"cannot undo to version {to_version}: it never served as stable on {ref} (earlier "
+                          f"versions: {known}; see kubectl modelship revisions {meta.get('name')})")
+
+
+def earlier_versions(status: Mapping[str, Any]) -> list[str]:
+    """Versions that served before the current stable, newest first (undo's candidates)."""
+    stable = status.get("stableRevision") or {}
+    found: list[str] = []
+    previous = status.get("previousRevision")
+    entries = [previous] if isinstance(previous, Mapping) else []
+    entries += [e for e in reversed(status.get("revisions") or []) if isinstance(e, Mapping)]
+    for entry in entries:
+        version = entry.get("version")
+        if isinstance(version, str) and entry.get("hash") != stable.get("hash") and version not in found:
+            found.append(version)
+    return found
 
 
 def last_gate(obj: Mapping[str, Any]) -> bool:
@@ -160,6 +202,7 @@ def send(
     action: Action,
     *,
     force: bool = False,
+    to_version: str | None = None,
     wait: bool = True,
     timeout_s: float = DEFAULT_WAIT_S,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -168,7 +211,7 @@ def send(
     """Check, annotate, and (optionally) wait for status.lastRequestId to confirm; returns the exit code."""
     obj = api.get(namespace, name)
     if not force:
-        check_request(action, obj)
+        check_undo(obj, to_version) if action == "undo" else check_request(action, obj)
     elif action == "promote" and last_gate(obj) and last_check_problem(obj.get("status") or {}):
         out(f"warning: promoting over a check that did not pass ({last_check_problem(obj.get('status') or {})}): "
             "the canary goes to 100%; history records this approval as forced")
@@ -182,7 +225,7 @@ def send(
             who = dig(obj, "metadata", "annotations", REQUESTER_ANNOTATION) or old.get("by")
             out(f"note: replacing a request not handled yet: {old.get('action')} by {who}")
     by = api.whoami()
-    payload = build_request(action, request_time(now(), obj), force=force)
+    payload = build_request(action, request_time(now(), obj), force=force, to_version=to_version)
     api.patch_annotations(namespace, name, request_annotations(payload, by))
     out(f"requested {action} of modeldeployment {namespace}/{name} as {by} (request {payload['id']})")
     if not wait:

@@ -56,15 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="list in all namespaces")
     p = command("history", "show the audit trail of rollouts and manual actions")
     p.add_argument("name")
+    p = command("revisions", "list every revision that served as stable: when, who promoted it, how it ended")
+    p.add_argument("name")
     for name, help_text in [
         ("promote", "approve the current approval step (--full: promote the canary to 100%% now)"),
         ("abort", "roll back to the stable revision now"),
         ("pause", "hold the rollout at its current step"),
         ("resume", "continue a paused rollout"),
         ("retry", "start the rollout again after RolledBack or Failed"),
+        ("undo", "put all traffic back on the revision that served before (at once while it is warm, after "
+                 "redeploying and validating it otherwise); spec is not changed"),
     ]:
         p = command(name, help_text)
         p.add_argument("name")
+        if name == "undo":
+            p.add_argument("--to-version", help="go back to this version (one listed by `revisions`)")
         if name == "promote":
             p.add_argument("--full", action="store_true", help="skip the remaining steps and promote to 100%%")
         p.add_argument(
@@ -130,8 +136,12 @@ def run(args: argparse.Namespace, api: ClusterApi, out: Callable[[str], None]) -
     if args.command == "history":
         out(render.render_history(api.get(namespace, args.name)))
         return 0
+    if args.command == "revisions":
+        out(render.render_revisions(api.get(namespace, args.name)))
+        return 0
     action: Action = "promote-full" if args.command == "promote" and args.full else args.command
-    return send(api, namespace, args.name, action, force=args.force, wait=args.wait, timeout_s=args.timeout, out=out)
+    return send(api, namespace, args.name, action, force=args.force, to_version=getattr(args, "to_version", None),
+                wait=args.wait, timeout_s=args.timeout, out=out)
 
 
 def main(argv: Sequence[str] | None = None, api_factory: ApiFactory = default_api) -> int:

@@ -288,6 +288,8 @@ def render_status(obj: Obj, now: datetime) -> str:
         f"Step:        {step_text}",
         f"Stable:      {revision(status.get('stableRevision'))}",
         f"Canary:      {revision(status.get('canaryRevision'))}",
+        *([f"Previous:    {revision(status.get('previousRevision'))} (kept warm for the post-promotion window)"]
+          if status.get("previousRevision") else []),
         f"Weights:     stable {100 - weight}%  canary {weight}%  mirror {status.get('mirrorPercent') or 0}%",
         f"In step:     {timing(obj, now)}",
         *analysis_lines(status, now),
@@ -376,3 +378,24 @@ def render_history(obj: Obj) -> str:
         for h in entries
     ]
     return table(["TIME", "REVISION", "VERSION", "EVENT", "STAGE", "OUTCOME", "BY", "REASON"], rows)
+
+
+def render_revisions(obj: Obj) -> str:
+    """The `kubectl modelship revisions` table: every revision that served as stable, oldest first."""
+    entries = [e for e in dig(obj, "status", "revisions") or [] if isinstance(e, Mapping)]
+    if not entries:
+        meta = obj.get("metadata") or {}
+        return f"no revision has served as stable yet for {meta.get('namespace')}/{meta.get('name')}"
+    rows = [
+        [
+            text(e.get("version")),
+            text(e.get("hash")),
+            stamp(e.get("promotedAt")),
+            stamp(e.get("retiredAt")) if e.get("retiredAt") else "-",
+            text(e.get("outcome")) if e.get("outcome") else "Serving",
+            text(e.get("by")),
+            text(e.get("reason"), ""),
+        ]
+        for e in entries
+    ]
+    return table(["VERSION", "REVISION", "PROMOTED", "RETIRED", "OUTCOME", "BY", "HOW"], rows)
