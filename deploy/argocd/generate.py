@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 KEY = "modelship.dev_ModelDeployment"
-ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry", "undo")
 DEFAULT_REQUESTER = "system:serviceaccount:argocd:argocd-server"
 REQUESTER_LINE = 'local requester = "{}"\n'
 

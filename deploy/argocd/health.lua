@@ -34,6 +34,9 @@ elseif phase == "Paused" or status.paused == true then
 elseif status.awaitingApproval == true then
   hs.status = "Suspended"
   message = "Awaiting approval (run the promote action): " .. message
+elseif phase == "Progressing" and status.stage == "PostPromotion" then
+  hs.status = "Progressing"
+  message = "Watching after promotion (a breach rolls back to the previous revision): " .. message
 elseif phase == "Pending" or phase == "Progressing" then
   hs.status = "Progressing"
 else

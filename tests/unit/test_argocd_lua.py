@@ -19,7 +19,7 @@ from lupa import lua51
 from modelship.controller.requests import REQUEST_ANNOTATION, REQUESTER_ANNOTATION, parse_request
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
-ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry", "undo")
 ARGOCD_SERVER = "system:serviceaccount:argocd:argocd-server"
 
 SANDBOX = """
@@ -105,6 +105,12 @@ CANARY = {"canaryRevision": {"version": "7", "hash": "9ab12e"}, "message": "step
         ({"phase": "Invalid", "message": "bad step"}, "Degraded", "Invalid: bad step"),
         ({"phase": "RolledBack", "awaitingApproval": True, "message": "m"}, "Degraded", "RolledBack: m"),
         ({"phase": "Exploded", "message": "m"}, "Unknown", "Unknown phase Exploded: m"),
+        (
+            {"phase": "Progressing", "stage": "PostPromotion", "message": "watching 7 after promotion: 4m of 10m left"},
+            "Progressing",
+            "Watching after promotion (a breach rolls back to the previous revision): watching 7 after promotion: "
+            "4m of 10m left",
+        ),
     ],
 )
 def test_health_maps_every_phase(status: dict[str, Any], expected: str, message: str) -> None:
@@ -152,6 +158,11 @@ def test_discovery_enables_only_meaningful_actions() -> None:
     assert discovery({"phase": "Progressing", "stage": "Promoting", **CANARY}) == {"abort", "pause"}
     assert discovery({"phase": "RolledBack"}) == {"retry"}
     assert discovery({"phase": "Failed"}) == {"retry"}
+    previous = {"previousRevision": {"version": "6", "hash": "5d8f7c"}}
+    assert discovery({"phase": "Progressing", "stage": "PostPromotion", **previous}) == {"abort", "undo"}
+    served = {"revisions": [{"version": "6", "hash": "5d8f7c"}, {"version": "7", "hash": "9ab12e"}]}
+    assert discovery({"phase": "Healthy", "stage": "Stable", **served}) == {"undo"}
+    assert discovery({"phase": "Healthy", "stage": "Stable", "revisions": served["revisions"][:1]}) == set()
 
 
 @pytest.mark.parametrize("action", ACTIONS)

@@ -36,7 +36,7 @@ def run(api: FakeApi, *argv: str) -> tuple[int, str, str]:
 def test_undo_to_a_version_sends_it_and_the_operator_parser_reads_it_back() -> None:
     api = FakeApi(stable())
     code, out, err = run(api, "undo", "fraud-scorer", "--to-version", "5", "--no-wait")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "") and "requested undo" in out
     [(_, _, annotations)] = api.patches
     payload = json.loads(annotations[commands.REQUEST_ANNOTATION])
     assert payload["action"] == "undo" and payload["toVersion"] == "5"

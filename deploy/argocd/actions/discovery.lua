@@ -7,6 +7,7 @@ actions["abort"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-undo"}
 actions["pause"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-pause"}
 actions["resume"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-play"}
 actions["retry"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-redo"}
+actions["undo"] = {["disabled"] = true, ["iconClass"] = "fa fa-fw fa-history"}
 
 local status = obj.status
 if status == nil then
@@ -34,5 +35,14 @@ elseif paused then
 end
 if (phase == "RolledBack" or phase == "Failed") and not active then
   actions["retry"]["disabled"] = false
+end
+-- after promotion: abort (in the watch window) and undo go back to the revision that served before
+local watching = status.stage == "PostPromotion" and status.previousRevision ~= nil
+if watching then
+  actions["abort"]["disabled"] = false
+end
+local served = status.revisions
+if not active and (watching or (served ~= nil and #served > 1)) then
+  actions["undo"]["disabled"] = false
 end
 return actions
