@@ -40,6 +40,7 @@ def model_deployment(
     gpu_surge: str = "Allow",
     samples: bool = True,
     env: dict[str, str] | None = None,
+    post_promotion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete manifest with e2e-friendly timings; every keyword maps to one spec field."""
     traffic: dict[str, Any] = {
@@ -54,6 +55,8 @@ def model_deployment(
         "scaleDownDelay": scale_down_delay,
         "gpuSurge": gpu_surge,
     }
+    if post_promotion is not None:
+        rollout["postPromotion"] = post_promotion
     if shadow is not None:
         # Output comparison is on by default; a scenario that is not about it keeps it off (no comparator pod,
         # no outputShift to wait for), and one that is sets `compare` itself.

@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +191,8 @@ class TrafficGenerator:
         self.stats: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.route_errors = 0
+        self.served: deque[tuple[float, str]] = deque(maxlen=200_000)
+        """(wall time, model version) of every answered live request: who really served, from the answer."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._local = threading.local()
@@ -271,6 +273,7 @@ class TrafficGenerator:
 
         key = f"mirror:{backend.name}" if mirror else backend.name
         outcome = "ok"
+        version = "?"
         t = time.monotonic()
         if not _allowed(endpoint.rsplit(":", 1)[0]):
             outcome = "refused_address"
@@ -279,8 +282,9 @@ class TrafficGenerator:
                 inp = httpclient.InferInput("x", [1, 4], "FP32")
                 inp.set_data_from_numpy(np.random.rand(1, 4).astype(np.float32))
                 result = self._client(endpoint).infer(self.model, [inp])
+                version = str(result.get_response().get("model_version", "?"))
                 if backend.name == GATEWAY:  # the gateway split for us: the pinned version tells where it went
-                    key = f"{GATEWAY}:v{result.get_response().get('model_version', '?')}"
+                    key = f"{GATEWAY}:v{version}"
             except Exception as exc:
                 text = str(exc)
                 outcome = "error" if "fault injection" in text or "500" in text else "failed"
@@ -296,6 +300,16 @@ class TrafficGenerator:
             st["role"] = backend.role
             if outcome == "ok":
                 self.latencies[key].append(dt)
+                if not mirror:
+                    self.served.append((time.time(), version))
+
+    def all_served_by(self, version: str, after: float) -> float | None:
+        """When every live answer after `after` came from `version`: the time of its first answer after the
+        last answer by any other version (None if another version still answers last)."""
+        with self._lock:
+            served = [(t, v) for t, v in self.served if t >= after]
+        last_other = max((t for t, v in served if v != version), default=after)
+        return next((t for t, v in served if t > last_other and v == version), None)
 
     def summary(self) -> dict[str, Any]:
         """Per backend: sent, ok, error (model failed), failed (transport), p50/p99 seconds."""
