@@ -286,3 +286,38 @@ async def test_promotion_and_its_checks_are_counted_once() -> None:
         "modelship_promotions_total", {"namespace": "ml", "name": "fraud"})
     assert promotions == 1
     assert checks(rec, "Pass") == 1  # the 1m step holds one 1m check
+
+
+class RecordingChecks:
+    """Passes, and remembers which model version each validation asked the pods for."""
+
+    def __init__(self) -> None:
+        self.versions: list[str] = []
+
+    async def validate(self, spec: ModelDeploymentSpec, ips: list[str], stable: str | None) -> ValidationReport:
+        self.versions.append(spec.model.version)
+        return ValidationReport(passed=True, pods_checked=len(ips))
+
+
+async def test_a_revision_brought_back_by_undo_is_validated_as_its_own_version() -> None:
+    """Given v2 stable after a promotion and v1's Deployment gone, when an undo brings v1 back (the spec still
+    names v2), then Triton validation asks the pods for version 1, and v1 takes the traffic once it passed."""
+    cluster, routers, checker = FakeCluster(), FakeRouters(), RecordingChecks()
+    rec = Reconciler(cluster, routers, NoMetrics(), checker, ManualClock(datetime(2024, 5, 1, tzinfo=UTC)),
+                     Telemetry())
+    v1 = (await rec.reconcile(body(SPEC))).status
+    v1 = (await rec.reconcile(body(SPEC, v1))).status
+    earlier = v1["stableRevision"]
+    promoted = {**v1, "stableRevision": {"version": "2", "hash": "2222222222"}, "revisions": [
+        {"version": "1", "hash": earlier["hash"], "promotedAt": "2024-05-01T00:00:00Z",
+         "retiredAt": "2024-05-01T00:00:00Z", "outcome": "Replaced"},
+        {"version": "2", "hash": "2222222222", "promotedAt": "2024-05-01T00:00:00Z"}]}
+    cluster.deployments.pop(earlier["hash"], None)
+    undo = body(V2, promoted, generation=2)
+    undo["metadata"]["annotations"] = {"modelship.dev/request": json.dumps(
+        {"id": "u1", "action": "undo", "at": "2024-05-01T00:00:00Z"})}
+    status = (await rec.reconcile(undo)).status
+    assert status["canaryRevision"]["version"] == "1" and status["restoring"]["outcome"] == "Undone"
+    undo["status"] = status
+    status = (await rec.reconcile(undo)).status
+    assert checker.versions == ["1"]

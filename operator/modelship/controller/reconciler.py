@@ -40,6 +40,7 @@ from modelship.domain.last_valid import last_valid_spec
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.post_promotion import judged_revision
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
+from modelship.domain.revision import spec_for
 from modelship.domain.route_scope import RouteScope
 from modelship.domain.slos import active_comparison
 from modelship.domain.status import ManualRequest, ModelDeploymentStatus
@@ -266,7 +267,8 @@ class Reconciler:
         if status.stable_revision is not None:
             stable_ips = await self.cluster.ready_pod_ips(owner, status.stable_revision.hash)
             stable_ip = stable_ips[0] if stable_ips else None
-        return await self.checker.validate(spec, canary_ips, stable_ip)
+        target = status.canary_revision
+        return await self.checker.validate(spec_for(spec, target) if target else spec, canary_ips, stable_ip)
 
     async def _execute(
         self, owner: Owner, spec: ModelDeploymentSpec, actions: list[Action], before: ModelDeploymentStatus

@@ -29,3 +29,11 @@ def revision_hash(spec: ModelDeploymentSpec) -> str:
 def desired_revision(spec: ModelDeploymentSpec) -> Revision:
     """The revision the spec asks for."""
     return Revision(version=spec.model.version, hash=revision_hash(spec))
+
+
+def spec_for(spec: ModelDeploymentSpec, revision: Revision) -> ModelDeploymentSpec:
+    """The spec as it applies to `revision`: an earlier revision brought back (undo, a rollback after promotion)
+    is served and validated pinned to its own model version, not the one the spec names now."""
+    if revision.version == spec.model.version:
+        return spec
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"version": revision.version})})
