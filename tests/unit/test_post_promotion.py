@@ -262,7 +262,8 @@ def test_given_status_from_an_older_operator_when_deciding_then_serving_revision
 
 def test_given_first_revision_when_deployed_then_history_starts_with_it() -> None:
     sim = Sim(make_spec("1")).healthy()
-    assert [(r.version, r.outcome, r.retired_at) for r in sim.status.revisions] == [("1", None, None)]
+    assert [(r.version, r.outcome, r.retired_at, r.reason) for r in sim.status.revisions] == [
+        ("1", None, None, "first revision")]
 
 
 def test_given_good_checks_when_window_is_open_then_no_rollback_ever(  # a healthy stable is never rolled back

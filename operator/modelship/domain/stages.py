@@ -16,7 +16,7 @@ from modelship.domain.api import GpuSurgePolicy, ModelDeploymentSpec, NoDataPoli
 from modelship.domain.durations import format_duration, parse_duration
 from modelship.domain.observations import ValidationFailure
 from modelship.domain.post_promotion import JUDGED_STAGES, judged_revision, roll_back_window, with_baseline
-from modelship.domain.revisions import OPERATOR
+from modelship.domain.revisions import OPERATOR, open_revision
 from modelship.domain.status import ModelDeploymentStatus, Stage, Verdict
 from modelship.domain.transitions import (
     Ctx,
@@ -304,6 +304,8 @@ def bootstrap(ctx: Ctx) -> None:
         st.stage = Stage.STABLE
         st.stage_started_at = st.progress_at = ctx.now
         st.failed_revision = None
+        if st.stable_revision is not None:
+            open_revision(st, st.stable_revision, ctx.now, OPERATOR, "first revision")
         ctx.record("StageChanged", "Deployed", f"first revision available: {ss.ready_replicas} pods ready")
         return
     if ss is None:
