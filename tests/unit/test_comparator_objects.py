@@ -164,3 +164,12 @@ def test_the_shared_entry_service_never_selects_the_comparator_pod() -> None:
     triton_pod = pod_labels(OWNER.name, STABLE)
     assert all(triton_pod.get(k) == v for k, v in selector.items())
     assert not all(comparator_pod.get(k) == v for k, v in selector.items())
+
+
+def test_in_the_post_promotion_window_the_comparator_is_told_which_side_is_which() -> None:
+    after = EnsureComparator(canary=CANARY, compare=CompareSpec(), sample_percent=20, window_seconds=60,
+                             after_promotion=True)
+    args = objects.deployment(OWNER, after, "registry/modelship:1")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-1] == "--after-promotion"
+    assert "--after-promotion" not in objects.deployment(OWNER, ENSURE, "i")["spec"]["template"]["spec"][
+        "containers"][0]["args"]

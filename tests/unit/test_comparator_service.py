@@ -238,3 +238,29 @@ async def test_a_slow_api_server_never_holds_comparisons_back() -> None:
     assert asyncio.get_running_loop().time() - started < 0.1, "comparisons never wait for a refresh"
     assert api.calls == 2, "one refresh in flight at a time"
     api.release.set()
+
+
+class SliceByService:
+    """Answers each Service's EndpointSlices with its own pod, and records which Services were read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    async def request(self, method: str, path: str, query: list[tuple[str, str]], **_: object) -> object:
+        service = dict(query)["labelSelector"].split("=", 1)[1]
+        self.read.append(service)
+        address = {"iris-stable": "10.0.0.1", "iris-canary": "10.0.0.2"}[service]
+        return {"items": [{"ports": [{"name": "http", "port": 8000}], "endpoints": [
+            {"addresses": [address], "conditions": {"ready": True},
+             "targetRef": {"kind": "Pod", "name": f"iris-{service}-1"}}]}]}
+
+
+async def test_after_promotion_the_previous_revision_behind_the_canary_service_is_the_baseline() -> None:
+    """In the post-promotion window the judged side is the new stable (`-stable`), the baseline the previous
+    revision (`-canary`): summaries and the shift then read the right way round."""
+    api = SliceByService()
+    upstreams = EndpointSliceUpstreams(api, "ml", "iris", after_promotion=True)  # type: ignore[arg-type]
+    assert await upstreams.pick("canary") == "http://10.0.0.1:8000"
+    assert await upstreams.pick("stable") == "http://10.0.0.2:8000"
+    usual = EndpointSliceUpstreams(SliceByService(), "ml", "iris")  # type: ignore[arg-type]
+    assert await usual.pick("canary") == "http://10.0.0.2:8000"

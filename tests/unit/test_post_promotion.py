@@ -6,8 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 from engine_fixtures import CONTRACT, Sim, bad, cond, ensures, events, good, make_spec, no_data, req, rev, traffic
-from modelship.domain.actions import DeleteRevision, EnsureRevision, Role, SetTraffic
+from modelship.domain.actions import (
+    DeleteRevision,
+    EnsureComparator,
+    EnsureRevision,
+    RemoveComparator,
+    Role,
+    SetTraffic,
+)
 from modelship.domain.observations import MetricsSnapshot, MetricValue
+from modelship.domain.slos import active_comparison, judged_slos
 from modelship.domain.status import Phase, Revision, Stage
 
 WINDOW = {"window": "5m", "keepPrevious": {"replicas": 1}}
@@ -20,8 +28,11 @@ def promoted(window: dict[str, Any] | None = None, **rollout: Any) -> tuple[Sim,
     old = sim.status.stable_revision
     sim.change(make_spec("2", **knobs))
     sim.decide(validation=None)
-    sim.decide()
-    d = sim.run_checks(5)
+    d = sim.decide()
+    for _ in range(10):  # through shadow (if any) and the 5m step, one passing check a minute
+        if d.status.stable_revision == rev(sim.spec):
+            break
+        d = sim.run_checks(1)
     assert d.status.stable_revision == rev(sim.spec), d.status.message
     assert old is not None
     return sim, old, rev(sim.spec)
@@ -283,3 +294,32 @@ def test_given_failed_check_pending_when_later_checks_have_no_data_then_window_e
     d = sim.run_checks(1, no_data())
     assert d.status.stage == Stage.STABLE and d.status.stable_revision == new
     assert "did not reach failureLimit" in d.status.history[-1].reason and old in d.status.retired_revisions
+
+
+# --- comparing the new stable's answers with the previous revision's in the window ------------------------------
+
+
+def test_given_window_with_canary_sample_when_previous_warm_then_new_stable_compared_against_it() -> None:
+    shadow = {"duration": "1m", "compare": {"canarySamplePercent": 20}}
+    sim, old, new = promoted(shadow=shadow)
+    d = sim.decide(after=timedelta(seconds=5))
+    [comparator] = [a for a in d.actions if isinstance(a, EnsureComparator)]
+    assert (comparator.canary, comparator.after_promotion, comparator.sample_percent) == (new, True, 20)
+    [route] = traffic(d)
+    assert route == SetTraffic(new, old, 0, 100, compared=True)  # previous answers copies, never live requests
+    assert d.actions.index(comparator) < d.actions.index(route)
+    assert [b.name for b in judged_slos(sim.spec, Stage.POST_PROMOTION)] == ["errorRate", "outputShift"]
+    sim.unschedulable[old.hash] = "Insufficient nvidia.com/gpu"
+    sim.replicas[old.hash] = 1
+    d = sim.decide(after=timedelta(seconds=5))
+    assert RemoveComparator() in d.actions and traffic(d)[-1] == SetTraffic(new, None, 0, 0)
+
+
+def test_given_window_without_canary_sample_or_warm_pods_then_nothing_is_compared() -> None:
+    shadow = {"duration": "1m"}
+    sim, _, new = promoted(shadow=shadow)
+    d = sim.decide(after=timedelta(seconds=5))
+    assert RemoveComparator() in d.actions and traffic(d)[-1] == SetTraffic(new, None, 0, 0)
+    cold = make_spec("2", shadow={"duration": "1m", "compare": {"canarySamplePercent": 20}},
+                     postPromotion={"window": "5m", "keepPrevious": {"replicas": 0}})
+    assert active_comparison(cold, Stage.POST_PROMOTION) is None

@@ -28,6 +28,7 @@ def windows(draw: st.DrawFn) -> dict[str, Any]:
                      "onNoData": draw(st.sampled_from(["Hold", "Fail"])),
                      "onMetricsUnavailable": draw(st.sampled_from(["Hold", "Fail"]))},
         "progressDeadline": draw(st.sampled_from(["3m", "15m"])),
+        **({"shadow": {"duration": "1m", "compare": {"canarySamplePercent": 20}}} if draw(st.booleans()) else {}),
     }
 
 
@@ -49,7 +50,10 @@ def promoted(knobs: dict[str, Any]) -> tuple[Sim, Revision, Revision]:
     sim.change(make_spec("2", **knobs))
     sim.decide(validation=None)
     sim.decide()
-    sim.run_checks(5)
+    for _ in range(12):  # shadow (if any), then the step
+        if sim.status.stage == Stage.POST_PROMOTION:
+            break
+        sim.run_checks(1)
     new = sim.status.stable_revision
     assert old is not None and new is not None and sim.status.stage == Stage.POST_PROMOTION
     return sim, old, new
@@ -63,7 +67,7 @@ def test_window_and_undo_invariants_hold_over_any_sequence(knobs: dict[str, Any]
     opened = sim.now
     length = timedelta(minutes=int(knobs["postPromotion"]["window"][:-1]))
     limit = length + grace(spec)
-    validated: set[str] = set()  # revisions whose validation passed while they were the canary
+    validated = {old.hash}  # the previous revision served before; others must pass validation as the canary
     for n, (seconds, metrics, validation, request, schedulable) in enumerate(script):
         if schedulable:
             sim.unschedulable.pop(old.hash, None)
@@ -100,6 +104,8 @@ def test_window_and_undo_invariants_hold_over_any_sequence(knobs: dict[str, Any]
             assert target.hash in ready_before or target.hash in validated, (
                 f"{target.version} took all traffic cold and unvalidated")
         for action in d.actions:
+            if isinstance(action, SetTraffic) and after.stage == Stage.POST_PROMOTION:
+                assert action.canary_weight == 0, "in the window only the new stable takes live requests"
             if isinstance(action, SetTraffic) and action.canary is not None and (
                     action.canary_weight > 0 or action.mirror_percent > 0):
                 assert action.canary.hash in validated, f"traffic on unvalidated {action.canary.version}"

@@ -85,6 +85,7 @@ def deployment(owner: OwnerLike, action: EnsureComparator, image: str) -> dict[s
             "--namespace", owner.namespace, "--deployment", owner.name,
             "--sample-percent", f"{action.sample_percent:g}", "--window-s", str(action.window_seconds),
             "--port", str(HTTP_PORT), "--metrics-port", str(METRICS_PORT),
+            *(["--after-promotion"] if action.after_promotion else []),
         ],
         "env": [{"name": ENV_SPEC, "value": spec_json}],
         "ports": [

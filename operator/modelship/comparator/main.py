@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster service account)")
     parser.add_argument("--stable", metavar="URL", help="fixed stable upstream (with --canary: no Kubernetes)")
     parser.add_argument("--canary", metavar="URL", help="fixed canary upstream, e.g. http://10.0.0.7:8000")
+    parser.add_argument("--after-promotion", action="store_true",
+                        help="post-promotion window: judge <NAME>-stable against the previous revision behind "
+                        "<NAME>-canary")
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -72,7 +75,8 @@ async def serve(args: argparse.Namespace) -> None:
         upstreams = StaticUpstreams({"stable": [args.stable], "canary": [args.canary]})
     else:
         transport = AsyncTransport.from_kubeconfig(args.kubeconfig, timeout_s=5.0)  # the last pods stay in use
-        upstreams = EndpointSliceUpstreams(transport, args.namespace, args.deployment)
+        upstreams = EndpointSliceUpstreams(transport, args.namespace, args.deployment,
+                                           after_promotion=args.after_promotion)
     comparator = Comparator(
         spec, upstreams, Window(args.window_s), sample_percent=args.sample_percent,
         limits=Limits(args.queue, args.concurrency, args.timeout_s),

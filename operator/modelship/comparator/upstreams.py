@@ -70,6 +70,14 @@ def ready_addresses(slices: Mapping[str, Any], deployment: str) -> list[str]:
     return sorted(set(found))
 
 
+def service_names(deployment: str, *, after_promotion: bool = False) -> dict[str, str]:
+    """The Service behind each side. In the post-promotion window the new stable (judged, the "canary" side)
+    serves behind `<name>-stable` and the previous revision (the baseline, the "stable" side) behind
+    `<name>-canary`, which takes no live weight then."""
+    stable, canary = f"{deployment}-stable", f"{deployment}-canary"
+    return {"stable": canary, "canary": stable} if after_promotion else {"stable": stable, "canary": canary}
+
+
 class EndpointSliceUpstreams:
     """Reads `<deployment>-<role>`'s EndpointSlices at most every `refresh_s`; keeps the last answer on errors.
 
@@ -79,7 +87,7 @@ class EndpointSliceUpstreams:
 
     def __init__(
         self, transport: AsyncTransport, namespace: str, deployment: str, *, refresh_s: float = REFRESH_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, after_promotion: bool = False,
     ) -> None:
         self._transport = transport
         self._namespace = namespace
@@ -90,6 +98,7 @@ class EndpointSliceUpstreams:
         self._read_at: dict[str, float] = {}
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._choice = _RoundRobin()
+        self._services = service_names(deployment, after_promotion=after_promotion)
 
     async def pick(self, role: str) -> str | None:
         reading = self._reading.get(role)
@@ -103,7 +112,7 @@ class EndpointSliceUpstreams:
         return self._choice.choose(self._addresses.get(role, []))
 
     async def _read(self, role: str) -> None:
-        service = f"{self._deployment}-{role}"
+        service = self._services[role]
         path = f"/apis/discovery.k8s.io/v1/namespaces/{self._namespace}/endpointslices"
         try:
             query = [("labelSelector", f"{SERVICE_NAME_LABEL}={service}")]

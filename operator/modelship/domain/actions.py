@@ -60,6 +60,9 @@ class EnsureComparator:
     compare: CompareSpec
     sample_percent: float
     window_seconds: int
+    after_promotion: bool = False
+    """The post-promotion window: the previous revision (behind `<name>-canary`) is the baseline and the new
+    stable (behind `<name>-stable`) is judged."""
 
 
 @dataclass(frozen=True)

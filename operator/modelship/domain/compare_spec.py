@@ -78,8 +78,8 @@ class CompareSpec(ApiModel):
     )
     canary_sample_percent: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
         default=0.0,
-        description="Percent of live requests still compared during canary steps; 0 stops comparing when "
-        "Shadow ends.",
+        description="Percent of live requests still compared during canary steps and, against the previous "
+        "revision while it is warm, in the post-promotion window; 0 stops comparing when Shadow ends.",
     )
     absolute: Annotated[float, Field(ge=0.0, le=1e6)] = Field(
         default=DEFAULT_ABSOLUTE, description="Absolute tolerance for floating-point outputs."

@@ -19,6 +19,7 @@ from modelship.domain.actions import (
 )
 from modelship.domain.api import GpuSurgePolicy
 from modelship.domain.durations import parse_duration
+from modelship.domain.post_promotion import warm
 from modelship.domain.slos import active_comparison
 from modelship.domain.status import Revision, Stage
 from modelship.domain.transitions import Ctx
@@ -117,8 +118,11 @@ def desired_actions(ctx: Ctx) -> list[Action]:
     routed = canary if canary is not None and st.stage in ROUTED_STAGES else None
     if routed is None:
         st.canary_weight = st.mirror_percent = 0
-    comparator = comparator_action(ctx, routed)
-    if isinstance(comparator, EnsureComparator) and st.stage == Stage.CANARY:
+    baseline = compared_previous(ctx)
+    if baseline is not None:  # the previous revision answers the comparator's copies, never a live request
+        routed = baseline
+    comparator = comparator_action(ctx, routed, judged=stable if baseline is not None else routed)
+    if isinstance(comparator, EnsureComparator) and st.stage in (Stage.CANARY, Stage.POST_PROMOTION):
         st.mirror_percent = 100  # every live request to the comparator, which compares its sample of them
     traffic = SetTraffic(stable=stable, canary=routed, canary_weight=st.canary_weight,
                          mirror_percent=st.mirror_percent, compared=isinstance(comparator, EnsureComparator))
@@ -135,14 +139,28 @@ def desired_actions(ctx: Ctx) -> list[Action]:
     return core + cleanup(ctx)
 
 
-def comparator_action(ctx: Ctx, routed: Revision | None) -> EnsureComparator | RemoveComparator:
-    """Run the comparator while the stage compares (`slos.active_comparison`), remove it otherwise."""
+def compared_previous(ctx: Ctx) -> Revision | None:
+    """In the post-promotion window, the previous revision the new stable is compared against: only while the
+    window compares (`canarySamplePercent` > 0) and the previous revision has a Ready pod to answer."""
+    st = ctx.st
+    previous = st.previous_revision
+    if st.stage != Stage.POST_PROMOTION or previous is None or active_comparison(ctx.spec, st.stage) is None:
+        return None
+    return previous if warm(ctx, previous) else None
+
+
+def comparator_action(
+    ctx: Ctx, routed: Revision | None, judged: Revision | None
+) -> EnsureComparator | RemoveComparator:
+    """Run the comparator while the stage compares (`slos.active_comparison`) and something answers its
+    copies (`routed`, behind `<name>-canary`), judging `judged`; remove it otherwise."""
     comparison = active_comparison(ctx.spec, ctx.st.stage)
-    if comparison is None or routed is None:
+    if comparison is None or routed is None or judged is None:
         return RemoveComparator()
     compare, percent = comparison
     window = max(MIN_COMPARE_WINDOW_S, int(parse_duration(ctx.spec.rollout.analysis.interval).total_seconds()))
-    return EnsureComparator(canary=routed, compare=compare, sample_percent=percent, window_seconds=window)
+    return EnsureComparator(canary=judged, compare=compare, sample_percent=percent, window_seconds=window,
+                            after_promotion=judged != routed)
 
 
 def _shrinks(ctx: Ctx, ensure: EnsureRevision) -> bool:

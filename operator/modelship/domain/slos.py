@@ -121,15 +121,19 @@ def configured_slos(slo: Slo, comparing: bool = False) -> tuple[SloBound, ...]:
 def active_comparison(spec: ModelDeploymentSpec, stage: Stage | None) -> tuple[CompareSpec, float] | None:
     """The comparison that runs in `stage` and the percent of requests it samples, None when none runs.
 
-    Shadow compares when a shadow stage is declared and comparison is not disabled; canary steps keep
-    comparing a sample only when `canarySamplePercent` is above 0.
+    Shadow compares when a shadow stage is declared and comparison is not disabled; canary steps and the
+    post-promotion window (the new stable against the previous revision) keep comparing a sample only when
+    `canarySamplePercent` is above 0.
     """
     shadow = spec.rollout.shadow
     if shadow is None or not shadow.compare.enabled:
         return None
     if stage == Stage.SHADOW:
         return shadow.compare, shadow.compare.sample_percent
-    if stage == Stage.CANARY and shadow.compare.canary_sample_percent > 0:
+    watch = spec.rollout.post_promotion
+    if stage == Stage.POST_PROMOTION and (watch is None or watch.keep_previous.replicas == 0):
+        return None  # nothing warm to compare against
+    if stage in (Stage.CANARY, Stage.POST_PROMOTION) and shadow.compare.canary_sample_percent > 0:
         return shadow.compare, shadow.compare.canary_sample_percent
     return None
 
