@@ -38,6 +38,15 @@ ANALYSIS = {"interval": f"{INTERVAL_S}s", "failureLimit": 1, "minRequests": 5}
 SLO = {"errorRate": {"max": 0.05}}
 
 
+def v1_serving(kubectl: Kubectl, ns: str, operator: Any, traffic: Any, stack: StackContext) -> tuple[Any, Observer]:
+    """Given: an operator for `ns`, v1 Healthy and answering live traffic, and an Observer running."""
+    operator(ns)
+    bring_up_stable(kubectl, ns)
+    gen = traffic(ns, NAME, rps=25)
+    wait_traffic_ok(gen, f"{NAME}-stable")
+    return gen, Observer(stack, kubectl, ns).start()
+
+
 def promote_v2(kubectl: Kubectl, ns: str, obs: Observer, window: str, keep: int) -> dict[str, Any]:
     """v2 rolled out over a serving v1 and promoted into its watch window."""
     kubectl.apply(model_deployment(NAME, ns, "2", steps=STEPS, analysis=ANALYSIS, slo=SLO,
@@ -69,12 +78,8 @@ def breach_in_window(kubectl: Kubectl, ns: str, operator: Any, traffic: Any, fau
                      keep: int, fig: dict[str, Any]) -> float:
     """Given v1 serving and v2 promoted with keepPrevious `keep`, when v2 starts failing inside the window,
     then all traffic is back on v1 and spec is untouched; returns breach -> 100% on v1 in seconds."""
-    operator(ns)
     prom = Prometheus(stack)
-    bring_up_stable(kubectl, ns)
-    gen = traffic(ns, NAME, rps=25)
-    wait_traffic_ok(gen, f"{NAME}-stable")
-    obs = Observer(stack, kubectl, ns).start()
+    gen, obs = v1_serving(kubectl, ns, operator, traffic, stack)
     status = promote_v2(kubectl, ns, obs, "120s", keep)
     v1, v2 = revision_of(status, "1"), revision_of(status, "2")
     assert status["previousRevision"]["version"] == "1" and status["phase"] == "Progressing"
@@ -148,12 +153,8 @@ def test_window_expiry_scales_previous_down_then_undo_redeploys_it_and_undo_agai
     lists every period.
     """
     ns = namespace
-    operator(ns)
     with printed_figures("after promotion: window expiry and undo") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        gen, obs = v1_serving(kubectl, ns, operator, traffic, stack)
         kubectl.apply(model_deployment(NAME, ns, "2", steps=STEPS, analysis=ANALYSIS, slo=SLO,
                                        scale_down_delay="3s",
                                        post_promotion={"window": "8s", "keepPrevious": {"replicas": 1}}))
@@ -196,12 +197,8 @@ def test_undo_inside_the_window_is_instant_and_retry_rolls_out_again(
     and `kubectl modelship retry` starts a full rollout of v2 again, as after any rollback.
     """
     ns = namespace
-    operator(ns)
     with printed_figures("after promotion: undo inside the window") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        gen, obs = v1_serving(kubectl, ns, operator, traffic, stack)
         promote_v2(kubectl, ns, obs, "120s", 1)
         v1 = revision_of(kubectl.status(NAME, ns), "1")
         wait_for("v1 kept warm", lambda: deployments(kubectl, ns).get(v1) == 1, timeout=20)
@@ -230,12 +227,8 @@ def test_answers_that_drift_after_promotion_are_caught_against_the_warm_previous
     request while it was the baseline.
     """
     ns = namespace
-    operator(ns)
     with printed_figures("after promotion: answers drift, caught by comparison with the previous revision") as fig:
-        bring_up_stable(kubectl, ns)
-        gen = traffic(ns, NAME, rps=25)
-        wait_traffic_ok(gen, f"{NAME}-stable")
-        obs = Observer(stack, kubectl, ns).start()
+        gen, obs = v1_serving(kubectl, ns, operator, traffic, stack)
         shadow = {"mirrorPercent": 100, "duration": "10s", "compare": {"canarySamplePercent": 50}}
         kubectl.apply(model_deployment(NAME, ns, "2", shadow=shadow, steps=[{"weight": 50, "duration": "10s"}],
                                        analysis={"interval": "5s", "failureLimit": 1, "minRequests": 5},

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from typing import Any
 
 from modelship.controller.requests import parse_request
-from modelship.plugin import commands, main
+from modelship.plugin import commands
 from plugin_fixtures import FakeApi, mdep
+from test_plugin_requests import run
 
 REVISIONS = [
     {"version": "5", "hash": "111aaa", "promotedAt": "2024-05-01T08:00:00Z", "retiredAt": "2024-05-01T09:00:00Z",
@@ -24,13 +23,6 @@ def stable(**status: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {"canaryRevision": None, "stage": "Stable", "phase": "Healthy", "canaryWeight": 0,
                               "revisions": REVISIONS, **status}
     return mdep(**fields)
-
-
-def run(api: FakeApi, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main.main(list(argv), api_factory=lambda _args: api)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_undo_to_a_version_sends_it_and_the_operator_parser_reads_it_back() -> None:
