@@ -84,8 +84,9 @@ def breach_in_window(kubectl: Kubectl, ns: str, operator: Any, traffic: Any, fau
     v1, v2 = revision_of(status, "1"), revision_of(status, "2")
     assert status["previousRevision"]["version"] == "1" and status["phase"] == "Progressing"
     wait_for(f"v1 kept at {keep} pods", lambda: deployments(kubectl, ns).get(v1) == keep, timeout=20)
-    warm = next(c for c in kubectl.status(NAME, ns)["conditions"] if c["type"] == "PreviousWarm")
-    assert warm["status"] == ("True" if keep else "False"), warm
+    wait_for(f"PreviousWarm {bool(keep)}", lambda: any(
+        c["type"] == "PreviousWarm" and c["status"] == ("True" if keep else "False")
+        for c in kubectl.status(NAME, ns)["conditions"]), timeout=20)
     wait_for("v2 answers live traffic", lambda: gen.all_served_by("2", after=time.time() - 3), timeout=20)
 
     # When: v2 turns bad after promotion (no spec change, no canary: a load effect the canary never saw).
