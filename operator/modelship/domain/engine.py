@@ -26,6 +26,9 @@ desired child state -> phase/conditions/message. Semantics worth knowing:
   (a transition that is due waits, exempt from the deadline like a pause). Phase Invalid and the Invalid
   condition name the field and the fix. The controller freezes instead only when no valid spec was ever kept.
 - Status times later than `now` (a clock that ran ahead wrote them) are treated as now and said so.
+- With rollout.postPromotion, promotion enters stage PostPromotion: the new stable is still judged for the
+  window with the previous revision warm; a breach, `abort` or `undo` puts traffic back on it (see
+  post_promotion.py, which also says how a cold revision is restored: validated before it takes traffic).
 """
 
 from __future__ import annotations
