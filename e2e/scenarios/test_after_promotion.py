@@ -218,10 +218,18 @@ def test_undo_inside_the_window_is_instant_and_retry_rolls_out_again(
         assert t_warm - t_undo <= 10, f"warm undo took {t_warm - t_undo:.1f}s"
 
 
+def window_check_passed(status: dict[str, Any]) -> bool:
+    """A check made in the window (after promotion, not the canary's last one) passed, outputShift judged."""
+    last = status.get("lastAnalysis") or {}
+    return (status.get("stage") == "PostPromotion" and last.get("verdict") == "Pass"
+            and str(last.get("time")) > str(status.get("stageStartedAt"))
+            and any(m["name"] == "outputShift" for m in last.get("metrics", [])))
+
+
 def test_answers_that_drift_after_promotion_are_caught_against_the_warm_previous_revision(
     kubectl: Kubectl, namespace: str, operator: Any, traffic: Any, faults: Any, stack: StackContext
 ) -> None:
-    """Given v1 serving and v2 promoted after a compared shadow stage, with `canarySamplePercent: 50` and v1 warm,
+    """Given v1 serving and v2 promoted after a compared shadow stage, with `canarySamplePercent: 100`, v1 warm,
     when v2's answers drift after promotion (scores pushed towards 1; no error, normal latency),
     then the comparator, comparing v2 (behind <name>-stable) with v1 (behind <name>-canary) on live requests,
     sees the shift, and the operator rolls back to v1 with outputShift as the evidence; v1 never took a live
@@ -230,20 +238,20 @@ def test_answers_that_drift_after_promotion_are_caught_against_the_warm_previous
     ns = namespace
     with printed_figures("after promotion: answers drift, caught by comparison with the previous revision") as fig:
         gen, obs = v1_serving(kubectl, ns, operator, traffic, stack)
-        shadow = {"mirrorPercent": 100, "duration": "10s", "compare": {"canarySamplePercent": 50}}
+        # PSI over a window needs its ~100 compared pairs (default minRequests): with a handful, the deciles of a
+        # few dozen values move with noise alone. 25 rps, every request compared, 10 s windows: ~250 pairs.
+        shadow = {"mirrorPercent": 100, "duration": "10s", "compare": {"canarySamplePercent": 100}}
         kubectl.apply(model_deployment(NAME, ns, "2", shadow=shadow, steps=[{"weight": 50, "duration": "10s"}],
-                                       analysis={"interval": "5s", "failureLimit": 1, "minRequests": 5},
+                                       analysis={"interval": "5s", "failureLimit": 1, "minRequests": 100},
                                        slo=SLO, progress_deadline="90s",
                                        post_promotion={"window": "120s", "keepPrevious": {"replicas": 1}}))
-        obs.wait("v2 promoted into its watch window", lambda s: s.stable == "2" and s.stage == "PostPromotion",
-                 timeout=90)
+        promoted = obs.wait("v2 promoted into its watch window",
+                            lambda s: s.stable == "2" and s.stage == "PostPromotion", timeout=90)
         status = kubectl.status(NAME, ns)
         v2 = revision_of(status, "2")
-        wait_for("a passing check in the window that compared answers", lambda: (
-            last := kubectl.status(NAME, ns).get("lastAnalysis") or {}).get("verdict") == "Pass"
-            and kubectl.status(NAME, ns).get("stage") == "PostPromotion"
-            and any(m["name"] == "outputShift" for m in last.get("metrics", [])), timeout=40)
-        t_served_before = time.time()
+        wait_for("a passing check in the window that compared answers", lambda: window_check_passed(
+            kubectl.status(NAME, ns)), timeout=40)
+        t_window = promoted.t + 3  # the traffic generator re-reads the route and Services every second
 
         # When: v2's answers drift (a silent failure: no error, no latency change).
         faults([{"match": {"namespace": ns, "revision": v2}, "answer": "shifted"}])
@@ -256,7 +264,7 @@ def test_answers_that_drift_after_promotion_are_caught_against_the_warm_previous
         obs.stop()
         entry = next(h for h in reversed(final["history"]) if h["event"] == "RolledBack")
         assert entry["stage"] == "PostPromotion" and "outputShift" in entry["reason"], entry
-        served = [v for t, v in list(gen.served) if t_served_before <= t < t_flip]
+        served = [v for t, v in list(gen.served) if t_window <= t < t_flip]
         assert served and set(served) == {"2"}, "v1 answered live requests while it was only the baseline"
         fig["flip_to_all_traffic_on_previous_s"] = round(t_all_v1 - t_flip, 2)
         fig["rollback_evidence"] = entry["reason"][:400]
