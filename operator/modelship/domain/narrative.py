@@ -91,9 +91,8 @@ def _watch_text(ctx: Ctx, stable: Revision) -> str:
     previous = st.previous_revision
     kept = ""
     if previous is not None and watch is not None:
-        state = ctx.state(previous)
-        ready = 0 if state is None else state.ready_replicas
-        kept = f"; previous {previous.version} kept at {watch.keep_previous.replicas} pods ({ready} ready)"
+        kept = (f"; previous {previous.version} kept at {watch.keep_previous.replicas} pods "
+                f"({ctx.ready_pods(previous)} ready)")
     length = watch.window if watch is not None else "?"
     return (f"watching {stable.version} ({stable.hash}) after promotion: {left} of {length} left{kept}; "
             f"{_checks(st)}")
@@ -106,17 +105,16 @@ def previous_warm(ctx: Ctx) -> None:
     if st.stage != Stage.POST_PROMOTION or previous is None or watch is None:
         st.conditions = [c for c in st.conditions if c.type != "PreviousWarm"]
         return
-    state = ctx.state(previous)
-    ready = 0 if state is None else state.ready_replicas
+    state, ready = ctx.state(previous), ctx.ready_pods(previous)
     wanted = watch.keep_previous.replicas
     if ready >= max(1, wanted):
         set_condition(ctx, "PreviousWarm", "True", "Warm", f"{previous.version}: {ready} pods ready")
         return
     why = f" ({state.unschedulable})" if state is not None and state.unschedulable else ""
+    then = ("a rollback moves traffic at once" if ready else
+            "a rollback in the window redeploys and validates it before traffic moves")
     set_condition(ctx, "PreviousWarm", "False", "NotWarm" if wanted else "NotKept",
-                  f"{previous.version}: {ready}/{wanted} pods ready{why}; a rollback in the window redeploys and "
-                  "validates it before traffic moves" if not ready else
-                  f"{previous.version}: {ready}/{wanted} pods ready{why}; a rollback moves traffic at once")
+                  f"{previous.version}: {ready}/{wanted} pods ready{why}; {then}")
 
 
 def message(ctx: Ctx) -> str:
@@ -160,7 +158,7 @@ def update_conditions(ctx: Ctx, invalid: tuple[str, ...] = ()) -> None:
     elif st.stable_revision is None:
         set_condition(ctx, "Ready", "False", "NoRevision", "nothing deployed yet")
     else:
-        ready = 0 if stable_state is None else stable_state.ready_replicas
+        ready = ctx.ready_pods(st.stable_revision)
         set_condition(ctx, "Ready", "False", "StableUnavailable", f"{ready} stable pods ready")
     phase = st.phase
     if invalid:

@@ -72,8 +72,7 @@ def with_baseline(snapshot: MetricsSnapshot, baseline: AnalysisRecord | None) ->
 
 def warm(ctx: Ctx, revision: Revision) -> bool:
     """At least one Ready pod: traffic can move to it in this decision."""
-    state = ctx.state(revision)
-    return state is not None and state.ready_replicas >= 1
+    return ctx.ready_pods(revision) >= 1
 
 
 def watch(ctx: Ctx) -> None:
@@ -116,8 +115,7 @@ def restore(ctx: Ctx, target: Revision, *, reason: str, cause: str, by: str, out
         detail = f"{reason}; evidence: {evidence(last)}"
     is_warm = warm(ctx, target)
     how = "at once (warm)" if is_warm else "once redeployed and validated (it was not warm)"
-    event = "RolledBack" if outcome == "RolledBack" else outcome
-    ctx.record(event, event, f"{outcome.lower().replace('rolledback', 'rolled back')} version {current.version} "
+    ctx.record(outcome, outcome, f"{outcome.lower().replace('rolledback', 'rolled back')} version {current.version} "
                f"({current.hash}): {detail}; traffic back to {target.version} ({target.hash}) {how}",
                outcome=outcome, by=by, revision=current, warning=True, stage=stage)
     st.previous_revision = None

@@ -212,7 +212,7 @@ def promoting(ctx: Ctx) -> None:
         if not frozen(ctx):
             complete_promotion(ctx)
         return
-    ready = 0 if cs is None else cs.ready_replicas
+    ready = ctx.ready_pods(ctx.st.canary_revision)
     st = ctx.st
     if ctx.spec.rollout.gpu_surge == GpuSurgePolicy.SCALE_DOWN_STABLE and not ctx.obs.invalid:
         # GPUs are scarce: hand traffic over as canary pods come up, so stable can lend the GPUs of the share

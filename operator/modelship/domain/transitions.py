@@ -63,6 +63,11 @@ class Ctx:
     def state(self, rev: Revision | None) -> RevisionState | None:
         return None if rev is None else self.obs.revisions.get(rev.hash)
 
+    def ready_pods(self, rev: Revision | None) -> int:
+        """Ready pods of `rev` as observed (0 when its Deployment is not seen)."""
+        state = self.state(rev)
+        return 0 if state is None else state.ready_replicas
+
     def record(
         self, event: str, reason: str, message: str, *, outcome: str | None = None, by: str | None = None,
         revision: Revision | None = None, warning: bool = False, stage: Stage | None = None,
