@@ -31,6 +31,7 @@ from typing import Any
 from e2e.stack.dataplane.comparator import ApiRelay, pod_token, write_kubeconfig
 from e2e.stack.dataplane.comparator import command as comparator_command
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
+from e2e.stack.dataplane.podfeed import PodFeed
 from e2e.stack.dataplane.podspec import (
     MANAGED_BY,
     TritonPod,
@@ -315,31 +316,19 @@ class PodRunner:
 
     # -- watch loop ------------------------------------------------------------------------
     def run_forever(self, core: Any, stop: threading.Event, resync_s: int = 5) -> None:
-        """List, then watch until the server closes the stream (every ``resync_s``), then relist."""
-        from kubernetes import watch  # noqa: PLC0415
-
-        selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+        """Reconcile whenever the pod cache changed, and at least every ``resync_s`` (a crashed server's
+        backoff ends without an event); the network self-heal runs before every watch request."""
+        feed = PodFeed(core, f"{MANAGED_BY[0]}={MANAGED_BY[1]}", resync_s)
+        threading.Thread(target=feed.run, args=(stop, self.network.up), daemon=True, name="pod-feed").start()
         while not stop.is_set():
+            feed.changed.wait(resync_s)
+            feed.changed.clear()
+            if not feed.synced:
+                continue
             try:
-                self.network.up()  # self-heal: idempotent, restores a veth or route someone removed
-                listing = core.list_pod_for_all_namespaces(label_selector=selector)
-                cache = {p.metadata.uid: p for p in listing.items}
-                self.reconcile(cache.values())
-                w = watch.Watch()
-                for event in w.stream(
-                    core.list_pod_for_all_namespaces, label_selector=selector,
-                    resource_version=listing.metadata.resource_version, timeout_seconds=resync_s,
-                ):  # fmt: skip
-                    pod = event["object"]
-                    if event["type"] == "DELETED":
-                        cache.pop(pod.metadata.uid, None)
-                    elif event["type"] in ("ADDED", "MODIFIED"):
-                        cache[pod.metadata.uid] = pod
-                    self.reconcile(cache.values())
-                    if stop.is_set():
-                        w.stop()
-            except Exception as exc:  # API server restarts must not kill the data plane
-                log.warning("pod watch failed (%s); retrying", exc)
+                self.reconcile(feed.snapshot())
+            except Exception as exc:  # one bad pass must not stop the data plane
+                log.warning("reconcile failed (%s); retrying", exc)
                 stop.wait(1.0)
 
 
