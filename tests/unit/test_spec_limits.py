@@ -240,13 +240,13 @@ def maximal_spec_bytes() -> int:
 
 
 def test_the_largest_spec_the_api_server_admits_is_bounded() -> None:
-    """Every string, list and map of the spec is bounded; the largest spec the operator accepts is 506 KiB of
+    """Every string, list and map of the spec is bounded; the largest spec the operator accepts is 509 KiB of
     JSON (every free-text character at its worst 6 bytes, all three routers counted), under MAX_SPEC_BYTES.
     The API server enforces every bound but the total of sample tensor values, which CEL cannot see (the
     values are untyped); there each tensor list is bounded on its own and etcd's object limit applies."""
     size = maximal_spec_bytes()
     assert size <= MAX_SPEC_BYTES, f"the largest spec is {size} bytes"
-    assert size // 1024 == 506, f"the largest spec is now {size // 1024} KiB: update the figure above"
+    assert size // 1024 == 509, f"the largest spec is now {size // 1024} KiB: update the figure above"
 
 
 @pytest.mark.parametrize(

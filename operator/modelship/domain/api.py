@@ -16,6 +16,8 @@ from pydantic import AfterValidator, ConfigDict, Field
 from modelship.domain.api_base import ApiModel, cel, cel_rules
 from modelship.domain.compare_spec import CompareSpec
 from modelship.domain.durations import Duration, cel_duration_ok, duration_field, positive_within
+from modelship.domain.notify_spec import MAX_SUBSCRIPTIONS, Subscription
+from modelship.domain.notify_spec import NAMES_UNIQUE as NOTIFICATION_NAMES_UNIQUE
 from modelship.domain.slo_spec import Slo
 
 GROUP = "modelship.dev"
@@ -557,7 +559,8 @@ class ModelDeploymentSpec(ApiModel):
                 "traffic.none splits traffic by replica counts and cannot mirror requests: remove rollout.shadow, "
                 "or route with traffic.gatewayAPI or traffic.istio",
                 ".rollout.shadow",
-            )
+            ),
+            NOTIFICATION_NAMES_UNIQUE,
         )
     )
 
@@ -572,3 +575,8 @@ class ModelDeploymentSpec(ApiModel):
         description="SLO thresholds that gate every step; with none declared, errorRate max 0.01 applies.",
     )
     validation: Validation = Field(default_factory=Validation, description="Checks before traffic moves.")
+    notifications: Annotated[list[Subscription], Field(max_length=MAX_SUBSCRIPTIONS)] = Field(
+        default_factory=list,
+        description="Who hears about this rollout's decisions (approval gates, promotions, rollbacks with their "
+        "evidence): webhooks and chat services, besides the operator-level subscriptions.",
+    )

@@ -259,7 +259,11 @@ def advance(ctx: Ctx) -> None:
             index = step_index(ctx)
             step = steps(ctx)[index]
             if step.approval is not None:
-                st.awaiting_approval = True
+                if not st.awaiting_approval:  # announced once per gate (notifications hook on the Event)
+                    st.awaiting_approval = True
+                    ctx.record("ApprovalRequired", "ApprovalRequired",
+                               f"step {index + 1}/{len(steps(ctx))} at {st.canary_weight}% waits for approval "
+                               "(kubectl modelship promote)")
                 return
             if not _period_done(ctx, parse_duration(step.duration or "0s")) or frozen(ctx):
                 return

@@ -213,7 +213,21 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         *_serving_problems(spec),
         *_size_problems(spec),
         *_comparison_problems(spec),
+        *_notification_problems(spec),
     ]
+
+
+def _notification_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    """What CEL says of `spec.notifications`, for objects the API server did not check."""
+    out: list[Problem] = []
+    names = [subscription.name for subscription in spec.notifications]
+    for i, subscription in enumerate(spec.notifications):
+        if (subscription.webhook is None) == (subscription.apprise is None):
+            out.append(Problem(f"spec.notifications[{i}]", "set exactly one of webhook or apprise"))
+        if subscription.name in names[:i]:
+            out.append(Problem(f"spec.notifications[{i}].name",
+                               f"{subscription.name!r} is listed twice: notifications names must be unique"))
+    return out
 
 
 def _comparison_problems(spec: ModelDeploymentSpec) -> list[Problem]:
