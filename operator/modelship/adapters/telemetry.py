@@ -114,6 +114,11 @@ class Telemetry:
             "modelship_api_throttled_seconds", "Time requests waited for the client-side rate limit.",
             registry=registry,
         )
+        self.notifications = Counter(
+            "modelship_notifications", "Notification deliveries by event, target kind (webhook, apprise) and "
+            "outcome (delivered, retried, failed, dropped, duplicate).", ["event", "target", "outcome"],
+            registry=registry,
+        )
         self._latest: dict[Key, tuple[str, int]] = {}
         """(phase, canary weight) of every known object, shown or not: the by-phase counts and a late slot need it."""
         self._counts: Tally[str] = Tally()
@@ -211,6 +216,10 @@ class Telemetry:
     def observe_throttle(self, waited_seconds: float) -> None:
         """Time one request waited for the client-side rate limit (QPS/burst)."""
         self.api_throttled.inc(waited_seconds)
+
+    def count_notification(self, event: str, target: str, outcome: str) -> None:
+        """One delivery outcome (labels bounded: the events are an enum, the targets two kinds)."""
+        self.notifications.labels(event, target, outcome).inc()
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Expose /metrics on its own port."""

@@ -188,7 +188,7 @@ class ControlLoop:
             if result.status_patch:
                 self._keep(await self.objects.patch_status(
                     namespace, name, body["metadata"]["resourceVersion"], result.status_patch))
-            await self.reconciler.publish(owner_of(body), result.events)
+            await self.reconciler.publish(owner_of(body), result)
             if result.requeue_after >= self.reconciler.idle_resync_seconds:
                 return None  # nothing due: the queue's jittered resync
             return result.requeue_after

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
 from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.notifications import Notification
 from modelship.domain.observations import MetricsSnapshot, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import Revision
 
@@ -74,6 +75,12 @@ class ModelDeployments(Protocol):
         self, namespace: str, name: str, resource_version: str, finalizers: list[str]
     ) -> Mapping[str, Any]: ...
     async def read(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+
+class Notifier(Protocol):
+    """Takes notifications to deliver later; never blocks or raises (delivery is off the reconcile path)."""
+
+    def offer(self, notification: Notification) -> None: ...
 
 
 class RequesterPolicy(Protocol):

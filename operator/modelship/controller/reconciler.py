@@ -19,7 +19,15 @@ from typing import Any
 from modelship.adapters.kube import KubeError
 from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import Clock
-from modelship.controller.ports import Cluster, Metrics, ModelChecker, Owner, RequesterPolicy, RouterFactory
+from modelship.controller.ports import (
+    Cluster,
+    Metrics,
+    ModelChecker,
+    Notifier,
+    Owner,
+    RequesterPolicy,
+    RouterFactory,
+)
 from modelship.controller.requests import parse_request, request_id
 from modelship.controller.status_patch import status_diff
 from modelship.domain.actions import (
@@ -37,6 +45,7 @@ from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
 from modelship.domain.invalid import mark_invalid
 from modelship.domain.last_valid import last_valid_spec
+from modelship.domain.notifications import Notification, Subscriber, notifications_for
 from modelship.domain.observations import MetricsSnapshot, Observations, RevisionState, RouteState, ValidationReport
 from modelship.domain.post_promotion import judged_revision
 from modelship.domain.refusal import REFUSED_REASON, mark_applied, mark_refused, refusal
@@ -58,6 +67,7 @@ class ReconcileResult:
     status: dict[str, Any]
     requeue_after: float
     events: tuple[EmitEvent, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
 
 def owner_of(body: Mapping[str, Any]) -> Owner:
@@ -124,6 +134,8 @@ class Reconciler:
         idle_resync_seconds: float = 60.0,
         requester_policy: RequesterPolicy | None = None,
         route_scope: RouteScope | None = None,
+        notifier: Notifier | None = None,
+        subscribers: tuple[Subscriber, ...] = (),
     ) -> None:
         self.cluster = cluster
         self.routers = routers
@@ -134,6 +146,9 @@ class Reconciler:
         self.idle_resync_seconds = idle_resync_seconds
         self.requester_policy = requester_policy
         self.route_scope = route_scope or RouteScope()
+        self.notifier = notifier
+        self.subscribers = subscribers
+        """Operator-level subscriptions (their Secrets in the operator's namespace), before each object's own."""
 
     def forget(self, body: Mapping[str, Any]) -> None:
         owner = owner_of(body)
@@ -159,7 +174,7 @@ class Reconciler:
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
         """`step`, then its Events (for callers that write the status themselves afterwards, e.g. tests)."""
         result = await self.step(body)
-        await self.publish(owner_of(body), result.events)
+        await self.publish(owner_of(body), result)
         return result
 
     async def step(self, body: Mapping[str, Any]) -> ReconcileResult:
@@ -176,10 +191,13 @@ class Reconciler:
         finally:
             self.telemetry.reconcile_seconds.observe(time.perf_counter() - started)
 
-    async def publish(self, owner: Owner, events: tuple[EmitEvent, ...]) -> None:
-        """Send Events (after the status recording their decision was written)."""
-        for event in events:
+    async def publish(self, owner: Owner, result: ReconcileResult) -> None:
+        """Send Events and queue notifications (after the status recording their decision was written)."""
+        for event in result.events:
             await self._emit(owner, event)
+        if self.notifier is not None:
+            for notification in result.notifications:
+                self.notifier.offer(notification)
 
     async def _reconcile(self, owner: Owner, body: Mapping[str, Any]) -> ReconcileResult:
         raw_status: dict[str, Any] = dict(body.get("status") or {})
@@ -204,8 +222,12 @@ class Reconciler:
             return self._refused(owner, raw_status, status, refused)
         if status.observed_generation is not None and status.observed_generation != owner.generation:
             await self._remove_stale_routes(owner, spec)
-        return self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision), decision,
-                            events=tuple(events))
+        result = self._result(owner, raw_status, mark_applied(decision.status, now), self._requeue(decision),
+                              decision, events=tuple(events))
+        subscribers = (*self.subscribers, *(Subscriber(s, owner.namespace) for s in spec.notifications))
+        notifications = notifications_for(owner.namespace, owner.name, owner.uid, subscribers, result.events,
+                                          decision.status, now)
+        return replace(result, notifications=notifications)
 
     def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
         """What the schema cannot check: semantic problems, and Istio hosts/gateways outside the namespace."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from pydantic import TypeAdapter, ValidationError
+
 from modelship.adapters.comparator_objects import CLUSTER_ROLE, DEFAULT_COMPARATOR_IMAGE
+from modelship.domain.notify_spec import Subscription
 from modelship.domain.route_scope import RouteScope
 
 
@@ -38,6 +41,21 @@ def _bool(name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name}={raw!r} is not true or false")
+
+
+def _subscriptions(name: str) -> tuple[Subscription, ...]:
+    """Operator-level notification subscriptions: a JSON list in `name` (the chart renders
+    `notifications.subscriptions` into it), each as in `spec.notifications`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ()
+    try:
+        return tuple(TypeAdapter(list[Subscription]).validate_json(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"{name}: [{where}] {first['msg']} (each entry as in spec.notifications: name, on, "
+                         "webhook or apprise with Secret key references)") from exc
 
 
 def _patterns(name: str) -> tuple[str, ...]:
@@ -82,6 +100,10 @@ class Settings:
     """Image of the shadow comparators the operator deploys: its own (the chart passes it)."""
     comparator_cluster_role: str = CLUSTER_ROLE
     """The ClusterRole each comparator's ServiceAccount is bound to (the chart's is per release)."""
+    notifications: tuple[Subscription, ...] = ()
+    """Operator-level subscriptions: every ModelDeployment's decisions (besides its own spec.notifications)."""
+    notifications_namespace: str = "default"
+    """Where the operator-level subscriptions' Secrets are: the operator's own namespace."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,4 +135,6 @@ class Settings:
             metrics_max_objects=_int("MODELSHIP_METRICS_MAX_OBJECTS", cls.metrics_max_objects),
             comparator_image=os.environ.get("MODELSHIP_COMPARATOR_IMAGE") or cls.comparator_image,
             comparator_cluster_role=os.environ.get("MODELSHIP_COMPARATOR_CLUSTER_ROLE") or cls.comparator_cluster_role,
+            notifications=_subscriptions("MODELSHIP_NOTIFICATIONS"),
+            notifications_namespace=os.environ.get("POD_NAMESPACE") or cls.notifications_namespace,
         )

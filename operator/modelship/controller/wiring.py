@@ -19,12 +19,14 @@ from modelship.adapters.metrics.base import AnalysisQuery
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.modeldeployments import ModelDeploymentWrites
+from modelship.adapters.notify import NotificationSender
 from modelship.adapters.routers.factory import RouterFactory
 from modelship.adapters.telemetry import Telemetry
 from modelship.adapters.transport import AsyncTransport
 from modelship.adapters.triton import TritonValidator
 from modelship.controller.clock import Clock, SystemClock
 from modelship.controller.loop import ControlLoop
+from modelship.controller.notifying import build_sender, operator_subscribers
 from modelship.controller.ports import Owner
 from modelship.controller.reconciler import Reconciler
 from modelship.controller.settings import Settings
@@ -108,6 +110,8 @@ class Operator:
     """Fills the watch cache the reconciler reads (`informer.cache`)."""
     elector: LeaderElector
     transport: AsyncTransport
+    notifier: NotificationSender
+    """Delivers notifications queued by reconciles (its own tasks, off the reconcile path)."""
 
 
 def child_namespaces(namespaces: tuple[str, ...]) -> tuple[str, ...]:
@@ -139,7 +143,8 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
                        resync_seconds=settings.resync_seconds, leading=elector.is_leader)
     loop.queue.paused = queue_paused
     informer = ChildInformer(kube, cache, loop.wake, child_namespaces(settings.namespaces))
-    operator = Operator(loop, informer, elector, transport)
+    assert isinstance(reconciler.notifier, NotificationSender)
+    operator = Operator(loop, informer, elector, transport, reconciler.notifier)
     return operator
 
 
@@ -159,16 +164,20 @@ def build_reconciler(
     metrics = PrometheusMetrics(
         MetricsSources(MetricsSettings(prometheus=prometheus)), kube, min_window_seconds=settings.min_window_seconds
     )
+    cluster = KubeCluster(kube, cache=cache, comparator_image=settings.comparator_image,
+                          comparator_cluster_role=settings.comparator_cluster_role)
+    telemetry = Telemetry(max_objects=settings.metrics_max_objects)
     return Reconciler(
-        cluster=KubeCluster(kube, cache=cache, comparator_image=settings.comparator_image,
-                            comparator_cluster_role=settings.comparator_cluster_role),
+        cluster=cluster,
         routers=RouterFactory(kube, cache),
         metrics=metrics,
         checker=TritonChecks(TritonValidator()),
         clock=clock or SystemClock(),
-        telemetry=Telemetry(max_objects=settings.metrics_max_objects),
+        telemetry=telemetry,
         idle_resync_seconds=settings.resync_seconds,
         requester_policy=RequesterPolicyCheck(kube),
         route_scope=settings.route_scope,
+        notifier=build_sender(kube, cluster, telemetry),
+        subscribers=operator_subscribers(settings.notifications, settings.notifications_namespace),
     )
 

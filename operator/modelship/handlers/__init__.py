@@ -73,6 +73,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.operator = operator
     memo.informer_task = asyncio.create_task(operator.informer.run(), name="child-informer")
     memo.loop_task = asyncio.create_task(operator.loop.run(), name="control-loop")
+    memo.notify_task = asyncio.create_task(operator.notifier.run(), name="notifications")
     operator.elector.start()
     memo.leader_task = asyncio.create_task(_lead(operator), name="leadership")
     if operator_settings.metrics_port > 0:
@@ -90,7 +91,7 @@ async def _lead(operator: Any) -> None:
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop reconciling, then hand the Lease over at once (a rolling update waits for no lease expiry)."""
     for task in (getattr(memo, "leader_task", None), getattr(memo, "loop_task", None),
-                 getattr(memo, "informer_task", None)):
+                 getattr(memo, "informer_task", None), getattr(memo, "notify_task", None)):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
