@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
 from modelship.adapters.notify import NotificationSender, Retry
 from modelship.domain.actions import EmitEvent, EventType
 from modelship.domain.notifications import Notification, Subscriber, notifications_for
 from modelship.domain.notify_spec import Subscription
+
 from tests.unit.test_notifications import NOW, rolled_back_status
 
 KEY = "s3cret-hmac-key"

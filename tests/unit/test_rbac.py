@@ -9,6 +9,7 @@ table must say the same as the chart.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from modelship.adapters.kube import APPLY_CONTENT_TYPE, Kube
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
 from modelship.adapters.modeldeployments import ModelDeploymentWrites
+from modelship.adapters.notify import DeliveryError, read_secret
 from modelship.adapters.routers.factory import router_for
 from modelship.controller.wiring import PrometheusMetrics
 from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
 from modelship.domain.compare_spec import CompareSpec
+from modelship.domain.notify_spec import SecretKeyRef
 from modelship.domain.revision import revision_hash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,15 +126,19 @@ async def _every_adapter_call() -> set[Grant]:
     await writes.read("ml", OWNER.name)
     metrics = PrometheusMetrics(MetricsSources(MetricsSettings(prometheus=PrometheusSettings(url="http://p"))), kube)
     await metrics._read_annotations("ml")
+    with contextlib.suppress(DeliveryError):  # not there: the grant is measured all the same
+        await read_secret(kube, "ml", SecretKeyRef(key="url"), "notifications[t].webhook.url")
     return set().union(*(_grant(c.method, c.path, c.content_type) for c in t.calls))
 
 
 def _rules(block: str) -> set[Grant]:
     text = HELPERS.read_text()
-    match = re.search(r'\{\{- define "modelship\.' + block + r'" -\}\}\n(.*?)\{\{- end \}\}', text, re.S)
+    match = re.search(r'\{\{- define "modelship\.' + block + r'" -\}\}\n(.*?)\{\{- end \}\}\n\n', text, re.S)
     assert match, f"no define {block} in {HELPERS}"
+    body = "\n".join(line.replace("{{ toJson . }}", "[named]") for line in match.group(1).splitlines()
+                     if not line.lstrip().startswith("{{"))
     grants: set[Grant] = set()
-    for rule in yaml.safe_load(match.group(1)):
+    for rule in yaml.safe_load(body):
         if OTHER_CLUSTER_RULES & set(rule["resources"]):
             continue
         grants |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
@@ -143,8 +150,10 @@ async def test_the_chart_grants_exactly_what_the_code_and_kopf_use() -> None:
     (nothing missing, no `update`, no events `patch`, no pod `watch`), and the cluster-wide rules are the
     Namespace read plus kopf's CRD discovery; namespace scanning only in namespaced mode."""
     used = await _every_adapter_call()
-    namespaced = {g for g in used if g[1] != "namespaces"} | KOPF | WATCHES | BIND
+    namespaced = {g for g in used if g[1] not in ("namespaces", "secrets")} | KOPF | WATCHES | BIND
     assert _rules("namespacedRules") == namespaced
+    assert _rules("notificationRules") == {g for g in used if g[1] == "secrets"} == {("", "secrets", "get")}
+    assert "resourceNames: {{ toJson . }}" in HELPERS.read_text()  # only the Secrets named in the values
     assert _rules("clusterRules") == {g for g in used if g[1] == "namespaces"} | KOPF_CLUSTER
     assert _rules("namespaceScanRules") == KOPF_NAMESPACE_SCAN
     assert not {g for g in namespaced if g[2] == "update"}

@@ -112,6 +112,17 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
   verbs: [create]
 {{- end }}
 
+{{/* Notification URLs and signing keys: `get` on the Secrets named in notifications.secretNames, no other
+     Secret (RBAC resourceNames; no list or watch). */}}
+{{- define "modelship.notificationRules" -}}
+{{- with .Values.notifications.secretNames }}
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: {{ toJson . }}
+  verbs: [get]
+{{- end }}
+{{- end }}
+
 {{/* Cluster-wide in both modes: kopf observes CRDs (list/watch); `get` on namespaces reads the
      per-namespace Prometheus URL annotation (modelship.dev/prometheus-url). */}}
 {{- define "modelship.clusterRules" -}}
