@@ -41,6 +41,7 @@ def model_deployment(
     samples: bool = True,
     env: dict[str, str] | None = None,
     post_promotion: dict[str, Any] | None = None,
+    notifications: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A complete manifest with e2e-friendly timings; every keyword maps to one spec field."""
     traffic: dict[str, Any] = {
@@ -74,6 +75,8 @@ def model_deployment(
         "slo": copy.deepcopy(slo) if slo is not None else {"errorRate": {"max": 0.05}, "latencyP99Ms": {"max": 200}},
         "validation": {"contract": "Strict", "samples": [SAMPLE] if samples else []},
     }
+    if notifications is not None:
+        spec["notifications"] = notifications
     return {
         "apiVersion": "modelship.dev/v1alpha1",
         "kind": "ModelDeployment",

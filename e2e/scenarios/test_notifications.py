@@ -1,0 +1,174 @@
+"""Notifications on the real stack (issue 12 item 2): a real HTTP receiver on loopback gets the operator's
+signed webhooks for an approval gate, the promotion after it and a rollback with its evidence.
+
+The receiver is down (it drops the connection without answering) for the first delivery: the operator must
+retry, with the same delivery id, and the rollout must not wait for it. The URL and the HMAC key come from a
+Secret in the object's namespace, as in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from e2e.conftest import OperatorFactory, printed_figures
+from e2e.harness import Kubectl, status_when, wait_for
+from e2e.manifests import model_deployment
+from e2e.scenarios.test_control import healthy, plugin
+from e2e.stack import StackContext
+from e2e.stack.traffic import TrafficGenerator
+
+pytestmark = pytest.mark.e2e
+
+NAME = "fraud"
+KEY = "e2e-shared-hmac-key"
+STEPS: list[dict[str, Any]] = [{"weight": 25, "duration": "4s"}, {"approval": {}}]
+SUBSCRIPTION = {"name": "ml-team", "on": ["ApprovalRequired", "Promoted", "RolledBack"],
+                "webhook": {"url": {"key": "url"}, "signingKey": {"key": "hmac"}}}
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    answered: bool
+
+    @property
+    def event(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint on loopback; the first `down_for` requests get their connection dropped unanswered."""
+
+    down_for: int = 0
+    seen: list[Delivery] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answered = len(receiver.seen) >= receiver.down_for
+                receiver.seen.append(Delivery(dict(self.headers), body, time.time(), answered))
+                if not answered:  # a receiver that crashed mid-request
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/modelship"
+
+    def delivered(self, event: str) -> list[Delivery]:
+        return [d for d in self.seen if d.answered and d.headers.get("X-Modelship-Event") == event]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver(down_for=1).start()
+    yield found
+    found.stop()
+
+
+def signed(delivery: Delivery) -> bool:
+    expected = "sha256=" + hmac.new(KEY.encode(), delivery.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, delivery.headers.get("X-Modelship-Signature", ""))
+
+
+def events(kubectl: Kubectl, ns: str, reason: str) -> list[dict[str, Any]]:
+    found = json.loads(kubectl.run("get", "events", "-n", ns, "--field-selector", f"reason={reason}",
+                                   "-o", "json").stdout)["items"]
+    return list(found)
+
+
+def test_a_gate_a_promotion_and_a_rollback_reach_a_signed_webhook(
+    kubectl: Kubectl, namespace: str, operator: OperatorFactory, traffic: Callable[..., TrafficGenerator],
+    stack: StackContext, receiver: Receiver,
+) -> None:
+    """Given a Secret with the receiver's URL and key, v1 Healthy with a webhook subscription on ApprovalRequired,
+    Promoted and RolledBack, and a receiver that drops its first request,
+    when v2 reaches an approval gate, then the receiver gets ApprovalRequired on the retry (same delivery id),
+    signed with the key, while the rollout already waits at the gate;
+    when an SRE promotes it, then Promoted arrives;
+    when version 90 (half its answers fail) rolls out, then RolledBack arrives with the failed errorRate check
+    against its bound, and the ModelDeployment has NotificationSent Events."""
+    ns = namespace
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "modelship-notifications",
+                   "namespace": ns}, "stringData": {"url": receiver.url, "hmac": KEY}})
+    operator(ns)
+    with printed_figures("notifications: gate, promotion, rollback to a signed webhook") as fig:
+        kubectl.apply(model_deployment(NAME, ns, "1", steps=STEPS, notifications=[SUBSCRIPTION]))
+        healthy(kubectl, ns, "1")
+        gen = traffic(ns, NAME)
+
+        # When: v2 reaches the approval gate (the receiver is down for the first delivery).
+        kubectl.apply(model_deployment(NAME, ns, "2", steps=STEPS, notifications=[SUBSCRIPTION]))
+        status_when(kubectl, ns, "v2 waiting for approval", lambda s: bool(s.get("awaitingApproval")), timeout=60)
+        t_gate = time.time()
+        (gate,) = wait_for("ApprovalRequired delivered", lambda: receiver.delivered("ApprovalRequired"), timeout=30)
+        dropped = receiver.seen[0]
+        fig["gate_to_delivered_s"] = round(gate.at - t_gate, 2)
+        fig["first_attempt_dropped_then_retried_after_s"] = round(gate.at - dropped.at, 2)
+        # Then: retried with the same id, signed, with what the rollout waits for.
+        assert not dropped.answered and dropped.headers["X-Modelship-Delivery"] == gate.headers["X-Modelship-Delivery"]
+        assert signed(gate) and gate.event["event"] == "ApprovalRequired"
+        assert gate.event["canary"]["version"] == "2" and gate.event["weights"]["canary"] == 25
+        assert "kubectl modelship promote" in gate.event["message"]
+
+        # When: an SRE approves.
+        out = plugin(stack, ns, "promote", NAME)
+        assert out.returncode == 0, out.stdout + out.stderr
+        healthy(kubectl, ns, "2", timeout=60)
+        (promoted,) = wait_for("Promoted delivered", lambda: receiver.delivered("Promoted"), timeout=20)
+        assert signed(promoted) and promoted.event["stable"]["version"] == "2"
+
+        # When: a version that fails half its answers rolls out.
+        kubectl.apply(model_deployment(NAME, ns, "90", steps=[{"weight": 25, "duration": "60s"}], samples=False,
+                                       notifications=[SUBSCRIPTION],
+                                       slo={"errorRate": {"max": 0.05}}))
+        rolled = status_when(kubectl, ns, "v90 rolled back", lambda s: s.get("phase") == "RolledBack", timeout=90)
+        t_rolled = time.time()
+        (rollback,) = wait_for("RolledBack delivered", lambda: receiver.delivered("RolledBack"), timeout=20)
+        fig["rolled_back_status_to_delivered_s"] = round(rollback.at - t_rolled, 2)
+        # Then: the evidence is in the payload, and the object says it was sent.
+        assert signed(rollback) and rollback.event["severity"] == "warning"
+        failed = [m for m in rollback.event["evidence"]["metrics"] if m["verdict"] == "Fail"]
+        assert failed and failed[0]["name"] == "errorRate" and failed[0]["value"] > failed[0]["max"] == 0.05
+        assert rollback.event["history"]["version"] == "90" == rolled["history"][-1]["version"]
+        sent = wait_for("NotificationSent Events", lambda: len(events(kubectl, ns, "NotificationSent")) >= 3 and
+                        events(kubectl, ns, "NotificationSent"), timeout=10)
+        fig["events"] = sorted(e["message"] for e in sent)
+        ids = [d.headers["X-Modelship-Delivery"] for d in receiver.seen if d.answered]
+        assert len(ids) == len(set(ids)) == 3, [(d.headers["X-Modelship-Event"], d.answered) for d in receiver.seen]
+        fig["deliveries"] = [(d.headers["X-Modelship-Event"], d.answered) for d in receiver.seen]
+        fig["traffic_failed"] = sum(v.get("failed", 0) for v in gen.summary()["backends"].values())
