@@ -119,7 +119,8 @@ def _dropped(ours: object, theirs: object, path: str = "") -> list[str]:
     if isinstance(ours, list):
         if not isinstance(theirs, list) or len(theirs) != len(ours):
             return [path]
-        return [lost for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) for lost in _dropped(a, b, f"{path}[{i}]")]
+        pairs = enumerate(zip(ours, theirs, strict=True))
+        return [lost for i, (a, b) in pairs for lost in _dropped(a, b, f"{path}[{i}]")]
     return [] if ours == theirs else [path]
 
 
