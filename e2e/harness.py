@@ -161,3 +161,23 @@ def running_operator(stack: StackContext, **env: str) -> Iterator[OperatorProces
         yield op
     finally:
         op.kill(signal.SIGTERM)
+
+
+@contextmanager
+def scraped_operator(stack: StackContext, namespace: str, pod: str) -> Iterator[int]:
+    """A metrics port for an operator process, scraped by the stack's Prometheus (job `modelship-operator`, labels
+    `namespace` and `pod`, as a ServiceMonitor would give them) while the block runs."""
+    path = Path(stack.env["MODELSHIP_OPERATOR_TARGETS"])
+    port = free_port()
+    entry = {"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace, "pod": pod}}
+
+    def write(targets: list[dict[str, Any]]) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(targets))
+        tmp.replace(path)
+
+    write([*json.loads(path.read_text() or "[]"), entry])
+    try:
+        yield port
+    finally:
+        write([t for t in json.loads(path.read_text() or "[]") if t != entry])

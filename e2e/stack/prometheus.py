@@ -120,6 +120,7 @@ def scrape_config(
     interval: str = "2s",
     static_targets: Sequence[tuple[str, dict[str, str]]] = (),
     file_sd: Path | None = None,
+    operators_sd: Path | None = None,
 ) -> dict[str, Any]:
     """Prometheus config: pod discovery (managed-by=modelship, podIP:8002) plus optional static targets.
 
@@ -127,6 +128,12 @@ def scrape_config(
     without Kubernetes discovery; used instead of ``kubernetes_sd_configs``.
     """
     jobs: list[dict[str, Any]] = []
+    if operators_sd is not None:  # operator processes a test registers (their /metrics), as a ServiceMonitor would
+        jobs.append({
+            "job_name": "modelship-operator",
+            "honor_labels": True,  # the chart's ServiceMonitor: the objects' namespace label wins over the target's
+            "file_sd_configs": [{"files": [str(operators_sd)], "refresh_interval": "1s"}],
+        })  # fmt: skip
     if file_sd is not None:
         jobs.append({
             "job_name": "modelship-triton",

@@ -211,7 +211,10 @@ def up(ctx: StackContext) -> None:
     shutil.rmtree(prom.workdir / "data", ignore_errors=True)
     k8s_sd = supports_kubernetes_sd(find_binary())
     file_sd = None if k8s_sd else d / "podrunner" / "targets.json"
-    prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd))
+    operators_sd = prom.workdir / "operators.json"  # e2e.harness.scrape_operator writes it
+    operators_sd.write_text("[]")
+    prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd,
+                                 operators_sd=operators_sd))
     timings["prometheus_start_s"] = round(prom.start(), 3)
 
     if gateway.enabled():
@@ -226,6 +229,7 @@ def up(ctx: StackContext) -> None:
         MODELSHIP_PODS_NETNS=network.name,
         MODELSHIP_POD_CIDR=network.cidr,
         MODELSHIP_PODRUNNER_STATUS=str(d / "podrunner" / "status.json"),
+        MODELSHIP_OPERATOR_TARGETS=str(operators_sd),
     )
     ctx.state.update(
         netns=network.name, cidr=network.cidr, prometheus_url=prom.url, auth=auth,

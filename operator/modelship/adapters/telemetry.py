@@ -247,6 +247,7 @@ class Telemetry:
         namespace, name = key
         self._object_series(key, self.phase, namespace, name, phase).set(1)
         self._object_series(key, self.canary_weight, namespace, name).set(weight)
+        self._object_series(key, self.reconcile_errors, namespace, name)  # at 0: rate() is 0, not "no data"
 
     def _object_series(self, key: Key, metric: Metric, *labels: str) -> Metric:
         """The child series of `metric` for a shown object, remembered so it can be removed with the object."""
