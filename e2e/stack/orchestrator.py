@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 from e2e.stack import BINARIES, HERE, REPO, STACK_DIR, StackContext, binary_path, controlplane, crds, nodes
 from e2e.stack.controlplane import StackError
+from e2e.stack.progress import StepFailed, run_step
 
 STATE = STACK_DIR / "state.json"
 ENV_FILE = STACK_DIR / "env"
@@ -102,9 +102,14 @@ def ensure_binaries() -> dict[str, float]:
     """Build missing binaries with build.sh; return the seconds each fresh build took."""
     missing = [b for b in BINARIES if not binary_path(b).exists()]
     if missing:
-        print(f"building {' '.join(missing)} (cached afterwards) ...", flush=True)
-        if subprocess.run(["bash", str(HERE / "build.sh"), *missing], check=False).returncode != 0:
-            raise StackError("building the stack binaries failed (see the output above)")
+        print(f"building {len(missing)} stack binaries from the Go module proxy, once (cached in "
+              f"{binary_path(missing[0]).parent.parent}):", flush=True)
+    for name in missing:
+        try:
+            run_step(f"{name} {binary_path(name).parent.name.removeprefix(name + '-')}",
+                     ["bash", str(HERE / "build.sh"), name], key=name)
+        except StepFailed as exc:
+            raise StackError(str(exc)) from exc
     return {b: float((binary_path(b).parent / "build-seconds").read_text()) for b in missing}
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from e2e.stack.progress import StepFailed, run_step
 from e2e.stack.triton import free_port, http_ok
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -85,12 +86,11 @@ def build_upstream() -> Path | None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN", "local"))
     t0 = time.monotonic()
     ldflags = f"-s -w -X github.com/prometheus/common/version.Version={UPSTREAM_VERSION.lstrip('v')}"
-    proc = subprocess.run(
-        [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), f"{UPSTREAM_MODULE}/cmd/prometheus"],
-        cwd=WRAPPER_MODULE, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        (out.parent / "build.log").write_text(proc.stdout + proc.stderr)
+    try:
+        run_step(f"prometheus {UPSTREAM_VERSION}", [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp),
+                 f"{UPSTREAM_MODULE}/cmd/prometheus"], key="prometheus", cwd=WRAPPER_MODULE, env=env)
+    except StepFailed as exc:
+        print(f"  (falling back to Debian's prometheus: {str(exc).splitlines()[0]})", flush=True)
         return None
     tmp.replace(out)
     (out.parent / "build-seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
