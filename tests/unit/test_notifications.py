@@ -15,6 +15,7 @@ from modelship.domain.actions import EmitEvent, EventType
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.notifications import NOTIFIABLE, Notification, Subscriber, notifications_for
 from modelship.domain.notify_spec import NotificationEvent, Subscription
+from modelship.domain.observations import MetricsSnapshot, MetricValue
 from modelship.domain.status import ModelDeploymentStatus
 from modelship.domain.validation import semantic_problems
 
@@ -158,3 +159,34 @@ def rec_owner() -> Any:
     from modelship.controller.reconciler import owner_of  # noqa: PLC0415
 
     return owner_of(body(SPEC))
+
+
+class PassingMetrics:
+    async def snapshot(self, *args: Any, **kwargs: Any) -> MetricsSnapshot:
+        return MetricsSnapshot(available=True, canary_requests=1000,
+                               values={"errorRate": MetricValue(canary=0.0, stable=0.0)})
+
+
+async def test_a_gate_is_announced_once_when_the_rollout_reaches_it() -> None:
+    """Given steps 25% for 1m then an approval gate, when v2 advances to the gate and then waits there through
+    several reconciles, then exactly one decision emits ApprovalRequired and notifies (the first version of
+    this Event was emitted only by a code path the step transition never took: found by the e2e scenario)."""
+    notifier = Collected()
+    rec = Reconciler(FakeCluster(), FakeRouters(), PassingMetrics(), PassingChecks(), ManualClock(NOW), Telemetry(),
+                     notifier=notifier)
+    gated = {**SPEC, "rollout": {"canary": {"steps": [{"weight": 25, "duration": "1m"}, {"approval": {}}]}},
+             "notifications": [WEBHOOK]}
+    v2 = {**gated, "model": {**SPEC["model"], "version": "2"}}
+    status = (await rec.reconcile(body(gated))).status
+    status = (await rec.reconcile(body(gated, status))).status
+    announced = []
+    for _ in range(10):
+        result = await rec.reconcile(body(v2, status, generation=2))
+        status = result.status
+        announced += [event.reason for event in result.events if event.reason == "ApprovalRequired"]
+        assert isinstance(rec.clock, ManualClock)
+        rec.clock.advance(30)
+    assert status["awaitingApproval"] and status["step"] == 1
+    assert announced == ["ApprovalRequired"]
+    assert [n.event for n in notifier.offered] == ["ApprovalRequired"]
+    assert "kubectl modelship promote" in notifier.offered[0].payload["message"]

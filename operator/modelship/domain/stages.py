@@ -20,6 +20,7 @@ from modelship.domain.revisions import OPERATOR, open_revision
 from modelship.domain.status import ModelDeploymentStatus, Stage, Verdict
 from modelship.domain.transitions import (
     Ctx,
+    await_approval,
     complete_promotion,
     enter_promoting,
     enter_shadow,
@@ -259,11 +260,7 @@ def advance(ctx: Ctx) -> None:
             index = step_index(ctx)
             step = steps(ctx)[index]
             if step.approval is not None:
-                if not st.awaiting_approval:  # announced once per gate (notifications hook on the Event)
-                    st.awaiting_approval = True
-                    ctx.record("ApprovalRequired", "ApprovalRequired",
-                               f"step {index + 1}/{len(steps(ctx))} at {st.canary_weight}% waits for approval "
-                               "(kubectl modelship promote)")
+                await_approval(ctx, index)
                 return
             if not _period_done(ctx, parse_duration(step.duration or "0s")) or frozen(ctx):
                 return

@@ -243,7 +243,7 @@ def enter_step(ctx: Ctx, index: int) -> None:
     st.mirror_percent = 0
     st.canary_weight = held_weight(ctx, index)
     step = steps(ctx)[index]
-    st.awaiting_approval = step.approval is not None
+    st.awaiting_approval = False
     total = len(steps(ctx))
     if step.approval is not None:
         text = f"step {index + 1}/{total}: waiting for approval at {st.canary_weight}%"
@@ -254,6 +254,18 @@ def enter_step(ctx: Ctx, index: int) -> None:
     else:
         _enter_period(ctx)
         ctx.record("StageChanged", "StepAdvanced", text)
+    if step.approval is not None:
+        await_approval(ctx, index)
+
+
+def await_approval(ctx: Ctx, index: int) -> None:
+    """Wait at approval step `index`; announced once per gate (the ApprovalRequired Event is what notifies)."""
+    st = ctx.st
+    if st.awaiting_approval:
+        return
+    st.awaiting_approval = True
+    ctx.record("ApprovalRequired", "ApprovalRequired", f"step {index + 1}/{len(steps(ctx))} at {st.canary_weight}% "
+               "waits for approval: kubectl modelship promote")
 
 
 def restart_step(ctx: Ctx, index: int, why: str) -> None:
@@ -264,11 +276,13 @@ def restart_step(ctx: Ctx, index: int, why: str) -> None:
     old_step, old_weight = st.step, st.canary_weight
     st.step = index
     st.canary_weight = weight
-    st.awaiting_approval = steps(ctx)[index].approval is not None
+    st.awaiting_approval = False
     _enter_period(ctx)
     total = len(steps(ctx))
     was = f"step {(old_step or 0) + 1} at {old_weight}%"
     ctx.record("StepsChanged", "StepsChanged", f"{why}: now step {index + 1}/{total} at {weight}% (was {was})")
+    if steps(ctx)[index].approval is not None:
+        await_approval(ctx, index)
 
 
 def enter_promoting(ctx: Ctx, why: str) -> None:
