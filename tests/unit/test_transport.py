@@ -360,3 +360,34 @@ async def test_a_refused_watch_raises_with_the_status_and_a_401_reads_the_token_
     await transport.request("GET", f"{BASE}/a")
     tokens = [seen["headers"]["Authorization"] for seen in stand_in.seen]
     assert tokens[0] != tokens[1]
+
+
+async def test_every_request_sent_reaches_the_operator_metrics(api: tuple[Api, AsyncTransport]) -> None:
+    """Given the transport wired to telemetry as `modelship run` wires it, when it reads, applies and deletes,
+    then modelship_api_requests_total counts each by verb and modelship_api_writes_total the writes (the
+    counters existed, on the dashboard, but nothing fed them: found by the e2e dashboard scenario)."""
+    from modelship.adapters.kube import APPLY_CONTENT_TYPE  # noqa: PLC0415
+    from modelship.adapters.telemetry import Telemetry  # noqa: PLC0415
+
+    _, transport = api
+    telemetry = Telemetry()
+    transport.observer = telemetry.observe_request
+    await transport.request("GET", f"{BASE}/a")
+    await transport.request("PATCH", f"{BASE}/a", body={}, content_type=APPLY_CONTENT_TYPE)
+    await transport.request("DELETE", f"{BASE}/a")
+
+    def sample(name: str, verb: str) -> float | None:
+        return telemetry.registry.get_sample_value(name, {"verb": verb})
+
+    assert [sample("modelship_api_requests_total", verb) for verb in ("get", "apply", "delete")] == [1, 1, 1]
+    assert sample("modelship_api_writes_total", "get") is None and sample("modelship_api_writes_total", "apply") == 1
+
+
+def test_the_operator_wires_its_transport_to_its_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelship.controller import wiring  # noqa: PLC0415
+    from modelship.controller.settings import Settings  # noqa: PLC0415
+
+    monkeypatch.setattr(wiring.AsyncTransport, "from_kubeconfig",
+                        classmethod(lambda cls, *a, **k: AsyncTransport("http://127.0.0.1:9")))
+    operator = wiring.build_operator(Settings(leader_election=False))
+    assert operator.transport.observer == operator.loop.reconciler.telemetry.observe_request

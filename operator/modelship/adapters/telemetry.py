@@ -213,6 +213,12 @@ class Telemetry:
         if written:
             self.api_writes.labels(verb).inc()
 
+    def observe_request(self, verb: str, written: bool, waited_seconds: float) -> None:
+        """One request sent by the operator's transport (wired in controller/wiring.py)."""
+        self.count_api_request(verb, written)
+        if waited_seconds > 0:
+            self.observe_throttle(waited_seconds)
+
     def observe_throttle(self, waited_seconds: float) -> None:
         """Time one request waited for the client-side rate limit (QPS/burst)."""
         self.api_throttled.inc(waited_seconds)

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from modelship.adapters.kube import KubeError, Query
+from modelship.adapters.kube import APPLY_CONTENT_TYPE, KubeError, Query
 
 REQUEST_TIMEOUT_S = 30.0
 WATCH_READ_TIMEOUT_S = 330.0
@@ -65,6 +65,13 @@ class RateLimiter:
         except asyncio.CancelledError:
             self._tokens += 1  # the reserved token was never used: give it back
             raise
+
+
+def verb_of(method: str, content_type: str | None) -> str:
+    """The request's verb as operator metrics name it (a server-side apply is `apply`)."""
+    if method == "PATCH" and content_type == APPLY_CONTENT_TYPE:
+        return "apply"
+    return {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
 
 
 def _error_from_body(status: int, reason: str, data: bytes) -> KubeError:
@@ -154,6 +161,8 @@ class AsyncTransport:
         self._pool_size = pool_size
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.observer: Callable[[str, bool, float], None] | None = None
+        """Told (verb, whether it writes, seconds it waited for the rate limiter) of every request sent."""
 
     @classmethod
     def from_configuration(
@@ -214,9 +223,12 @@ class AsyncTransport:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type or "application/json"
+        queued = time.monotonic()
         await self.limiter.acquire()
         if self._fence is not None and method != "GET":
             self._fence()
+        if self.observer is not None:
+            self.observer(verb_of(method, content_type), method != "GET", time.monotonic() - queued)
         try:
             async with self._client().request(
                 method, self.host + path, params=query or None, data=data, headers=headers, proxy=self._proxy,

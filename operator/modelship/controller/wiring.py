@@ -139,6 +139,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     kube = Kube(transport, fence=elector.fence)
     cache = WatchCache(kube)
     reconciler = build_reconciler(settings, kube=kube, cache=cache)
+    transport.observer = reconciler.telemetry.observe_request
     loop = ControlLoop(reconciler, ModelDeploymentWrites(kube), reconciler.telemetry, workers=settings.workers,
                        resync_seconds=settings.resync_seconds, leading=elector.is_leader)
     loop.queue.paused = queue_paused
