@@ -33,3 +33,7 @@ class ClusterApi(Protocol):
     def watch(self, namespace: str, name: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield the object now and after every change, until timeout_s (None: forever)."""
         ...
+
+    def watch_collection(self, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """("RELIST", {}), ("ADDED", obj) per object listed, then watch events; lists again when the stream ends."""
+        ...

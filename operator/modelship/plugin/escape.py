@@ -92,3 +92,7 @@ class SafeApi:
     def watch(self, namespace: str, name: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         for obj in self._api.watch(namespace, name, timeout_s=timeout_s):
             yield dict(clean(obj))
+
+    def watch_collection(self, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        for kind, obj in self._api.watch_collection(namespace):
+            yield kind, dict(clean(obj))

@@ -280,5 +280,34 @@ class KubeApi:
                 yield obj
 
 
+    def watch_collection(self, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every ModelDeployment of `namespace` (None: all) as ("RELIST", {}) then ("ADDED", obj) for each listed,
+        then the watch's ("ADDED"|"MODIFIED"|"DELETED", obj); lists again whenever the stream ends. Forever."""
+        while True:
+            if namespace is None:
+                func: Any = self._custom.list_cluster_custom_object
+                args: tuple[str, ...] = (GROUP, VERSION, PLURAL)
+            else:
+                func, args = self._custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL)
+            listing = self._call("list", namespace, None, func, *args, _request_timeout=REQUEST_TIMEOUT)
+            yield "RELIST", {}
+            for obj in listing.get("items") or []:
+                yield "ADDED", obj
+            version = (listing.get("metadata") or {}).get("resourceVersion")
+            try:
+                for event in watch.Watch().stream(func, *args, resource_version=version, timeout_seconds=WATCH_WINDOW_S,
+                                                  _request_timeout=(5, WATCH_WINDOW_S + 10)):
+                    kind, obj = event.get("type"), event.get("object")
+                    if kind == "ERROR" or not isinstance(obj, dict):
+                        break  # e.g. 410 Gone: list again
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        yield str(kind), obj
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise translate(exc, "watch", namespace, None, self._server) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise translate(exc, "watch", namespace, None, self._server) from None
+
+
 class _WatchForbidden(Exception):
     """The caller may get but not watch: poll instead."""

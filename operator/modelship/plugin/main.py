@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = command("revisions", "list every revision that served as stable: when, who promoted it, how it ended")
     p.add_argument("name")
+    p = command("dashboard", "serve a live web dashboard on loopback that sees and acts as you (your kubeconfig)")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace you can list")
+    p.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1: only you)")
+    p.add_argument("--port", type=int, default=3100, help="port (default 3100)")
     for name, help_text in [
         ("promote", "approve the current approval step (--full: promote the canary to 100%% now)"),
         ("abort", "roll back to the stable revision now"),
@@ -139,6 +143,10 @@ def run(args: argparse.Namespace, api: ClusterApi, out: Callable[[str], None]) -
     if args.command == "revisions":
         out(render.render_revisions(api.get(namespace, args.name)))
         return 0
+    if args.command == "dashboard":
+        from modelship.dashboard.server import serve  # noqa: PLC0415 (aiohttp only for this command)
+
+        return serve(api, None if args.all_namespaces else namespace, args.address, args.port, out)
     action: Action = "promote-full" if args.command == "promote" and args.full else args.command
     return send(api, namespace, args.name, action, force=args.force, to_version=getattr(args, "to_version", None),
                 wait=args.wait, timeout_s=args.timeout, out=out)

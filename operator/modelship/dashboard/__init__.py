@@ -1,0 +1,1 @@
+"""The web dashboard (`kubectl modelship dashboard`): fleet and rollout pages, live, acting as the viewer."""

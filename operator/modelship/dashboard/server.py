@@ -1,0 +1,184 @@
+"""`kubectl modelship dashboard`: a web UI on loopback, acting with the viewer's own kubeconfig identity.
+
+Why aiohttp: the operator already depends on it (no new server stack to audit), it serves static files, JSON and
+server-sent events from one small app, and its test client drives the whole app in unit tests. The front end is
+plain HTML, CSS and JavaScript under `static/` (no build step: the assets in the repo are the assets served) and
+draws its charts as inline SVG.
+
+Security model: it binds 127.0.0.1 by default and uses the caller's kubeconfig, exactly as kubectl would, so the
+page can see and do no more than its viewer. Actions write the same request annotation as the plugin; a
+refusal by the API server (RBAC, the requester admission policy) is shown as the API server worded it.
+Live updates: one list+watch of ModelDeployments feeds every open page through server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from modelship.dashboard.views import ACTIONS, Timeline, fleet_row, key_of, rollout_view
+from modelship.plugin.cluster import ClusterApi
+from modelship.plugin.commands import send
+from modelship.plugin.errors import PluginError
+
+log = logging.getLogger("modelship.dashboard")
+STATIC = Path(__file__).parent / "static"
+Key = tuple[str, str]
+
+
+class Fleet:
+    """The ModelDeployments the viewer can see, kept by a list+watch thread; subscribers get each change."""
+
+    def __init__(self, api: ClusterApi, namespace: str | None, now: Callable[[], datetime]) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.now = now
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.timeline = Timeline()
+        self.synced = threading.Event()
+        self.error = ""
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        threading.Thread(target=self._follow, daemon=True, name="dashboard-watch").start()
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                for kind, obj in self.api.watch_collection(self.namespace):
+                    self.apply(kind, obj)
+            except PluginError as exc:  # e.g. RBAC: shown on the page, tried again
+                self.error = str(exc)
+                log.warning("watching ModelDeployments failed: %s", exc)
+                threading.Event().wait(5)
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        """One watch event (from the watch thread, or a test)."""
+        if kind == "RELIST":
+            self.objects.clear()
+            return
+        key = key_of(obj)
+        if kind == "DELETED":
+            self.objects.pop(key, None)
+            self.timeline.forget(key)
+        else:
+            self.objects[key] = obj
+            self.timeline.observe(obj, self.now())
+        self.error = ""
+        self.synced.set()
+        self._publish({"kind": kind, "row": fleet_row(obj, self.now())})
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        if self._loop is None:
+            return
+        for queue in list(self._subscribers):
+            self._loop.call_soon_threadsafe(queue.put_nowait, message)
+
+    @contextlib.contextmanager
+    def subscription(self) -> Any:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+
+def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fleet: Fleet | None = None) -> web.Application:
+    """The whole dashboard; `fleet` is started with the app unless a test passes one it feeds itself."""
+    followed = fleet or Fleet(api, namespace, now)
+    routes = web.RouteTableDef()
+
+    @routes.get("/")
+    @routes.get("/rollouts/{namespace}/{name}")
+    async def page(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    @routes.get("/api/fleet")
+    async def fleet_page(request: web.Request) -> web.Response:
+        wanted = request.query.get("namespace") or None
+        rows = [fleet_row(obj, now()) for key, obj in sorted(followed.objects.items())
+                if wanted in (None, key[0])]  # fmt: skip
+        return web.json_response({"rows": rows, "error": followed.error, "viewer": await _viewer(api)})
+
+    @routes.get("/api/rollouts/{namespace}/{name}")
+    async def rollout(request: web.Request) -> web.Response:
+        key = (request.match_info["namespace"], request.match_info["name"])
+        obj = followed.objects.get(key)
+        if obj is None:
+            return web.json_response({"error": f"modeldeployment {key[0]}/{key[1]} not found"}, status=404)
+        return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key)})
+
+    @routes.post("/api/rollouts/{namespace}/{name}/{action}")
+    async def act(request: web.Request) -> web.Response:
+        namespace, name, action = (request.match_info[k] for k in ("namespace", "name", "action"))
+        if action not in ACTIONS:
+            return web.json_response({"error": f"unknown action {action!r}"}, status=400)
+        said: list[str] = []
+        try:
+            await asyncio.to_thread(send, api, namespace, name, action, wait=False, out=said.append)
+        except PluginError as refused:
+            forbidden = "forbidden" in str(refused).lower() or "denied" in str(refused).lower()
+            return web.json_response({"error": str(refused)}, status=403 if forbidden else 409)
+        return web.json_response({"message": "\n".join(said)})
+
+    @routes.get("/api/events")
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        with followed.subscription() as queue:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                await response.write(f"data: {json.dumps(message)}\n\n".encode())
+
+    application = web.Application()
+    application.add_routes(routes)
+    application.router.add_static("/static/", STATIC)
+
+    async def follow(_: web.Application) -> AsyncIterator[None]:
+        if fleet is None:
+            followed.start(asyncio.get_running_loop())
+        else:
+            followed._loop = asyncio.get_running_loop()
+        yield
+
+    application.cleanup_ctx.append(follow)
+    return application
+
+
+_VIEWERS: dict[int, str] = {}
+
+
+async def _viewer(api: ClusterApi) -> str:
+    """Who the API server says the viewer is (asked once per api)."""
+    if id(api) not in _VIEWERS:
+        try:
+            _VIEWERS[id(api)] = await asyncio.to_thread(api.whoami)
+        except PluginError:
+            return ""
+    return _VIEWERS[id(api)]
+
+
+def serve(api: ClusterApi, namespace: str | None, address: str, port: int, out: Callable[[str], None]) -> int:
+    """Run until Ctrl-C."""
+    out(f"Modelship dashboard on http://{address}:{port}/ as your kubeconfig identity "
+        f"({'namespace ' + namespace if namespace else 'all namespaces'}); Ctrl-C stops it")
+    web.run_app(app(api, namespace), host=address, port=port, print=None)
+    return 0
