@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from plugin_fixtures import FakeApi, mdep
-
 from modelship.dashboard.server import Fleet, app
 from modelship.dashboard.views import Timeline, actions, fleet_row, rollout_view
 from modelship.plugin.errors import PluginError
+from plugin_fixtures import FakeApi, mdep
 
 NOW = datetime(2024, 5, 1, 10, 14, tzinfo=UTC)
 
