@@ -119,7 +119,8 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
         obj = followed.objects.get(key)
         if obj is None:
             return web.json_response({"error": f"modeldeployment {key[0]}/{key[1]} not found"}, status=404)
-        return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key)})
+        return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key),
+                                  "viewer": await _viewer(api)})
 
     @routes.post("/api/rollouts/{namespace}/{name}/{action}")
     async def act(request: web.Request) -> web.Response:
@@ -134,19 +135,25 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
             return web.json_response({"error": str(refused)}, status=403 if forbidden else 409)
         return web.json_response({"message": "\n".join(said)})
 
+    closing = asyncio.Event()  # set at shutdown: open event streams end instead of holding it up
+
     @routes.get("/api/events")
     async def events(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        with followed.subscription() as queue:
+        with followed.subscription() as queue, contextlib.suppress(ConnectionResetError):
             await response.write(b": connected\n\n")
-            while True:
+            quiet = 0
+            while not closing.is_set():
                 try:
-                    message = await asyncio.wait_for(queue.get(), timeout=15)
+                    message = await asyncio.wait_for(queue.get(), timeout=1)
                 except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
+                    quiet += 1
+                    if quiet % 15 == 0:  # proxies close silent streams
+                        await response.write(b": keep-alive\n\n")
                     continue
                 await response.write(f"data: {json.dumps(message)}\n\n".encode())
+        return response
 
     application = web.Application()
     application.add_routes(routes)
@@ -159,7 +166,11 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
             followed._loop = asyncio.get_running_loop()
         yield
 
+    async def close_streams(_: web.Application) -> None:
+        closing.set()
+
     application.cleanup_ctx.append(follow)
+    application.on_shutdown.append(close_streams)
     return application
 
 

@@ -43,10 +43,12 @@ function chart(title, series, unit) {
   if (!all.length) return "";
   const values = all.map((p) => p[1]), top = Math.max(...values) * 1.1 || 1, bottom = Math.min(0, ...values);
   const paths = series.filter((s) => s.points.length).map((s) => line(s.points, width, height, top, bottom, s.color, s.dashed)).join("");
-  const legend = series.map((s) => `<span style="color:${s.color}">${s.dashed ? "- -" : "—"} ${esc(s.name)}</span>`).join(" ");
+  const legend = series.filter((s) => s.points.length).map((s) => `<span style="color:${s.color}">${s.dashed ? "- -" : "—"} ${esc(s.name)}</span>`).join(" ");
+  const times = all.map((p) => p[0]), clock = (t) => new Date(t * 1000).toISOString().slice(11, 19);
   return `<div class="chart" data-chart="${esc(title)}"><h3>${esc(title)} ${unit ? `(${esc(unit)})` : ""}</h3>
     <svg width="${width}" height="${height}" role="img" aria-label="${esc(title)}">
-      <text x="2" y="12">${top.toPrecision(3)}</text><text x="2" y="${height - 18}">${bottom}</text>${paths}</svg>
+      <text x="2" y="12">${top.toPrecision(3)}</text><text x="2" y="${height - 18}">${bottom}</text>
+      <text x="30" y="${height - 4}">${clock(Math.min(...times))}</text><text x="${width - 60}" y="${height - 4}">${clock(Math.max(...times))}</text>${paths}</svg>
     <div>${legend}</div></div>`;
 }
 
@@ -77,6 +79,7 @@ let notice = "";
 async function rollout(namespace, name) {
   const view = await getJSON(`/api/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
   if (view.error) { main.innerHTML = `<div class="notice error">${esc(view.error)}</div>`; return; }
+  document.getElementById("viewer").textContent = view.viewer ? `viewing as ${view.viewer}` : "";
   const buttons = Object.entries(view.actions).map(([action, why]) =>
     `<button data-action="${action}" ${why ? "disabled" : ""} title="${esc(why || `${action} as you`)}">${action}</button>`).join("");
   const metric = (m) => [esc(m.name), esc(m.value), esc(m.stableValue), esc(m.max ?? m.min), `<span class="verdict-${esc(m.verdict)}">${esc(m.verdict)}</span>`, esc(m.message)];
