@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from modelship.dashboard.server import Fleet, app
 
 from e2e.stack.triton import free_port
-from modelship.dashboard.server import Fleet, app
 
 pytestmark = pytest.mark.integration
 
