@@ -131,7 +131,7 @@ def viewed(kubectl: Kubectl, ns: str, stack: StackContext, browser: Any, me: str
         page.screenshot(path=str(SHOTS / "dashboard-fleet.png"))
 
         # When: the viewer opens the rollout and clicks promote.
-        page.click(f"text={NAME}")
+        page.click(f'a[href="/rollouts/{ns}/{NAME}"]')
         page.wait_for_selector('button[data-action="promote"]:not([disabled])', timeout=15_000)
         page.click('button[data-action="promote"]')
         page.wait_for_selector("#notice", timeout=15_000)
