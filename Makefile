@@ -14,8 +14,8 @@ all: test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@$(PYTHON) e2e/stack/progress.py pip "pip (upgrade)" -- $(PY) -m pip install --upgrade pip
+	@$(PYTHON) e2e/stack/progress.py python-packages "python packages (.venv)" -- $(PY) -m pip install -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

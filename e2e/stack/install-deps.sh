@@ -12,10 +12,11 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: need root to install: ${need[*]} (apt-get install -y ${need[*]})" >&2
     exit 1
   fi
-  echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  progress="$(dirname "${BASH_SOURCE[0]}")/progress.py"
+  python3 "$progress" apt-update "apt-get update" -- apt-get update
+  python3 "$progress" system-packages "system packages: ${need[*]}" -- \
+    apt-get install -y --no-install-recommends "${need[@]}"
   # Debian's prometheus package may start a system service on :9090; the stack runs its own instance.
   if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true; fi
   pkill -x prometheus-node-exporter 2>/dev/null || true

@@ -17,7 +17,7 @@ from pathlib import Path
 
 TYPICAL_S = {
     "etcd": 45, "kwok": 80, "kube-apiserver": 170, "kube-controller-manager": 55, "kube-scheduler": 10,
-    "kubectl": 25, "prometheus": 150, "helm": 120, "rollouts-controller": 480, "system packages": 60,
+    "kubectl": 25, "prometheus": 150, "helm": 120, "rollouts-controller": 480,
 }  # fmt: skip
 """Seconds each component took to build cold on the 2-core CI machine (2026-12-02)."""
 TAIL_LINES = 15
@@ -42,8 +42,7 @@ def run_step(what: str, command: Sequence[str], *, key: str | None = None, cwd: 
     name = key or what
     log = log_dir() / f"build-{name.replace(' ', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    typical = TYPICAL_S.get(name)
-    hint = f" (typically {clock(typical)})" if typical else ""
+    hint = _hint(name, log.with_suffix(".seconds"))
     interactive = sys.stdout.isatty()
     if interactive:
         print(f"  {what:<34} ...{hint}", end="", flush=True)
@@ -59,4 +58,34 @@ def run_step(what: str, command: Sequence[str], *, key: str | None = None, cwd: 
         print(f"  {what:<34} FAILED after {clock(elapsed)} (exit {code}); full log: {log}", flush=True)
         raise StepFailed(f"{what} failed (exit {code}); full log: {log}; last lines:\n{tail}")
     print(f"  {what:<34} {clock(elapsed):>8}{hint}; log: {log}", flush=True)
+    log.with_suffix(".seconds").write_text(f"{elapsed:.1f}\n")
     return elapsed
+
+
+def _hint(name: str, last_file: Path) -> str:
+    """The typical time, else how long it took the last time on this machine, else nothing."""
+    typical = TYPICAL_S.get(name)
+    if typical:
+        return f" (typically {clock(typical)})"
+    try:
+        return f" (last time {clock(float(last_file.read_text()))})"
+    except (OSError, ValueError):
+        return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python3 e2e/stack/progress.py KEY WHAT -- COMMAND...`: the Makefile's and scripts' slow steps."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 4 or args[2] != "--":
+        print("usage: progress.py KEY WHAT -- COMMAND...", file=sys.stderr)
+        return 2
+    try:
+        run_step(args[1], args[3:], key=args[0])
+    except StepFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
