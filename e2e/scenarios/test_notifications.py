@@ -1,9 +1,13 @@
-"""Notifications on the real stack (issue 12 item 2): a real HTTP receiver on loopback gets the operator's
-signed webhooks for an approval gate, the promotion after it and a rollback with its evidence.
+"""The people around a rollout, on the real stack (issue 12 items 2 and 3).
 
-The receiver is down (it drops the connection without answering) for the first delivery: the operator must
-retry, with the same delivery id, and the rollout must not wait for it. The URL and the HMAC key come from a
-Secret in the object's namespace, as in production.
+Notifications: a real HTTP receiver on loopback gets the operator's signed webhooks for an approval gate, the
+promotion after it and a rollback with its evidence. The receiver is down (it drops the connection without
+answering) for the first delivery: the operator must retry, with the same delivery id, and the rollout must
+not wait for it. The URL and the HMAC key come from a Secret in the object's namespace, as in production.
+
+Grafana: the operator is scraped by the stack's Prometheus as the chart's ServiceMonitor would (job
+`modelship-operator`, labels namespace and pod); after those rollouts every query of every panel of the chart's
+dashboard returns data.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,10 +28,10 @@ from typing import Any
 import pytest
 
 from e2e.conftest import OperatorFactory, printed_figures
-from e2e.harness import Kubectl, status_when, wait_for
+from e2e.harness import Kubectl, scraped_operator, status_when, wait_for
 from e2e.manifests import model_deployment
 from e2e.scenarios.test_control import healthy, plugin
-from e2e.stack import StackContext
+from e2e.stack import REPO, StackContext
 from e2e.stack.traffic import TrafficGenerator
 
 pytestmark = pytest.mark.e2e
@@ -121,12 +127,14 @@ def test_a_gate_a_promotion_and_a_rollback_reach_a_signed_webhook(
     signed with the key, while the rollout already waits at the gate;
     when an SRE promotes it, then Promoted arrives;
     when version 90 (half its answers fail) rolls out, then RolledBack arrives with the failed errorRate check
-    against its bound, and the ModelDeployment has NotificationSent Events."""
+    against its bound, and the ModelDeployment has NotificationSent Events;
+    and every query of every panel of the chart's Grafana dashboard returns data from the stack's Prometheus."""
     ns = namespace
     kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "modelship-notifications",
                    "namespace": ns}, "stringData": {"url": receiver.url, "hmac": KEY}})
-    operator(ns)
-    with printed_figures("notifications: gate, promotion, rollback to a signed webhook") as fig:
+    with printed_figures("notifications and dashboard panels: gate, promotion, rollback") as fig, \
+            scraped_operator(stack, ns, "modelship-0") as metrics_port:
+        operator(ns, MODELSHIP_METRICS_PORT=str(metrics_port))
         kubectl.apply(model_deployment(NAME, ns, "1", steps=STEPS, notifications=[SUBSCRIPTION]))
         healthy(kubectl, ns, "1")
         gen = traffic(ns, NAME)
@@ -172,3 +180,33 @@ def test_a_gate_a_promotion_and_a_rollback_reach_a_signed_webhook(
         assert len(ids) == len(set(ids)) == 3, [(d.headers["X-Modelship-Event"], d.answered) for d in receiver.seen]
         fig["deliveries"] = [(d.headers["X-Modelship-Event"], d.answered) for d in receiver.seen]
         fig["traffic_failed"] = sum(v.get("failed", 0) for v in gen.summary()["backends"].values())
+
+        # Then: every Grafana panel has data from these rollouts.
+        ours = f'modelship_rollbacks_total{{namespace="{ns}"}}'
+        wait_for("the rollback scraped twice", lambda: query(stack, f"count_over_time({ours}[1m]) >= 2"), timeout=30)
+        time.sleep(2 * SCRAPE_S)  # the notification counters, written after the rollback, scraped twice too
+        shown = {f"{title}: {expr[:50]}": len(query(stack, expr)) for title, expr in panel_queries(ns)}
+        fig["series_per_panel_query"] = shown
+        assert all(shown.values()), f"panels without data: {[k for k, n in shown.items() if not n]}"
+
+
+DASHBOARD = REPO / "charts" / "modelship" / "dashboards" / "modelship.json"
+SCRAPE_S = 2
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def query(stack: StackContext, expr: str) -> list[dict[str, Any]]:
+    """An instant query to the stack's Prometheus."""
+    url = f"{stack.env['PROMETHEUS_URL']}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with NO_PROXY.open(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def panel_queries(namespace: str) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target, with the dashboard variables as Grafana would fill them."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"].replace("$namespace", namespace).replace("$name", NAME)
+             .replace("$__rate_interval", "1m"))
+            for panel in dashboard["panels"] for target in panel["targets"]]  # fmt: skip
