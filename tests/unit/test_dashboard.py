@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from modelship.dashboard.server import Fleet, app
 from modelship.dashboard.views import Timeline, actions, fleet_row, rollout_view
@@ -141,3 +142,37 @@ async def test_changes_reach_open_pages_as_server_sent_events(
     detail = await (await test_client.get("/api/rollouts/ml/fraud-scorer")).json()
     assert [p["phase"] for p in detail["timeline"]] == ["Progressing", "RolledBack"]
     response.close()
+
+
+async def test_a_timeline_starts_with_the_operators_prometheus_series() -> None:
+    """Given a Prometheus holding the operator's series for an object from before the dashboard started, when its
+    rollout page is first asked for, then the timeline starts with those points (weight, each SLO's value and
+    bound), oldest first, followed by what the dashboard saw itself."""
+    asked: list[str] = []
+    start = NOW.timestamp() - 120
+
+    async def query_range(request: web.Request) -> web.Response:
+        query = request.query["query"]
+        asked.append(query)
+        metric = query.split("{", 1)[0]
+        values = {"modelship_canary_weight": [(start, "10"), (start + 60, "25")],
+                  "modelship_slo_value": [(start, "0.001"), (start + 60, "0.002")],
+                  "modelship_slo_bound": [(start, "0.01"), (start + 60, "0.01")]}[metric]
+        labels = {"namespace": "ml", "name": "fraud-scorer"} | ({} if "weight" in metric else {"slo": "errorRate"})
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": labels, "values": [[t, v] for t, v in values]}]}})
+
+    prometheus = web.Application()
+    prometheus.router.add_get("/api/v1/query_range", query_range)
+    async with TestServer(prometheus) as prom:
+        api = WatchingApi(mdep())
+        fleet = Fleet(api, None, lambda: NOW)
+        for kind, obj in api.watch_collection(None):
+            fleet.apply(kind, obj)
+        dashboard = app(api, None, now=lambda: NOW, fleet=fleet, prometheus_url=str(prom.make_url("")))
+        async with TestClient(TestServer(dashboard)) as test_client:
+            detail = await (await test_client.get("/api/rollouts/ml/fraud-scorer")).json()
+    timeline = detail["timeline"]
+    assert [p["canaryWeight"] for p in timeline] == [10, 25, 25]  # two from Prometheus, then the one it saw
+    assert timeline[1]["slos"]["errorRate"] == {"value": 0.002, "max": 0.01}
+    assert all('namespace="ml", name="fraud-scorer"' in q for q in asked) and len(asked) == 3

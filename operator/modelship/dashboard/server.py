@@ -19,10 +19,11 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from modelship.dashboard.views import ACTIONS, Timeline, fleet_row, key_of, rollout_view
@@ -96,10 +97,12 @@ class Fleet:
 
 
 def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        fleet: Fleet | None = None) -> web.Application:
-    """The whole dashboard; `fleet` is started with the app unless a test passes one it feeds itself."""
+        fleet: Fleet | None = None, prometheus_url: str | None = None) -> web.Application:
+    """The whole dashboard; `fleet` is started with the app unless a test passes one it feeds itself. With
+    `prometheus_url`, a rollout's timeline starts with the operator's series of the last hours."""
     followed = fleet or Fleet(api, namespace, now)
     routes = web.RouteTableDef()
+    seeded: set[Key] = set()
 
     @routes.get("/")
     @routes.get("/rollouts/{namespace}/{name}")
@@ -119,6 +122,14 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
         obj = followed.objects.get(key)
         if obj is None:
             return web.json_response({"error": f"modeldeployment {key[0]}/{key[1]} not found"}, status=404)
+        if prometheus_url and key not in seeded:
+            seeded.add(key)
+            try:
+                earlier = await history_from_prometheus(prometheus_url, key, now())
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+                log.warning("no earlier timeline from %s: %s", prometheus_url, exc)
+            else:
+                followed.timeline.seed(key, earlier)
         return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key),
                                   "viewer": await _viewer(api)})
 
@@ -174,6 +185,36 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
     return application
 
 
+HISTORY = timedelta(hours=6)
+HISTORY_STEP_S = 30  # 720 points over 6 hours: the timeline's bound
+
+
+async def history_from_prometheus(url: str, key: Key, now: datetime) -> list[dict[str, Any]]:
+    """The operator's series for one object (canary weight, each SLO's value and upper bound) as timeline points,
+    one per step, oldest first. The series exist where the operator is scraped (the chart's ServiceMonitor)."""
+    namespace, name = key
+    selector = f'{{namespace="{namespace}", name="{name}"}}'
+    params = {"start": f"{(now - HISTORY).timestamp():.0f}", "end": f"{now.timestamp():.0f}",
+              "step": str(HISTORY_STEP_S)}
+    points: dict[float, dict[str, Any]] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for metric in ("modelship_canary_weight", "modelship_slo_value", "modelship_slo_bound"):
+            async with session.get(f"{url.rstrip('/')}/api/v1/query_range",
+                                   params={**params, "query": metric + selector}) as response:
+                body = await response.json()
+            for series in body["data"]["result"]:
+                slo = series["metric"].get("slo")
+                for stamp, value in series["values"]:
+                    point = points.setdefault(float(stamp), {"time": datetime.fromtimestamp(float(stamp), UTC)
+                                                             .isoformat(), "canaryWeight": 0, "mirrorPercent": 0})
+                    if metric == "modelship_canary_weight":
+                        point["canaryWeight"] = float(value)
+                    else:
+                        entry = point.setdefault("slos", {}).setdefault(slo, {"value": None, "max": None})
+                        entry["value" if metric == "modelship_slo_value" else "max"] = float(value)
+    return [points[stamp] for stamp in sorted(points)]
+
+
 _VIEWERS: dict[int, str] = {}
 
 
@@ -187,9 +228,10 @@ async def _viewer(api: ClusterApi) -> str:
     return _VIEWERS[id(api)]
 
 
-def serve(api: ClusterApi, namespace: str | None, address: str, port: int, out: Callable[[str], None]) -> int:
+def serve(api: ClusterApi, namespace: str | None, address: str, port: int, out: Callable[[str], None],
+          prometheus_url: str | None = None) -> int:
     """Run until Ctrl-C."""
     out(f"Modelship dashboard on http://{address}:{port}/ as your kubeconfig identity "
         f"({'namespace ' + namespace if namespace else 'all namespaces'}); Ctrl-C stops it")
-    web.run_app(app(api, namespace), host=address, port=port, print=None)
+    web.run_app(app(api, namespace, prometheus_url=prometheus_url), host=address, port=port, print=None)
     return 0

@@ -114,9 +114,12 @@ class Timeline:
             points.append(point)
 
     def seed(self, key: tuple[str, str], points: list[dict[str, Any]]) -> None:
-        """Points from before the dashboard started (Prometheus), oldest first, ahead of what it saw itself."""
+        """Points from before the dashboard started (Prometheus), oldest first, ahead of what it saw itself
+        (those at or after its first own point are dropped: it saw them better)."""
         seen = self._points.get(key, deque(maxlen=self.limit))
-        self._points[key] = deque([*points, *seen], maxlen=self.limit)
+        first = parse_time(seen[0]["time"]) if seen else None
+        earlier = [p for p in points if first is None or (parse_time(p["time"]) or first) < first]
+        self._points[key] = deque([*earlier, *seen], maxlen=self.limit)
 
     def forget(self, key: tuple[str, str]) -> None:
         self._points.pop(key, None)

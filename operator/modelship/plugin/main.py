@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 error (not found, forbidden, unreachable, request refused), 
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import sys
 import threading
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace you can list")
     p.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1: only you)")
     p.add_argument("--port", type=int, default=3100, help="port (default 3100)")
+    p.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
+                   help="Prometheus scraping the operator: timelines start with its last 6 hours "
+                        "(default: $PROMETHEUS_URL)")
     for name, help_text in [
         ("promote", "approve the current approval step (--full: promote the canary to 100%% now)"),
         ("abort", "roll back to the stable revision now"),
@@ -146,7 +150,8 @@ def run(args: argparse.Namespace, api: ClusterApi, out: Callable[[str], None]) -
     if args.command == "dashboard":
         from modelship.dashboard.server import serve  # noqa: PLC0415 (aiohttp only for this command)
 
-        return serve(api, None if args.all_namespaces else namespace, args.address, args.port, out)
+        return serve(api, None if args.all_namespaces else namespace, args.address, args.port, out,
+                     args.prometheus_url)
     action: Action = "promote-full" if args.command == "promote" and args.full else args.command
     return send(api, namespace, args.name, action, force=args.force, to_version=getattr(args, "to_version", None),
                 wait=args.wait, timeout_s=args.timeout, out=out)
