@@ -62,11 +62,16 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide(helm: Path) -> N
     assert resources - by_name == {"customresourcedefinitions", "namespaces"}
     roles = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"}
     assert roles == {"ml-team-a", "ml-team-b", "ops"}
-    (lease_role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "ops"]
-    assert {r for rule in lease_role["rules"] for r in rule["resources"]} == {"leases"}, "ops gets the Lease only"
+    in_ops = {d["metadata"]["name"]: {r for rule in d["rules"] for r in rule["resources"]}
+              for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "ops"}  # fmt: skip
+    assert in_ops == {"modelship-leader-election": {"leases"}, "modelship-notifications": {"secrets"}}, (
+        "ops gets the Lease and the operator-level notification Secrets only")
     for doc in docs:
         for rule in doc.get("rules", []):
-            assert "secrets" not in rule["resources"] and "*" not in rule["resources"] + rule["verbs"]
+            assert "*" not in rule["resources"] + rule["verbs"]
+            if "secrets" in rule["resources"]:  # notification URLs and keys: get, by name, nothing else
+                assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                                "resourceNames": ["modelship-notifications"]}, rule
 
 
 # --- the real API server ----------------------------------------------------------------------------
@@ -225,6 +230,15 @@ def test_cluster_mode_rbac(stack: StackContext, installed: dict[str, object], na
         assert not can_i(stack, sa, verb, resource, *flags), f"can {verb} {resource} {flags}"
     assert_comparator_bind(stack, sa, elsewhere)
     assert_lease_grants(stack, sa, release_ns, elsewhere)
+    assert_notification_secrets(stack, sa, [elsewhere, release_ns])
+
+
+def assert_notification_secrets(stack: StackContext, sa: str, namespaces: list[str]) -> None:
+    """Notifications: `get` on the Secret named in notifications.secretNames, in these namespaces; no other."""
+    for ns in namespaces:
+        assert can_i(stack, sa, "get", "secrets/modelship-notifications", "-n", ns), f"cannot read it in {ns}"
+        assert not can_i(stack, sa, "get", "secrets/someone-elses", "-n", ns), f"can read another in {ns}"
+        assert not can_i(stack, sa, "list", "secrets", "-n", ns), f"can list Secrets in {ns}"
 
 
 def assert_comparator_bind(stack: StackContext, sa: str, namespace: str) -> None:
@@ -268,7 +282,8 @@ def test_namespaced_mode_rbac(
     assert can_i(stack, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
     assert can_i(stack, sa, "list", "namespaces")
     assert can_i(stack, sa, "get", "namespaces"), "the per-namespace Prometheus URL annotation is read with get"
-    # The Prometheus token is mounted by the kubelet; the operator cannot read it (or any Secret).
+    # The Prometheus token is mounted by the kubelet; the operator cannot read it (nor any Secret but the
+    # notification ones, by name).
     assert not can_i(stack, sa, "get", "secrets/prom-token", "-n", release_ns)
     for verb, resource, flags in DENIED:
         for ns in (*watched, release_ns):
@@ -278,3 +293,5 @@ def test_namespaced_mode_rbac(
     for ns in watched:
         assert_comparator_bind(stack, sa, ns)
     assert_lease_grants(stack, sa, release_ns, other)
+    assert_notification_secrets(stack, sa, [*watched, release_ns])
+    assert not can_i(stack, sa, "get", "secrets/modelship-notifications", "-n", other)
