@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 NAME = "fraud"
 KEY = "e2e-shared-hmac-key"
 STEPS: list[dict[str, Any]] = [{"weight": 25, "duration": "4s"}, {"approval": {}}]
-SUBSCRIPTION = {"name": "ml-team", "on": ["ApprovalRequired", "Promoted", "RolledBack"],
+SUBSCRIPTION = {"name": "ml-team", "events": ["ApprovalRequired", "Promoted", "RolledBack"],
                 "webhook": {"url": {"key": "url"}, "signingKey": {"key": "hmac"}}}
 
 

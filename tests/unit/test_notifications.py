@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from tests.unit.test_reconciler import SPEC, V2, FailingMetrics, FakeCluster, Fa
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 WEBHOOK = {"name": "ml-team", "webhook": {"url": {"key": "url"}, "signingKey": {"key": "hmac"}}}
-CHAT = {"name": "oncall", "on": ["RolledBack"], "apprise": {"url": {"name": "chat", "key": "slack"}}}
+CHAT = {"name": "oncall", "events": ["RolledBack"], "apprise": {"url": {"name": "chat", "key": "slack"}}}
 
 
 class Collected:
@@ -111,15 +112,15 @@ def test_bad_subscriptions_name_the_field_and_the_fix(subscriptions: list[Any], 
 
 
 def test_operator_level_subscriptions_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELSHIP_NOTIFICATIONS", '[{"name": "platform", "on": ["RolledBack"], '
+    monkeypatch.setenv("MODELSHIP_NOTIFICATIONS", '[{"name": "platform", "events": ["RolledBack"], '
                        '"webhook": {"url": {"key": "url"}}}]')
     monkeypatch.setenv("POD_NAMESPACE", "modelship-system")
     settings = Settings.from_env()
     (only,) = operator_subscribers(settings.notifications, settings.notifications_namespace)
     assert (only.subscription.name, only.secret_namespace, only.level) == ("platform", "modelship-system",
                                                                             "operator")
-    monkeypatch.setenv("MODELSHIP_NOTIFICATIONS", '[{"name": "x", "on": ["Rolledback"]}]')
-    with pytest.raises(ValueError, match=r"MODELSHIP_NOTIFICATIONS: \[0\.on\.0\]"):
+    monkeypatch.setenv("MODELSHIP_NOTIFICATIONS", '[{"name": "x", "events": ["Rolledback"]}]')
+    with pytest.raises(ValueError, match=r"MODELSHIP_NOTIFICATIONS: \[0\.events\.0\]"):
         Settings.from_env()
 
 
@@ -190,3 +191,17 @@ async def test_a_gate_is_announced_once_when_the_rollout_reaches_it() -> None:
     assert announced == ["ApprovalRequired"]
     assert [n.event for n in notifier.offered] == ["ApprovalRequired"]
     assert "kubectl modelship promote" in notifier.offered[0].payload["message"]
+
+
+def test_the_field_is_events_because_yaml_reads_on_as_true() -> None:
+    """YAML 1.1 (PyYAML, and the sigs.k8s.io/yaml that kubectl and helm use) reads a key `on` as the boolean
+    true, so a field named `on` could never be written in a manifest: it is `events`, and the example with
+    notifications parses with the events it names."""
+    import yaml  # noqa: PLC0415
+
+    assert yaml.safe_load("on: [RolledBack]") == {True: ["RolledBack"]}
+    example = Path(__file__).parents[2] / "examples" / "replica-ratio.yaml"
+    spec = ModelDeploymentSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
+    assert [s.events for s in spec.notifications] == [["ApprovalRequired", "RolledBack", "Promoted"],
+                                                      ["RolledBack"]]
+    assert not semantic_problems(spec)

@@ -99,7 +99,7 @@ def notifications_for(
             continue
         body = payload(namespace, name, uid, event, status, now)
         for subscriber in subscribers:
-            if event.reason in subscriber.subscription.on:
+            if event.reason in subscriber.subscription.events:
                 key = f"{subscriber.level}/{subscriber.subscription.name}"
                 identity = delivery_id(uid, key, event, now)
                 out.append(Notification(identity, event.reason, subscriber, {**body, "id": identity}))

@@ -85,7 +85,7 @@ class Subscription(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
         description="Names the subscription in metrics, Events and delivery ids."
     )
-    on: Annotated[list[NotificationEvent], Field(max_length=len(ALL_EVENTS))] = Field(
+    events: Annotated[list[NotificationEvent], Field(max_length=len(ALL_EVENTS))] = Field(
         default_factory=lambda: list(ALL_EVENTS),
         description="Events to send (default: all of them).",
     )
