@@ -113,7 +113,7 @@ def test_the_dashboard_lists_promotes_shows_a_rollback_and_an_rbac_refusal(
 
 def viewed(kubectl: Kubectl, ns: str, stack: StackContext, browser: Any, me: str, fig: dict[str, Any]) -> None:
     """The fleet page, the promote button at a gate, and a rollback on the timeline."""
-    with dashboard(stack.kubeconfig) as url:
+    with dashboard(stack.kubeconfig, "-n", ns) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/?namespace={ns}")
         row = page.locator(f'tr[data-key="{ns}/{NAME}"]')
