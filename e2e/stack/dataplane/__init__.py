@@ -211,7 +211,8 @@ def up(ctx: StackContext) -> None:
     shutil.rmtree(prom.workdir / "data", ignore_errors=True)
     k8s_sd = supports_kubernetes_sd(find_binary())
     file_sd = None if k8s_sd else d / "podrunner" / "targets.json"
-    operators_sd = prom.workdir / "operators.json"  # e2e.harness.scrape_operator writes it
+    operators_sd = prom.workdir / "operators.json"  # e2e.harness.scraped_operator writes it
+    operators_sd.parent.mkdir(parents=True, exist_ok=True)  # a fresh stack: configure() has not made it yet
     operators_sd.write_text("[]")
     prom.configure(scrape_config(ctx.server, ctx.ca_file, tokens["prometheus"], file_sd=file_sd,
                                  operators_sd=operators_sd))
