@@ -50,9 +50,11 @@ class Fleet:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, *, watch: bool = True) -> None:
+        """Publish changes into `loop`; `watch=False` when a test feeds `apply` itself."""
         self._loop = loop
-        threading.Thread(target=self._follow, daemon=True, name="dashboard-watch").start()
+        if watch:
+            threading.Thread(target=self._follow, daemon=True, name="dashboard-watch").start()
 
     def _follow(self) -> None:
         while True:
@@ -103,6 +105,16 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
     followed = fleet or Fleet(api, namespace, now)
     routes = web.RouteTableDef()
     seeded: set[Key] = set()
+    known: dict[str, str] = {}
+
+    async def viewer() -> str:
+        """Who the API server says the viewer is (asked once)."""
+        if "name" not in known:
+            try:
+                known["name"] = await asyncio.to_thread(api.whoami)
+            except PluginError:
+                return ""
+        return known["name"]
 
     @routes.get("/")
     @routes.get("/rollouts/{namespace}/{name}")
@@ -114,7 +126,7 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
         wanted = request.query.get("namespace") or None
         rows = [fleet_row(obj, now()) for key, obj in sorted(followed.objects.items())
                 if wanted in (None, key[0])]  # fmt: skip
-        return web.json_response({"rows": rows, "error": followed.error, "viewer": await _viewer(api)})
+        return web.json_response({"rows": rows, "error": followed.error, "viewer": await viewer()})
 
     @routes.get("/api/rollouts/{namespace}/{name}")
     async def rollout(request: web.Request) -> web.Response:
@@ -131,7 +143,7 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
             else:
                 followed.timeline.seed(key, earlier)
         return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key),
-                                  "viewer": await _viewer(api)})
+                                  "viewer": await viewer()})
 
     @routes.post("/api/rollouts/{namespace}/{name}/{action}")
     async def act(request: web.Request) -> web.Response:
@@ -171,10 +183,7 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
     application.router.add_static("/static/", STATIC)
 
     async def follow(_: web.Application) -> AsyncIterator[None]:
-        if fleet is None:
-            followed.start(asyncio.get_running_loop())
-        else:
-            followed._loop = asyncio.get_running_loop()
+        followed.start(asyncio.get_running_loop(), watch=fleet is None)
         yield
 
     async def close_streams(_: web.Application) -> None:
@@ -213,19 +222,6 @@ async def history_from_prometheus(url: str, key: Key, now: datetime) -> list[dic
                         entry = point.setdefault("slos", {}).setdefault(slo, {"value": None, "max": None})
                         entry["value" if metric == "modelship_slo_value" else "max"] = float(value)
     return [points[stamp] for stamp in sorted(points)]
-
-
-_VIEWERS: dict[int, str] = {}
-
-
-async def _viewer(api: ClusterApi) -> str:
-    """Who the API server says the viewer is (asked once per api)."""
-    if id(api) not in _VIEWERS:
-        try:
-            _VIEWERS[id(api)] = await asyncio.to_thread(api.whoami)
-        except PluginError:
-            return ""
-    return _VIEWERS[id(api)]
 
 
 def serve(api: ClusterApi, namespace: str | None, address: str, port: int, out: Callable[[str], None],
