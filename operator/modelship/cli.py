@@ -7,6 +7,7 @@
     modelship validate FILE...      # check manifests as the operator would (field paths and fixes)
     modelship run [--namespace NS ... | --all-namespaces] [--liveness URL] [--verbose]
     modelship compare --namespace NS --deployment NAME   # the shadow comparator (the operator deploys it)
+    modelship dashboard [--namespace NS ...] [--actions read-only|impersonate]   # the web dashboard in a pod
 
 kopf and the handlers are imported only by `run`, so the generators work without a cluster or kopf.
 """
@@ -25,6 +26,8 @@ import yaml
 from modelship.adapters.comparator_objects import cluster_role
 from modelship.comparator.main import add_arguments as add_compare_arguments
 from modelship.comparator.main import run as run_comparator
+from modelship.dashboard.incluster import add_arguments as add_dashboard_arguments
+from modelship.dashboard.incluster import run as run_dashboard
 from modelship.domain.admission import policy_yaml
 from modelship.domain.api import API_VERSION, KIND
 from modelship.domain.crd import crd_yaml
@@ -65,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     compare = sub.add_parser("compare", help="run the shadow output comparator of one ModelDeployment")
     add_compare_arguments(compare)
+    web = sub.add_parser("dashboard", help="serve the web dashboard in the cluster (read-only, or acting as the "
+                                           "viewer an authenticating proxy names)")
+    add_dashboard_arguments(web)
     return parser
 
 
@@ -129,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.files)
     if args.command == "compare":
         return run_comparator(args)
+    if args.command == "dashboard":
+        return run_dashboard(args)
     return _run(args)
 
 

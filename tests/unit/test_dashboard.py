@@ -18,6 +18,7 @@ from modelship.plugin.errors import PluginError
 from plugin_fixtures import FakeApi, mdep
 
 NOW = datetime(2024, 5, 1, 10, 14, tzinfo=UTC)
+PAGE = {"X-Modelship-Dashboard": "1"}  # what the page's own fetch sends with an action
 
 
 class WatchingApi(FakeApi):
@@ -107,13 +108,13 @@ async def test_an_action_is_sent_as_the_viewer_and_a_refusal_is_shown_as_the_api
     client: tuple[TestClient[Any, Any], WatchingApi, Fleet],
 ) -> None:
     test_client, api, _ = client
-    answer = await test_client.post("/api/rollouts/ml/fraud-scorer/pause")
+    answer = await test_client.post("/api/rollouts/ml/fraud-scorer/pause", headers=PAGE)
     assert answer.status == 200 and "as alice@example.com" in (await answer.json())["message"]
     ((namespace, name, annotations),) = api.patches
     assert (namespace, name) == ("ml", "fraud-scorer")
     assert annotations["modelship.dev/requested-by"] == "alice@example.com"
     assert json.loads(annotations["modelship.dev/request"])["action"] == "pause"
-    refused = await test_client.post("/api/rollouts/risk/churn/abort")  # nothing to abort: the plugin's rule
+    refused = await test_client.post("/api/rollouts/risk/churn/abort", headers=PAGE)  # nothing to abort
     assert refused.status == 409 and "no canary rollout in progress" in (await refused.json())["error"]
 
 
@@ -123,7 +124,7 @@ async def test_rbac_refusals_come_back_as_403_with_the_api_servers_words() -> No
     for kind, obj in api.watch_collection(None):
         fleet.apply(kind, obj)
     async with TestClient(TestServer(app(api, None, now=lambda: NOW, fleet=fleet))) as test_client:
-        refused = await test_client.post("/api/rollouts/ml/fraud-scorer/abort")
+        refused = await test_client.post("/api/rollouts/ml/fraud-scorer/abort", headers=PAGE)
         assert refused.status == 403 and 'User "bob" cannot patch' in (await refused.json())["error"]
 
 

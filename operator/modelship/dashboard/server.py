@@ -5,9 +5,12 @@ server-sent events from one small app, and its test client drives the whole app 
 plain HTML, CSS and JavaScript under `static/` (no build step: the assets in the repo are the assets served) and
 draws its charts as inline SVG.
 
-Security model: it binds 127.0.0.1 by default and uses the caller's kubeconfig, exactly as kubectl would, so the
-page can see and do no more than its viewer. Actions write the same request annotation as the plugin; a
-refusal by the API server (RBAC, the requester admission policy) is shown as the API server worded it.
+Security model: locally it binds 127.0.0.1 by default and uses the caller's kubeconfig, exactly as kubectl would,
+so the page can see and do no more than its viewer. In the cluster (`modelship dashboard`, the chart's
+webDashboard) it reads as its own ServiceAccount and acts either never (read-only) or as the viewer its
+authenticating proxy names (impersonation): see `acting.py`. Actions write the same request annotation as the
+plugin, only when the page's own header is present (no cross-site clicks); a refusal by the API server (RBAC, the
+requester admission policy) is shown as the API server worded it.
 Live updates: one list+watch of ModelDeployments feeds every open page through server-sent events.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from modelship.dashboard.acting import ACTION_HEADER, Acting
 from modelship.dashboard.views import ACTIONS, Timeline, fleet_row, key_of, rollout_view
 from modelship.plugin.cluster import ClusterApi
 from modelship.plugin.commands import send
@@ -39,9 +43,10 @@ Key = tuple[str, str]
 class Fleet:
     """The ModelDeployments the viewer can see, kept by a list+watch thread; subscribers get each change."""
 
-    def __init__(self, api: ClusterApi, namespace: str | None, now: Callable[[], datetime]) -> None:
+    def __init__(self, api: ClusterApi, namespace: str | list[str] | None, now: Callable[[], datetime]) -> None:
+        """`namespace`: one, several (a list+watch each, as a namespaced install may read no other), or all."""
         self.api = api
-        self.namespace = namespace
+        self.namespaces: list[str | None] = list(namespace) if isinstance(namespace, list) else [namespace]
         self.now = now
         self.objects: dict[Key, dict[str, Any]] = {}
         self.timeline = Timeline()
@@ -53,23 +58,24 @@ class Fleet:
     def start(self, loop: asyncio.AbstractEventLoop, *, watch: bool = True) -> None:
         """Publish changes into `loop`; `watch=False` when a test feeds `apply` itself."""
         self._loop = loop
-        if watch:
-            threading.Thread(target=self._follow, daemon=True, name="dashboard-watch").start()
+        for namespace in self.namespaces if watch else []:
+            threading.Thread(target=self._follow, args=(namespace,), daemon=True, name="dashboard-watch").start()
 
-    def _follow(self) -> None:
+    def _follow(self, namespace: str | None) -> None:
         while True:
             try:
-                for kind, obj in self.api.watch_collection(self.namespace):
-                    self.apply(kind, obj)
+                for kind, obj in self.api.watch_collection(namespace):
+                    self.apply(kind, obj, namespace)
             except PluginError as exc:  # e.g. RBAC: shown on the page, tried again
                 self.error = str(exc)
                 log.warning("watching ModelDeployments failed: %s", exc)
                 threading.Event().wait(5)
 
-    def apply(self, kind: str, obj: dict[str, Any]) -> None:
-        """One watch event (from the watch thread, or a test)."""
+    def apply(self, kind: str, obj: dict[str, Any], namespace: str | None = None) -> None:
+        """One watch event (from the watch thread of `namespace`, None: all; or from a test)."""
         if kind == "RELIST":
-            self.objects.clear()
+            for key in [k for k in self.objects if namespace in (None, k[0])]:
+                del self.objects[key]
             return
         key = key_of(obj)
         if kind == "DELETED":
@@ -98,23 +104,33 @@ class Fleet:
             self._subscribers.discard(queue)
 
 
-def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        fleet: Fleet | None = None, prometheus_url: str | None = None) -> web.Application:
+def app(api: ClusterApi, namespace: str | list[str] | None, *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC), fleet: Fleet | None = None,
+        prometheus_url: str | None = None, acting: Acting | None = None) -> web.Application:
     """The whole dashboard; `fleet` is started with the app unless a test passes one it feeds itself. With
-    `prometheus_url`, a rollout's timeline starts with the operator's series of the last hours."""
+    `prometheus_url`, a rollout's timeline starts with the operator's series of the last hours. `acting` says as
+    whom actions run (default: the local viewer's kubeconfig, `api` itself)."""
     followed = fleet or Fleet(api, namespace, now)
+    acts = acting or Acting()
     routes = web.RouteTableDef()
     seeded: set[Key] = set()
     known: dict[str, str] = {}
 
-    async def viewer() -> str:
-        """Who the API server says the viewer is (asked once)."""
+    async def viewer(request: web.Request) -> str:
+        """Who the API server says the local viewer is (asked once), or whom the proxy names."""
+        if acts.mode != "local":
+            named = acts.viewer(request.headers)
+            return named.name if named else ""
         if "name" not in known:
             try:
                 known["name"] = await asyncio.to_thread(api.whoami)
             except PluginError:
                 return ""
         return known["name"]
+
+    @routes.get("/healthz")
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     @routes.get("/")
     @routes.get("/rollouts/{namespace}/{name}")
@@ -126,7 +142,8 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
         wanted = request.query.get("namespace") or None
         rows = [fleet_row(obj, now()) for key, obj in sorted(followed.objects.items())
                 if wanted in (None, key[0])]  # fmt: skip
-        return web.json_response({"rows": rows, "error": followed.error, "viewer": await viewer()})
+        return web.json_response({"rows": rows, "error": followed.error, "viewer": await viewer(request),
+                                  "refusal": acts.refusal(request.headers)})
 
     @routes.get("/api/rollouts/{namespace}/{name}")
     async def rollout(request: web.Request) -> web.Response:
@@ -142,17 +159,29 @@ def app(api: ClusterApi, namespace: str | None, *, now: Callable[[], datetime] =
                 log.warning("no earlier timeline from %s: %s", prometheus_url, exc)
             else:
                 followed.timeline.seed(key, earlier)
-        return web.json_response({**rollout_view(obj, now()), "timeline": followed.timeline.points(key),
-                                  "viewer": await viewer()})
+        view, refusal = rollout_view(obj, now()), acts.refusal(request.headers)
+        if refusal:  # every button disabled, the reason as its tooltip
+            view["actions"] = dict.fromkeys(view["actions"], refusal)
+        return web.json_response({**view, "timeline": followed.timeline.points(key), "viewer": await viewer(request),
+                                  "refusal": refusal})
 
     @routes.post("/api/rollouts/{namespace}/{name}/{action}")
     async def act(request: web.Request) -> web.Response:
         namespace, name, action = (request.match_info[k] for k in ("namespace", "name", "action"))
         if action not in ACTIONS:
             return web.json_response({"error": f"unknown action {action!r}"}, status=400)
+        if ACTION_HEADER not in request.headers:
+            return web.json_response({"error": f"refused: actions come from the dashboard's own page, which sends "
+                                                f"the {ACTION_HEADER} header; nothing was done"}, status=403)
+        refusal = acts.refusal(request.headers)
+        if refusal:
+            return web.json_response({"error": refusal}, status=403)
+        if acts.mode != "local" and (namespace, name) not in followed.objects:  # only what this install serves
+            return web.json_response({"error": f"modeldeployment {namespace}/{name} not found"}, status=404)
+        actor = acts.actor(api, request.headers, asyncio.get_running_loop())
         said: list[str] = []
         try:
-            await asyncio.to_thread(send, api, namespace, name, action, wait=False, out=said.append)
+            await asyncio.to_thread(send, actor, namespace, name, action, wait=False, out=said.append)
         except PluginError as refused:
             forbidden = "forbidden" in str(refused).lower() or "denied" in str(refused).lower()
             return web.json_response({"error": str(refused)}, status=403 if forbidden else 409)

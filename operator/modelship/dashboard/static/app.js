@@ -14,7 +14,7 @@ async function getJSON(url) {
 async function fleet() {
   const filter = new URLSearchParams(location.search).get("namespace") || "";
   const data = await getJSON(`/api/fleet${filter ? `?namespace=${encodeURIComponent(filter)}` : ""}`);
-  document.getElementById("viewer").textContent = data.viewer ? `viewing as ${data.viewer}` : "";
+  who(data);
   const rows = data.rows.map((r) => `<tr data-key="${esc(r.namespace)}/${esc(r.name)}">
       <td>${esc(r.namespace)}</td><td><a href="/rollouts/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
       <td class="phase-${esc(r.phase)}">${esc(r.phase)}${r.awaitingApproval ? " (awaiting approval)" : ""}</td>
@@ -23,7 +23,7 @@ async function fleet() {
       <td>${ago(r.inStepSeconds)}</td></tr>`).join("");
   main.innerHTML = `
     <form class="toolbar" id="filter"><label>Namespace <input name="namespace" value="${esc(filter === "" ? "" : filter)}" placeholder="all"></label><button>Filter</button></form>
-    ${data.error ? `<div class="notice error">${esc(data.error)}</div>` : ""}
+    ${data.error ? `<div class="notice error">${esc(data.error)}</div>` : ""}${refused(data)}
     <table id="fleet"><thead><tr><th>Namespace</th><th>Name</th><th>Phase</th><th>Stage</th><th>Step</th>
       <th>Canary weight</th><th>Stable</th><th>Canary</th><th>Last verdict</th><th>In step</th></tr></thead>
       <tbody>${rows || `<tr><td colspan="10">No ModelDeployments${filter ? ` in ${esc(filter)}` : ""}.</td></tr>`}</tbody></table>`;
@@ -75,11 +75,17 @@ function table(headers, rows) {
     <tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("") || `<tr><td colspan="${headers.length}">none</td></tr>`}</tbody></table>`;
 }
 
+// The identity actions use, and why none may run here (read-only, or no signed-in viewer): said once, plainly.
+function who(data) {
+  document.getElementById("viewer").textContent = data.viewer ? `viewing as ${data.viewer}` : data.refusal ? "read-only" : "";
+}
+const refused = (data) => data.refusal ? `<div class="notice readonly" id="read-only">${esc(data.refusal)}</div>` : "";
+
 let notice = "";
 async function rollout(namespace, name) {
   const view = await getJSON(`/api/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
   if (view.error) { main.innerHTML = `<div class="notice error">${esc(view.error)}</div>`; return; }
-  document.getElementById("viewer").textContent = view.viewer ? `viewing as ${view.viewer}` : "";
+  who(view);
   const buttons = Object.entries(view.actions).map(([action, why]) =>
     `<button data-action="${action}" ${why ? "disabled" : ""} title="${esc(why || `${action} as you`)}">${action}</button>`).join("");
   const metric = (m) => [esc(m.name), esc(m.value), esc(m.stableValue), esc(m.max ?? m.min), `<span class="verdict-${esc(m.verdict)}">${esc(m.verdict)}</span>`, esc(m.message)];
@@ -89,7 +95,7 @@ async function rollout(namespace, name) {
     <div>${esc(view.message)}</div>
     <div>stage ${esc(view.stage)} step ${esc(view.step)} · canary ${view.canaryWeight}% · stable v${esc(view.stable)} · canary v${esc(view.canary)}${view.previous ? ` · previous v${esc(view.previous)} (warm)` : ""}</div>
     <div class="toolbar" id="actions">${buttons}</div>
-    ${notice}
+    ${refused(view)}${notice}
     <section><h2>Timeline</h2>${timeline(view.timeline)}</section>
     <section><h2>Evidence of the last check ${view.lastCheckAt ? `(${esc(view.lastCheckAt)})` : ""}</h2>
       ${table(["SLO", "canary", "stable", "bound", "verdict", "why"], view.evidence.map(metric))}</section>
@@ -103,7 +109,7 @@ async function rollout(namespace, name) {
       [esc(c.type), esc(c.status), esc(c.reason), esc(c.message)]))}</section>`;
   for (const button of document.querySelectorAll("#actions button")) {
     button.addEventListener("click", async () => {
-      const response = await fetch(`/api/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/${button.dataset.action}`, {method: "POST"});
+      const response = await fetch(`/api/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/${button.dataset.action}`, {method: "POST", headers: {"X-Modelship-Dashboard": "1"}});
       const answer = await response.json();
       notice = `<div class="notice ${response.ok ? "ok" : "error"}" id="notice">${esc(response.ok ? answer.message : answer.error)}</div>`;
       await rollout(namespace, name);
