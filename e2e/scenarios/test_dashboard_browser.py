@@ -40,10 +40,16 @@ SHOTS = REPO / "docs" / "images"
 @contextmanager
 def dashboard(kubeconfig: Path, *scope: str) -> Iterator[str]:
     """`kubectl modelship dashboard` with this kubeconfig and scope (default -A), on a free loopback port; its URL."""
+    with serving([str(REPO / ".venv" / "bin" / "kubectl-modelship"), "--kubeconfig", str(kubeconfig), "dashboard",
+                  *(scope or ("-A",))]) as url:
+        yield url
+
+
+@contextmanager
+def serving(command: list[str]) -> Iterator[str]:
+    """A dashboard command, given `--port` on a free loopback port, until the block ends; its URL."""
     port = free_port()
-    command = [str(REPO / ".venv" / "bin" / "kubectl-modelship"), "--kubeconfig", str(kubeconfig), "dashboard",
-               *(scope or ("-A",)), "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for("the dashboard listening", lambda: _listening(port), timeout=30)
         yield f"http://127.0.0.1:{port}"

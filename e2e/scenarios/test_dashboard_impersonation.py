@@ -15,8 +15,8 @@ import subprocess
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,12 @@ import pytest
 import yaml
 
 from e2e.conftest import OperatorFactory
-from e2e.harness import Kubectl, status_when, wait_for
+from e2e.harness import Kubectl, status_when
 from e2e.manifests import model_deployment
 from e2e.scenarios.test_control import healthy
-from e2e.scenarios.test_dashboard_browser import STEPS, _listening
+from e2e.scenarios.test_dashboard_browser import STEPS, serving
 from e2e.stack import CACHE, REPO, StackContext, load_versions
 from e2e.stack.traffic import TrafficGenerator
-from e2e.stack.triton import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -65,19 +64,10 @@ def token_kubeconfig(kubectl: Kubectl, ns: str, account: str, into: Path) -> Pat
     return into
 
 
-@contextmanager
-def served(kubeconfig: Path, ns: str) -> Iterator[str]:
+def served(kubeconfig: Path, ns: str) -> AbstractContextManager[str]:
     """`modelship dashboard` as the chart runs it (impersonate mode), on a loopback port; its URL."""
-    port = free_port()
-    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "modelship"), "dashboard", "--kubeconfig", str(kubeconfig),
-                                "--actions", "impersonate", "-n", ns, "--address", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for("the dashboard listening", lambda: _listening(port), timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    return serving([str(REPO / ".venv" / "bin" / "modelship"), "dashboard", "--kubeconfig", str(kubeconfig),
+                    "--actions", "impersonate", "-n", ns, "--address", "127.0.0.1"])
 
 
 def click(url: str, action: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
