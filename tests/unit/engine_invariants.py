@@ -194,7 +194,9 @@ class PassTracker:
         if same_canary and (new.stage, new.step) == (old.stage, old.step):
             self.passes += int(passed_now)
             return
-        promoted = canary is not None and new.stable_revision == canary
+        # A restore (undo, or a failed post-promotion watch) brings back a revision on validation alone: it is not
+        # a promotion judged by analysis.
+        promoted = canary is not None and new.stable_revision == canary and old.restoring is None
         later_stage = ORDER.get(Stage(new.stage), -1) > ORDER.get(Stage(old.stage), -1) if (
             new.stage and old.stage) else False
         later_step = new.stage == old.stage == Stage.CANARY and (new.step or 0) > (old.step or 0)

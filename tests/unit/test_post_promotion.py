@@ -14,6 +14,7 @@ from modelship.domain.actions import (
     Role,
     SetTraffic,
 )
+from modelship.domain.engine import decide
 from modelship.domain.observations import MetricsSnapshot, MetricValue
 from modelship.domain.slos import active_comparison, judged_slos
 from modelship.domain.status import Phase, Revision, Stage
@@ -160,6 +161,32 @@ def test_given_previous_not_warm_when_breach_then_previous_validated_before_it_t
     assert st.failed_revision == new2 and st.phase == Phase.ROLLED_BACK
     assert st.history[-1].event == "Restored"
     assert [(r.version, r.outcome) for r in st.revisions][-2:] == [("2", "RolledBack"), ("1", None)]
+
+
+def test_given_cold_previous_when_a_breach_restores_it_then_deciding_again_on_that_evidence_changes_nothing() -> None:
+    """decide is a function of (status, observations): the decision that starts restoring a cold previous revision
+    must already say what the restore waits for, or the next reconcile rewrites status with nothing new (found
+    by hypothesis: keepPrevious.replicas 0, failureLimit 1)."""
+    sim, old, _ = promoted({"window": "5m", "keepPrevious": {"replicas": 0}}, analysis={"failureLimit": 1})
+    sim.now += timedelta(minutes=1)
+    observations = sim.observe(bad())
+    d = decide(sim.spec, sim.status, observations, sim.now)
+    assert d.rolled_back is not None and d.status.canary_revision == old and d.status.restoring is not None
+    assert "waiting for canary pods: 0/" in d.status.message
+    again = decide(sim.spec, d.status, observations, sim.now)
+    assert again.status.model_dump() == d.status.model_dump()
+
+
+def test_given_a_restore_that_fails_validation_when_deciding_again_then_the_undone_revision_stays_marked() -> None:
+    """The breaching revision keeps serving because its predecessor failed validation: status says so, and the
+    next reconcile must not quietly turn that into Healthy (it used to clear failedRevision, stable == spec)."""
+    sim, _, new = promoted({"window": "5m", "keepPrevious": {"replicas": 0}}, analysis={"failureLimit": 1})
+    sim.run_checks(1, bad())
+    d = sim.decide(validation=CONTRACT, after=timedelta(seconds=5))
+    assert d.status.stable_revision == new and d.status.canary_revision is None
+    assert (d.status.failed_revision, d.status.phase) == (new, Phase.ROLLED_BACK), d.status.message
+    again = sim.decide(after=timedelta(seconds=5))
+    assert (again.status.failed_revision, again.status.phase) == (new, Phase.ROLLED_BACK), again.status.message
 
 
 def test_given_window_when_spec_changes_then_window_ends_and_the_new_rollout_starts() -> None:

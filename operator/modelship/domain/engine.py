@@ -103,7 +103,9 @@ def _reconcile_target(ctx: Ctx, desired: Revision) -> None:
         start_bootstrap(ctx, desired)
     elif _same(stable, desired):
         abandon(ctx)
-        if not bootstrapping:  # there failedRevision marks the first revision as Failed
+        # Kept: bootstrapping, failedRevision marks the first revision as Failed; after a failed restore it marks
+        # the stable revision that was being undone (it still serves, the mark says its undo did not happen).
+        if not bootstrapping and not _same(st.failed_revision, stable):
             st.failed_revision = None
     elif not _same(canary, desired) and not (canary is None and _same(st.failed_revision, desired)):
         start_rollout(ctx, desired)
@@ -117,7 +119,10 @@ def _progress(ctx: Ctx) -> None:
         elif st.stage == Stage.POST_PROMOTION:
             run_analysis(ctx)
             watch(ctx)
-        return
+        if st.canary_revision is None:
+            return
+        # A failed watch restores a cold previous revision as the canary: judge it on this same evidence now, as
+        # the next reconcile would (decide must give the same status when replayed on its own output).
     check_refused(ctx)
     reread_steps(ctx)
     check_unschedulable(ctx)
