@@ -123,8 +123,10 @@ def wait_for(what: str, check: Any, timeout: float, procs: dict[str, Any]) -> No
     raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def start(stack_dir: Path = STACK_DIR) -> dict[str, Any]:
+def start(stack_dir: Path = STACK_DIR, pod_stages: Path | None = None) -> dict[str, Any]:
     """Start the whole control plane; return the state (pids, ports, paths, tokens) for state.json.
+
+    `pod_stages`: kwok Stage documents replacing its built-in pod stages (the data plane's kubelet duties).
 
     On failure, everything started so far is stopped again before the error propagates.
     """
@@ -269,6 +271,7 @@ def start(stack_dir: Path = STACK_DIR) -> dict[str, Any]:
                 f"--manage-nodes-with-annotation-selector={KWOK_SELECTOR}",
                 f"--cidr={POD_CIDR_FALLBACK}",
                 "--node-lease-duration-seconds=40",
+                *([f"--config={pod_stages}"] if pod_stages is not None else []),
             ],
             logs,
             stack_dir,

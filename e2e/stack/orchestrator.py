@@ -178,7 +178,8 @@ def up() -> tuple[dict[str, Any], bool]:
             _down_locked(quiet=True)  # half-dead leftovers: clean before starting over
         built = ensure_binaries()
         t0 = time.monotonic()
-        state = controlplane.start(STACK_DIR)
+        dp = _dataplane()
+        state = controlplane.start(STACK_DIR, pod_stages=dp.POD_STAGES if dp is not None else None)
         _save(state)  # written early so `down` can always clean up
         ctx = context(state)
         try:
@@ -188,7 +189,6 @@ def up() -> tuple[dict[str, Any], bool]:
             for w in warnings:
                 print(f"WARNING: {w}", file=sys.stderr, flush=True)
             _wait_default_sa(ctx)
-            dp = _dataplane()
             state["dataplane_enabled"] = dp is not None
             _save(state)
             if dp is not None:

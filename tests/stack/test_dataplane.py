@@ -28,12 +28,16 @@ from kubernetes.client import (
     V1Container,
     V1ContainerPort,
     V1EnvVar,
+    V1ExecAction,
+    V1Lifecycle,
+    V1LifecycleHandler,
     V1ObjectMeta,
     V1Pod,
     V1PodSpec,
     V1PodStatus,
 )
 from kubernetes.client.rest import ApiException
+from modelship.adapters.objects import PIN_SCRIPT
 
 import e2e.stack.dataplane.podrunner as podrunner_module
 from e2e.stack.dataplane import gateway, podrunner_status, prometheus
@@ -196,6 +200,14 @@ def test_netns_pod_ip_reachable_from_host_and_guarded(netns: PodNetwork) -> None
 
 
 # -- pod runner ------------------------------------------------------------------------------------
+def serving_versions(endpoint: str) -> list[str]:
+    """Versions of fraud_scorer that are READY; any other is unloading or unloaded (the pin hook reloads the model
+    with a specific version policy after Triton loaded the latest)."""
+    index = th.InferenceServerClient(endpoint).get_model_repository_index()
+    assert {m["state"] for m in index if m["state"] != "READY"} <= {"UNLOADING", "UNAVAILABLE"}, index
+    return [m["version"] for m in index if m["state"] == "READY"]
+
+
 def fake_pod(name: str, ip: str, version: int, repo: str = "s3://models/triton", **env: str) -> V1Pod:
     args = [
         f"--model-repository={repo}", "--model-control-mode=explicit", "--load-model=fraud_scorer",
@@ -204,14 +216,16 @@ def fake_pod(name: str, ip: str, version: int, repo: str = "s3://models/triton",
     ]  # fmt: skip
     named = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
     ports = [V1ContainerPort(name=n, container_port=p) for n, p in named]
-    envs = [V1EnvVar(name="MODELSHIP_MODEL_VERSION", value=str(version))]
+    envs = [V1EnvVar(name="MODELSHIP_MODEL_NAME", value="fraud_scorer"),
+            V1EnvVar(name="MODELSHIP_MODEL_VERSION", value=str(version))]  # fmt: skip
     envs += [V1EnvVar(name=k, value=v) for k, v in env.items()]
     labels = {"app.kubernetes.io/managed-by": "modelship", "modelship.dev/revision": f"rev{version}"}
+    pin = V1Lifecycle(post_start=V1LifecycleHandler(_exec=V1ExecAction(command=["python3", "-c", PIN_SCRIPT])))
     return V1Pod(
         metadata=V1ObjectMeta(name=name, namespace="ml", uid=f"{name}-uid", labels=labels),
         spec=V1PodSpec(node_name="gpu-node-0", containers=[V1Container(
             name="triton", image="nvcr.io/nvidia/tritonserver:24.10-py3", command=["tritonserver"],
-            args=args, ports=ports, env=envs)]),
+            args=args, ports=ports, env=envs, lifecycle=pin)]),
         status=V1PodStatus(phase="Running", pod_ip=ip),
     )  # fmt: skip
 
@@ -439,8 +453,9 @@ def test_podrunner_starts_and_stops_triton_per_pod(netns: PodNetwork, tmp_path: 
         assert [t["targets"] for t in targets] == [["10.79.1.2:8002"], ["10.79.1.3:8002"]]
         assert targets[0]["labels"] == {"app_kubernetes_io_managed_by": "modelship", "modelship_dev_revision": "rev3",
                                         "namespace": "ml", "pod": "a", "node": "gpu-node-0"}  # fmt: skip
-        index = th.InferenceServerClient("10.79.1.3:8000").get_model_repository_index()
-        assert index == [{"name": "fraud_scorer", "version": "6", "state": "READY"}]
+        # the pod's postStart hook (the operator's pin script) reloaded the model pinned; the latest version,
+        # which Triton loaded first, is unloaded (listed as such)
+        assert serving_versions("10.79.1.3:8000") == ["6"]
         assert infer("10.79.1.2:8000").get_response()["model_version"] == "3"
         assert metric("http://10.79.1.2:8002/metrics", "nv_inference_request_success", version="3") == 1
         pid_b = status()["ml/b"]["pid"]
@@ -535,22 +550,13 @@ def _pod_manifest(name: str, revision: str, version: int, role: str, **env: str)
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
             "name": "triton", "image": container.image, "command": container.command, "args": container.args,
             "ports": [{"name": p.name, "containerPort": p.container_port} for p in container.ports],
-            "env": [{"name": "MODELSHIP_MODEL_VERSION", "value": str(version)}]
+            "env": [{"name": "MODELSHIP_MODEL_NAME", "value": "fraud_scorer"},
+                    {"name": "MODELSHIP_MODEL_VERSION", "value": str(version)}]
             + [{"name": k, "value": v} for k, v in env.items()],
+            "lifecycle": {"postStart": {"exec": {"command": ["python3", "-c", PIN_SCRIPT]}}},
             "resources": {"limits": {"nvidia.com/gpu": "1"}},
         }]},
     }  # fmt: skip
-
-
-@pytest.fixture
-def stack_ns(stack: Any) -> Iterator[tuple[Any, str]]:
-    from kubernetes import client  # noqa: PLC0415
-
-    core = client.CoreV1Api(stack.api_client())
-    ns = f"dp-{os.getpid()}-{int(time.time()) % 100000}"
-    core.create_namespace({"metadata": {"name": ns}})
-    yield stack, ns
-    core.delete_namespace(ns)
 
 
 def _ready_pod(stack: Any, ns: str, name: str) -> dict[str, Any]:
@@ -571,8 +577,7 @@ def test_stack_runs_triton_for_kwok_pod_and_prometheus_sees_its_revision(stack_n
     pod = _ready_pod(stack, ns, "triton-a")
     assert ipaddress.ip_address(pod["ip"]) in ipaddress.ip_network("10.77.0.0/16")
     endpoint = f"{pod['ip']}:8000"
-    index = th.InferenceServerClient(endpoint).get_model_repository_index()
-    assert index == [{"name": "fraud_scorer", "version": "4", "state": "READY"}]
+    assert serving_versions(endpoint) == ["4"]  # pinned by the pod's postStart hook, as on a cluster
     for _ in range(3):
         infer(endpoint)
     prom = prometheus(stack.stack_dir)

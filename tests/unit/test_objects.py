@@ -106,6 +106,26 @@ def test_ports_probes_and_prometheus_annotations() -> None:
     }
 
 
+def test_a_removed_pod_keeps_serving_until_endpoints_forget_it() -> None:
+    """EndpointSlices drop a terminating pod asynchronously, so requests already routed to it must still be
+    answered: Triton gets SIGTERM only after a preStop pause, and the grace period covers that pause plus
+    Triton's own wait for in-flight requests (--exit-timeout-secs, 30 s by default)."""
+    template = _deployment()["spec"]["template"]
+    (c,) = template["spec"]["containers"]
+    assert c["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", str(objects.DRAIN_S)]}}
+    assert objects.DRAIN_S >= 5
+    assert template["spec"]["terminationGracePeriodSeconds"] >= objects.DRAIN_S + 30
+
+
+def test_startup_probe_notices_a_listening_server_within_seconds_and_waits_half_an_hour() -> None:
+    """A pod is Ready no sooner than its startup probe passes: a 10 s period made every new pod wait up to 10 s
+    after Triton listened; large models still get 30 minutes to load."""
+    (c,) = _deployment()["spec"]["template"]["spec"]["containers"]
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] <= 2
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800
+
+
 def test_gpu_resources_placement_and_no_surge() -> None:
     dep = _deployment()
     pod = dep["spec"]["template"]["spec"]

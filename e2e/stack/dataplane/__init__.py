@@ -32,7 +32,14 @@ log = logging.getLogger("modelship.dataplane")
 SA_NAMESPACE = "modelship-stack"
 ROLE_PREFIX = "modelship-stack:"
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
-POD_RUNNER = [*POD_READER, {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}]
+# The runner is the Modelship pods' kubelet: it writes their status and removes them once terminated.
+POD_RUNNER = [
+    *POD_READER,
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+]
+POD_STAGES = Path(__file__).with_name("kwok-stages.yaml")  # kwok's pod stages while the runner is the kubelet
 """The pod runner is the stack's kubelet: it reads pods and mints each comparator pod's ServiceAccount token."""
 
 

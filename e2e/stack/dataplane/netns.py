@@ -6,6 +6,10 @@ the host by a veth pair; the host side holds ``10.77.255.254/16`` so host proces
 the traffic generator, tests, the operator) reach ``10.77.x.y`` through the veth and nowhere else.
 Every address operation refuses IPs outside the namespace's CIDR, and ``up`` refuses a CIDR that
 already has a route on the host that is not ours.
+
+A pod that runs a real server gets its own namespace (a sandbox, as a pod has): its IP on an ``eth0`` whose peer
+sits in the shared namespace, which routes to it (a /32 route, proxy ARP, forwarding). So the pod's own loopback
+is its own, and a hook that calls ``127.0.0.1:8000`` (the operator's version pin) reaches this pod's Triton.
 """
 
 from __future__ import annotations
@@ -94,8 +98,43 @@ class PodNetwork:
         _ip("-n", self.name, "link", "set", "lo", "up")
         _ip("-n", self.name, "link", "set", self.ns_if, "up")
         _ip("-n", self.name, "route", "replace", self.cidr, "dev", self.ns_if)
+        for key, value in (("net.ipv4.ip_forward", 1), ("net.ipv4.conf.all.rp_filter", 0),
+                           ("net.ipv4.conf.default.rp_filter", 0), (f"net.ipv4.conf.{self.ns_if}.proxy_arp", 1)):
+            _sysctl(self.name, key, value)  # the shared namespace routes between the host and pod sandboxes
         self._neighbour_room()
         return self
+
+    # -- pod sandboxes -------------------------------------------------------------------------
+    def sandbox_name(self, ip: str) -> str:
+        return f"{self.name}-{self._sandbox_tag(self._own(ip))}"
+
+    def _sandbox_tag(self, ip: str) -> str:
+        return hashlib.sha1(f"{self.name}/{ip}".encode()).hexdigest()[:10]
+
+    def add_sandbox(self, ip: str) -> str:
+        """A namespace of its own for the pod at `ip` (idempotent); its name, to run the pod's processes in."""
+        ip = self._own(ip)
+        name, peer = self.sandbox_name(ip), f"vh{self._sandbox_tag(ip)}"
+        if name not in _ip("netns", "list").stdout.split():
+            _ip("netns", "add", name)
+        if _ip("-n", self.name, "link", "show", peer, check=False).returncode != 0:
+            _ip("-n", self.name, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", name)
+        _ip("-n", name, "addr", "replace", f"{ip}/32", "dev", "eth0")
+        _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", name, "link", "set", "eth0", "up")
+        _ip("-n", name, "route", "replace", "default", "dev", "eth0")
+        _ip("-n", self.name, "link", "set", peer, "up")
+        _ip("-n", self.name, "route", "replace", f"{ip}/32", "dev", peer)
+        _sysctl(self.name, f"net.ipv4.conf.{peer}.proxy_arp", 1)
+        return name
+
+    def del_sandbox(self, ip: str) -> None:
+        """Kill what still runs in the pod's namespace and delete it (its veth pair and route go with it)."""
+        _delete_netns(self.sandbox_name(ip))
+
+    def sandboxes(self) -> list[str]:
+        prefix = f"{self.name}-"
+        return [n for n in _ip("netns", "list").stdout.split() if n.startswith(prefix)]
 
     @staticmethod
     def _neighbour_room() -> None:
@@ -109,14 +148,12 @@ class PodNetwork:
                     path.write_text(str(wanted))
 
     def down(self) -> None:
-        """Kill what still runs inside, delete the veth pair and the namespace."""
-        if self.exists():
-            for pid in _ip("netns", "pids", self.name, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+        """Kill what still runs inside (pod sandboxes too), delete the veth pair and the namespaces."""
+        for sandbox in self.sandboxes():
+            _delete_netns(sandbox)
         _ip("link", "del", self.host_if, check=False)
         if self.exists():
-            _ip("netns", "del", self.name)
+            _delete_netns(self.name)
 
     def _own(self, ip: str) -> str:
         addr = ipaddress.IPv4Address(ip)
@@ -147,8 +184,22 @@ class PodNetwork:
             _ip("-n", self.name, "addr", "del", f"{ip}/32", "dev", self.ns_if)
 
     def ips(self) -> set[str]:
-        """Pod IPs currently held by the namespace."""
+        """Pod IPs currently held by the namespace or routed to a pod sandbox."""
         if not self.exists():
             return set()
         data = json.loads(_ip("-n", self.name, "-j", "-4", "addr", "show", "dev", self.ns_if).stdout or "[]")
-        return {a["local"] for iface in data for a in iface.get("addr_info", [])}
+        routes = json.loads(_ip("-n", self.name, "-j", "-4", "route", "show").stdout or "[]")
+        sandboxed = {r["dst"] for r in routes if str(r.get("dev", "")).startswith("vh") and "/" not in r["dst"]}
+        return {a["local"] for iface in data for a in iface.get("addr_info", [])} | sandboxed
+
+
+def _sysctl(netns: str, key: str, value: int) -> None:
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", f"{key}={value}"], capture_output=True,
+                   check=True)  # fmt: skip
+
+
+def _delete_netns(name: str) -> None:
+    for pid in _ip("netns", "pids", name, check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    _ip("netns", "del", name, check=False)

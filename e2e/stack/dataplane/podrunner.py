@@ -18,35 +18,37 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from e2e.stack.dataplane.comparator import ApiRelay, pod_token, write_kubeconfig
 from e2e.stack.dataplane.comparator import command as comparator_command
+from e2e.stack.dataplane.containers import remove_pod, supervise, terminate, write_pod_status
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
 from e2e.stack.dataplane.podfeed import PodFeed
 from e2e.stack.dataplane.podspec import (
     MANAGED_BY,
     TritonPod,
+    deletion_grace_s,
     identity_env,
     is_candidate,
+    is_deleting,
     parse_key,
     parse_pod,
+    raw_identity,
     resolve_repository,
 )
 from e2e.stack.prometheus import Prometheus
 from e2e.stack.triton import (
     REPOS_DIR,
     build_command,
-    http_ok,
-    materialize_repository,
     prepare_backend_dir,
     process_group_rss,
     terminate_group,
@@ -69,6 +71,13 @@ class Running:
     error: str = ""
     history: list[float] = field(default_factory=list)  # ready times of every start
     ip_held: bool = False  # an ip-only pod's IP is in the namespace (no server to run)
+    ready: bool = False  # the pod's Ready condition as last written (containers.py)
+    terminating: bool = False  # deletion under way: preStop, SIGTERM, grace period
+    wall_started_at: float = 0.0  # the container's startedAt
+    netns: str | None = None  # the pod's own network namespace (a sandbox), for servers that run here
+    probe_error: str = ""
+    last_exit: tuple[int, str] | None = None  # exit code and reason of the previous container, for lastState
+    restart_reason: str = ""  # why the kubelet duties last killed the container (hook, startup or liveness)
 
 
 class PodRunner:
@@ -100,34 +109,41 @@ class PodRunner:
         self.lock = threading.Lock()
         self.closed = False
         self.backend_dir = prepare_backend_dir(workdir / "backends")
+        self.netns: str | None = network.name
+        self.removed: set[str] = set()  # uids of pods terminated here whose delete event has not arrived yet
+        self.writers = ThreadPoolExecutor(4, thread_name_prefix="pod-status")  # ip-only Ready, runless deletes
 
     # -- reconcile -------------------------------------------------------------------------
     def reconcile(self, pods: Iterable[Any]) -> None:
         """Stop what should not run, (re)start what should; never blocks on readiness."""
         wanted: dict[str, TritonPod] = {}
+        deleting: dict[str, float] = {}  # key -> grace period of the deletion
         parsed: dict[tuple[str, str], TritonPod | None] = {}
+        seen: set[str] = set()
         for raw in pods:
             if not is_candidate(raw):
                 continue
-            key = parse_key(raw)
-            if key[1] and key in self.parsed:  # seen at this resourceVersion: same verdict, nothing to log
-                pod = parsed[key] = self.parsed[key]
-                if pod is not None:
-                    wanted[pod.key] = pod
+            ident = parse_key(raw)
+            seen.add(ident[0])
+            if ident[0] in self.removed:  # terminated, its delete event not seen yet
                 continue
-            pod = parse_pod(raw)
-            if not self.network.owns(pod.ip):
-                log.warning("skip %s/%s: IP %s not in %s", pod.namespace, pod.name, pod.ip, self.network.cidr)
-                pod = None
-            elif pod.errors:
-                log.warning("skip %s/%s: %s", pod.namespace, pod.name, "; ".join(pod.errors))
-                pod = None
-            if key[1]:  # a pod without resourceVersion (a test's fake) is read afresh every time
-                parsed[key] = pod
-            if pod is not None:
-                wanted[pod.key] = pod
+            if ident[1] and ident in self.parsed:  # seen at this resourceVersion: same verdict, nothing to log
+                pod = parsed[ident] = self.parsed[ident]
+            else:
+                pod = self._parse(raw)
+                if ident[1]:  # a pod without resourceVersion (a test's fake) is read afresh every time
+                    parsed[ident] = pod
+            if pod is None:
+                if is_deleting(raw):  # never run here: nothing to stop, the kubelet just lets it go
+                    self.removed.add(ident[0])
+                    self.writers.submit(remove_pod, self, *raw_identity(raw))
+                continue
+            wanted[pod.key] = pod
+            if is_deleting(raw):
+                deleting[pod.key] = deletion_grace_s(raw, pod.lifecycle.grace_s)
         self.parsed = parsed
-        self._write_targets(wanted.values())
+        self.removed &= seen
+        self._write_targets(p for k, p in wanted.items() if k not in deleting)
         with self.lock:
             if self.closed:
                 return
@@ -138,14 +154,44 @@ class PodRunner:
             now = time.monotonic()
             for key, pod in wanted.items():
                 run = self.running.setdefault(key, Running(pod))
+                if key in deleting:
+                    if not run.terminating:
+                        run.terminating = True
+                        threading.Thread(target=terminate, args=(self, run, deleting[key]), daemon=True).start()
+                    continue
                 if pod.ip_only:
-                    changed = self._hold_ip(run) or changed
+                    if self._hold_ip(run) and run.ip_held:  # nothing to probe: Ready once its IP answers
+                        self.writers.submit(write_pod_status, self, run, ready=True, started=True)
+                        changed = True
                     continue
                 alive = run.proc is not None and run.proc.poll() is None
                 if not alive and now >= run.next_start:
                     self._start(run)
                     changed = True
             self._write_status(force=changed)
+
+    def _parse(self, raw: Any) -> TritonPod | None:
+        """The pod as the runner runs it, or None (logged) when it cannot run here."""
+        pod = parse_pod(raw)
+        if not self.network.owns(pod.ip):
+            log.warning("skip %s/%s: IP %s not in %s", pod.namespace, pod.name, pod.ip, self.network.cidr)
+            return None
+        if pod.errors:
+            log.warning("skip %s/%s: %s", pod.namespace, pod.name, "; ".join(pod.errors))
+            return None
+        return pod
+
+    def release(self, run: Running) -> None:
+        """A terminated pod's process, IP and files go; until its delete event arrives it is not run again."""
+        with self.lock:
+            self.removed.add(run.pod.uid)
+            if self.running.get(run.pod.key) is run:
+                del self.running[run.pod.key]
+            self._stop(run)
+            self._write_status()
+
+    def write_status(self) -> None:
+        self._write_status()
 
     def _pod_dir(self, pod: TritonPod) -> Path:
         return self.workdir / "pods" / f"{pod.namespace}_{pod.name}"
@@ -163,10 +209,9 @@ class PodRunner:
             self._start_comparator(run, pod_dir)
             return
         try:
-            source = resolve_repository(pod.repository_uri, self.repos_dir, self.repo_table)
-            models = pod.models or tuple(sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file()))
-            repo = materialize_repository(source, pod_dir / "repo", dict.fromkeys(models, pod.version))
-            self.network.add_ip(pod.ip)
+            repo = resolve_repository(pod.repository_uri, self.repos_dir, self.repo_table)
+            models = pod.models or tuple(sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file()))
+            run.netns = self.network.add_sandbox(pod.ip)  # its own loopback: the pin hook calls 127.0.0.1
         except (OSError, RuntimeError, ValueError) as exc:
             run.error = f"cannot prepare {pod.repository_uri}: {exc}"
             run.proc = None
@@ -176,9 +221,9 @@ class PodRunner:
         if not pod.models and pod.control_mode == "explicit":
             extra.append("--model-control-mode=explicit")  # explicit with nothing named loads nothing
         cmd = build_command(
-            repo, self.backend_dir, address=pod.ip, http_port=pod.ports["http"],
+            repo, self.backend_dir, address="0.0.0.0", http_port=pod.ports["http"],
             grpc_port=pod.ports["grpc"], metrics_port=pod.ports["metrics"],
-            load_models=pod.models, extra_args=extra, netns=self.network.name,
+            load_models=pod.models, extra_args=extra, netns=run.netns,
         )  # fmt: skip
         env = {**identity_env(pod), **pod.env}
         if self.fault_file is not None:
@@ -190,10 +235,10 @@ class PodRunner:
                 cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=triton_env(env), start_new_session=True, cwd=pod_dir,
             )  # fmt: skip
-        run.started_at, run.ready_after_s, run.error = time.monotonic(), None, ""
-        log.info("%s/%s: tritonserver pid %d on %s (models %s, version %s, repo %s)", pod.namespace,
-                 pod.name, run.proc.pid, pod.ip, ",".join(models), pod.version, source)  # fmt: skip
-        threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
+        run.started_at, run.wall_started_at, run.ready_after_s, run.error = time.monotonic(), time.time(), None, ""
+        log.info("%s/%s: tritonserver pid %d on %s (models %s, repo %s; the pod's postStart hook pins version %s)",
+                 pod.namespace, pod.name, run.proc.pid, pod.ip, ",".join(models), repo, pod.version)  # fmt: skip
+        threading.Thread(target=supervise, args=(self, run, run.proc), daemon=True).start()
 
     def _start_comparator(self, run: Running, pod_dir: Path) -> None:
         """`modelship compare` at the pod's IP, with a token of the pod's ServiceAccount (dataplane/comparator.py)."""
@@ -220,9 +265,9 @@ class PodRunner:
                 cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True, cwd=pod_dir,
             )  # fmt: skip
-        run.started_at, run.ready_after_s, run.error = time.monotonic(), None, ""
+        run.started_at, run.wall_started_at, run.ready_after_s, run.error = time.monotonic(), time.time(), None, ""
         log.info("%s/%s: comparator pid %d on %s", pod.namespace, pod.name, run.proc.pid, pod.ip)
-        threading.Thread(target=self._watch_ready, args=(run, run.proc), daemon=True).start()
+        threading.Thread(target=supervise, args=(self, run, run.proc), daemon=True).start()
 
     def _hold_ip(self, run: Running) -> bool:
         """An ip-only pod: its IP answers in the namespace (whoever listens there), no tritonserver.
@@ -239,18 +284,6 @@ class PodRunner:
         log.info("%s/%s: ip-only, %s in the pod network", run.pod.namespace, run.pod.name, run.pod.ip)
         return True
 
-    def _watch_ready(self, run: Running, proc: Any) -> None:
-        url = f"http://{run.pod.ip}:{run.pod.ports['http']}/v2/health/ready"
-        while proc.poll() is None and run.proc is proc:
-            if http_ok(url, timeout=0.5):
-                with self.lock:
-                    run.ready_after_s = time.monotonic() - run.started_at
-                    run.history.append(run.ready_after_s)
-                    self._write_status()
-                log.info("%s/%s: ready after %.2fs", run.pod.namespace, run.pod.name, run.ready_after_s)
-                return
-            time.sleep(0.1)
-
     def _stop(self, run: Running) -> None:
         pod = run.pod
         if run.proc is not None:
@@ -259,8 +292,10 @@ class PodRunner:
         still_used = any(r.pod.ip == pod.ip for r in self.running.values())
         if not still_used:
             with contextlib.suppress(RuntimeError, ValueError):
-                self.network.del_ip(pod.ip)
-        shutil.rmtree(self._pod_dir(pod) / "repo", ignore_errors=True)
+                if run.netns is not None:
+                    self.network.del_sandbox(pod.ip)
+                else:
+                    self.network.del_ip(pod.ip)
 
     def shutdown(self) -> None:
         with self.lock:
@@ -272,6 +307,7 @@ class PodRunner:
             while self.running:
                 self._stop(self.running.popitem()[1])
             self._write_status()
+        self.writers.shutdown(wait=False, cancel_futures=True)
 
     def _write_targets(self, pods: Iterable[TritonPod]) -> None:
         """file_sd targets with the labels Kubernetes discovery + our relabeling would give.
@@ -307,7 +343,7 @@ class PodRunner:
                 "version": p.version, "repository": p.repository_uri, "ip_only": p.ip_only,
                 "pid": run.proc.pid if alive else None, "running": alive,
                 "ready_after_s": run.ready_after_s, "ready_history_s": run.history,
-                "restarts": run.restarts, "error": run.error,
+                "restarts": run.restarts, "error": run.error, "restart_reason": run.restart_reason,
                 "rss_bytes": process_group_rss(run.proc.pid) if alive else 0,
             }  # fmt: skip
         tmp = self.workdir / "status.json.tmp"

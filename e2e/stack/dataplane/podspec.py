@@ -4,8 +4,9 @@ Why a separate, pure module: the operator's Deployment builder and this parser m
 arguments and environment; keeping the parsing free of I/O makes that contract unit-testable.
 
 Contract (see e2e/README-dataplane.md):
-- pods labelled ``app.kubernetes.io/managed-by=modelship``, phase Running, podIP inside the pod CIDR,
-  no deletionTimestamp;
+- pods labelled ``app.kubernetes.io/managed-by=modelship``, phase Running, podIP inside the pod CIDR (a pod
+  with a deletionTimestamp is terminated as a kubelet would: preStop, SIGTERM, grace period, then removed);
+- the container's probes, postStart/preStop hooks and the pod's grace period (dataplane/kubelet.py);
 - the container that declares a port named ``http``/``grpc``/``metrics`` (else the first one);
   its ``command + args`` are parsed like tritonserver's CLI:
   ``--model-repository=URI`` (or ``--model-store``), ``--model-control-mode``, ``--load-model``
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.stack.dataplane.comparator import is_comparator
+from e2e.stack.dataplane.kubelet import Lifecycle, parse_lifecycle
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "modelship")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -65,6 +67,8 @@ class TritonPod:
     comparator_args: tuple[str, ...] | None = None
     """A shadow comparator pod (`modelship compare ARGS`): run that, not tritonserver (dataplane/comparator.py)."""
     service_account: str = ""
+    lifecycle: Lifecycle = field(default=Lifecycle())
+    """Probes, hooks and grace period: the runner acts as the pod's kubelet (dataplane/kubelet.py)."""
 
     @property
     def key(self) -> str:
@@ -82,14 +86,29 @@ def _get(obj: Any, *path: str) -> Any:
 
 
 def is_candidate(pod: Any) -> bool:
-    """Ours, scheduled, Running, with an IP, and not being deleted."""
+    """Ours, scheduled, Running and with an IP (a pod being deleted too: the runner terminates it)."""
     labels = _get(pod, "metadata", "labels") or {}
     return (
         labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-        and _get(pod, "metadata", "deletion_timestamp") is None
         and _get(pod, "status", "phase") == "Running"
         and bool(_get(pod, "status", "pod_ip"))
     )
+
+
+def is_deleting(pod: Any) -> bool:
+    return _get(pod, "metadata", "deletion_timestamp") is not None
+
+
+def raw_identity(pod: Any) -> tuple[str, str, str]:
+    """(namespace, name, uid) of a pod as the API gives it."""
+    return (str(_get(pod, "metadata", "namespace")), str(_get(pod, "metadata", "name")),
+            str(_get(pod, "metadata", "uid") or ""))  # fmt: skip
+
+
+def deletion_grace_s(pod: Any, default: float) -> float:
+    """What is left of the grace period the deletion asked for (its deletionGracePeriodSeconds)."""
+    grace = _get(pod, "metadata", "deletion_grace_period_seconds")
+    return default if grace is None else float(grace)
 
 
 def parse_key(pod: Any) -> tuple[str, str]:
@@ -172,6 +191,7 @@ def parse_comparator(pod: Any, container: Any) -> TritonPod:
         repository_uri="", models=(), version=None, ports=ports, env=_env(container, pod),
         comparator_args=tuple(str(a) for a in (_get(container, "args") or [])),
         service_account=str(_get(pod, "spec", "service_account_name") or "default"),
+        lifecycle=parse_lifecycle(pod, container, ports),
     )
 
 
@@ -207,8 +227,14 @@ def parse_pod(pod: Any) -> TritonPod:
             version = int(raw_version)
         except ValueError:
             errors.append(f"MODELSHIP_MODEL_VERSION={raw_version!r} is not an integer version")
+    lifecycle = Lifecycle()
+    try:
+        lifecycle = parse_lifecycle(pod, c, ports)
+    except ValueError as exc:
+        errors.append(f"probes and hooks: {exc}")
     return TritonPod(
         **_identity(pod),
+        lifecycle=lifecycle,
         repository_uri=repos[0] if repos else "",
         models=models,
         version=version,

@@ -148,6 +148,12 @@ def resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+DRAIN_S = 5
+"""preStop pause: EndpointSlices and gateways forget a terminating pod asynchronously; until they do, requests
+still reach it and Triton must answer them, so SIGTERM (after which Triton refuses new requests) waits this long."""
+TRITON_EXIT_TIMEOUT_S = 30  # tritonserver's --exit-timeout-secs default: how long it waits for in-flight requests
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -166,11 +172,15 @@ def container(spec: ModelDeploymentSpec, revision: Revision) -> dict[str, Any]:
         "env": triton_env(spec, revision),
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
         "resources": resources(spec),
-        # Loading a large model can take many minutes: liveness only starts once the server answers.
-        "startupProbe": _probe("/v2/health/live", 10, 180),
+        # Loading a large model can take many minutes (30 here): liveness only starts once the server answers;
+        # a short period because no pod is Ready before this probe passes once.
+        "startupProbe": _probe("/v2/health/live", 2, 900),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 6),
-        "lifecycle": {"postStart": {"exec": {"command": ["python3", "-c", PIN_SCRIPT]}}},
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["python3", "-c", PIN_SCRIPT]}},
+            "preStop": {"exec": {"command": ["sleep", str(DRAIN_S)]}},
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -184,6 +194,7 @@ def pod_template(owner: OwnerLike, spec: ModelDeploymentSpec, revision: Revision
     serving = spec.serving
     pod_spec: dict[str, Any] = {
         "containers": [container(spec, revision)],
+        "terminationGracePeriodSeconds": DRAIN_S + TRITON_EXIT_TIMEOUT_S + 10,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": TRITON_UID,
