@@ -12,7 +12,9 @@ What it does, on the local stack (`e2e/stack`: real API server, kwok GPU nodes, 
 6. applies v4 = Triton version 93, silently wrong (no errors, normal latency, every score pushed towards 1)
    with output comparison on: the comparator answers each mirrored request with both versions, outputShift
    breaches in Shadow and the operator rolls back, printing how the answers moved;
-7. prints the commands to explore what happened.
+7. the whole time, a webhook receiver on loopback plays the team's on-call hook: the operator's signed
+   notifications for the promotion and each rollback (with their evidence) are printed as they arrive;
+8. prints the commands to explore what happened (the live web dashboard among them).
 
 The traffic generator stops at the end. The operator stops too, unless `--keep-operator` (or
 MODELSHIP_DEMO_KEEP_OPERATOR=1): then it keeps running (pid in .stack/demo-operator.pid, log in
@@ -54,6 +56,7 @@ import yaml
 
 from e2e.manifests import model_deployment
 from e2e.stack import REPO, STACK_DIR, free_port
+from e2e.webhook import Receiver, signed
 
 NAMESPACE = "demo"
 NAME = "fraud-scorer"
@@ -62,6 +65,9 @@ OPERATOR_LOG = STACK_DIR / "logs" / "demo-operator.log"
 MANIFEST_DIR = STACK_DIR / "demo"
 STEPS = [{"weight": 20, "duration": "8s"}, {"weight": 50, "duration": "8s"}]
 SHADOW = {"mirrorPercent": 100, "duration": "8s"}
+HOOK_KEY = "demo-hmac-key"  # in Secret modelship-notifications, as a team would share it with its receiver
+SUBSCRIPTION = {"name": "on-call", "events": ["Promoted", "RolledBack"],
+                "webhook": {"url": {"key": "url"}, "signingKey": {"key": "hmac"}}}
 BOLD, RED, GREEN, YELLOW, DIM, RESET = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[2m", "\x1b[0m"
 
 
@@ -197,6 +203,7 @@ def manifest(version: str, existing: bool, compare: bool = False) -> dict[str, A
         slo={"errorRate": {"max": 0.02}, "latencyP99Ms": {"max": 250, "maxRatioToStable": 3.0}},
     )
     spec = doc["spec"]
+    spec["notifications"] = [copy.deepcopy(SUBSCRIPTION)]
     spec["traffic"]["gatewayAPI"]["parentRefs"] = [{"name": os.environ.get("MODELSHIP_DEMO_GATEWAY", "inference-gw")}]
     spec["serving"].pop("env", None)
     if compare:  # the platform default: compare answers in Shadow, outputShift max 0.25
@@ -416,10 +423,32 @@ def fresh_namespace(cluster: Cluster) -> None:
             time.sleep(0.5)
 
 
+def notified(receiver: Receiver, event: str, version: str, timeout: float = 30) -> None:
+    """Print the webhook the operator sent for `event` about `version` (it never holds the rollout up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for delivery in receiver.delivered(event):
+            body = delivery.event
+            if version in ((body.get("history") or {}).get("version"), (body.get("stable") or {}).get("version")):
+                checks = [f"{m['name']} {m.get('verdict')}" for m in (body.get("evidence") or {}).get("metrics") or []]
+                verified = "signature verified" if signed(delivery, HOOK_KEY) else f"{RED}BAD SIGNATURE{RESET}"
+                print(f"  webhook {BOLD}{event}{RESET} received ({verified}, delivery "
+                      f"{delivery.headers.get('X-Modelship-Delivery', '?')[:12]}): {body.get('message', '')[:160]}")
+                if checks:
+                    print(f"    evidence attached: {', '.join(checks)}")
+                return
+        time.sleep(0.2)
+    print(f"  {YELLOW}no {event} webhook within {timeout:.0f}s{RESET} (see {_rel(OPERATOR_LOG)})")
+
+
 def story(cluster: Cluster, keep_operator: bool) -> int:
     install_crd(cluster)
     operator = start_operator(cluster)
     fresh_namespace(cluster)
+    receiver = Receiver().start()
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "modelship-notifications",
+                   "namespace": NAMESPACE}, "stringData": {"url": receiver.url, "hmac": HOOK_KEY}})
+    say(f"a webhook receiver on {receiver.url} stands for the team's hook (Promoted, RolledBack; HMAC-signed)")
     live, traffic = Live(), None
     try:
         apply_version(cluster, "1", "the first version, deployed directly as stable")
@@ -433,7 +462,9 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
         apply_version(cluster, "2", "a healthy new version: validation, shadow, canary 20% -> 50%, promotion")
         watch(cluster, live, traffic_obj, lambda s: s.get("phase") == "Healthy"
               and (s.get("stableRevision") or {}).get("version") == "2", timeout=180)
-        say(f"{GREEN}v2 promoted in {time.monotonic() - t:.0f}s: 100% of traffic on version 2{RESET}\n")
+        say(f"{GREEN}v2 promoted in {time.monotonic() - t:.0f}s: 100% of traffic on version 2{RESET}")
+        notified(receiver, "Promoted", "2")
+        print()
 
         t = time.monotonic()
         before = traffic_obj.totals()
@@ -459,9 +490,12 @@ def story(cluster: Cluster, keep_operator: bool) -> int:
                              "custom-columns=REASON:.reason,MESSAGE:.message", check=False)
         if events.strip():
             print("  Warning events:\n" + "\n".join("    " + line[:200] for line in events.strip().splitlines()))
+        notified(receiver, "RolledBack", "91")
         print()
         silently_wrong(cluster, live, traffic_obj)
+        notified(receiver, "RolledBack", "93")
     finally:
+        receiver.stop()
         live.clear()
         if traffic is not None:
             traffic.stop()
@@ -506,6 +540,7 @@ def explore(cluster: Cluster, keep_operator: bool, pid: int) -> str:
         (f"kubectl describe mdep {NAME} -n {NAMESPACE}", "Events carry the metric values behind each decision"),
         (f"kubectl modelship status {NAME} -n {NAMESPACE}", ""),
         (f"kubectl modelship history {NAME} -n {NAMESPACE}", "every rollout, step, check and rollback"),
+        (f"kubectl modelship dashboard -n {NAMESPACE}", "the live web dashboard (http://127.0.0.1:3100)"),
         (f"kubectl get httproute,deploy,svc,pods -n {NAMESPACE} -l modelship.dev/deployment={NAME}", ""),
         (f"ls {_rel(MANIFEST_DIR)}/", "the three manifests applied"),
     ]

@@ -12,17 +12,11 @@ dashboard returns data.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import socket
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -33,6 +27,8 @@ from e2e.manifests import model_deployment
 from e2e.scenarios.test_control import healthy, plugin
 from e2e.stack import REPO, StackContext
 from e2e.stack.traffic import TrafficGenerator
+from e2e.webhook import Delivery, Receiver
+from e2e.webhook import signed as signed_with
 
 pytestmark = pytest.mark.e2e
 
@@ -43,62 +39,6 @@ SUBSCRIPTION = {"name": "ml-team", "events": ["ApprovalRequired", "Promoted", "R
                 "webhook": {"url": {"key": "url"}, "signingKey": {"key": "hmac"}}}
 
 
-@dataclass
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    answered: bool
-
-    @property
-    def event(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.body)
-        return parsed
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint on loopback; the first `down_for` requests get their connection dropped unanswered."""
-
-    down_for: int = 0
-    seen: list[Delivery] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                answered = len(receiver.seen) >= receiver.down_for
-                receiver.seen.append(Delivery(dict(self.headers), body, time.time(), answered))
-                if not answered:  # a receiver that crashed mid-request
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/modelship"
-
-    def delivered(self, event: str) -> list[Delivery]:
-        return [d for d in self.seen if d.answered and d.headers.get("X-Modelship-Event") == event]
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     found = Receiver(down_for=1).start()
@@ -107,8 +47,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def signed(delivery: Delivery) -> bool:
-    expected = "sha256=" + hmac.new(KEY.encode(), delivery.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, delivery.headers.get("X-Modelship-Signature", ""))
+    return signed_with(delivery, KEY)
 
 
 def events(kubectl: Kubectl, ns: str, reason: str) -> list[dict[str, Any]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 
 import pytest
 from modelship.domain.validation import check_manifest
 
 from e2e import demo
+from e2e.webhook import Delivery, Receiver
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -68,3 +72,17 @@ def test_render_shows_both_versions_answers_side_by_side_in_shadow() -> None:
     assert "answers (comparator)   stable p5 0.55 p50 0.62 p95 0.7 mean 0.62   canary p5 0.93 p50 0.95" in text
     obj["status"]["stage"] = "Canary"
     assert "answers" not in "\n".join(demo.render(obj, {}, answers))
+
+
+def test_the_demo_prints_the_signed_webhook_of_a_rollback_with_its_evidence(capsys: pytest.CaptureFixture[str]) -> None:
+    body = json.dumps({"event": "RolledBack", "message": "rolled back version 91: latencyP99Ms 412 > max 250",
+                       "history": {"event": "RolledBack", "version": "91"},
+                       "evidence": {"metrics": [{"name": "latencyP99Ms", "verdict": "Fail"}]}}).encode()
+    signature = "sha256=" + hmac.new(demo.HOOK_KEY.encode(), body, hashlib.sha256).hexdigest()
+    receiver = Receiver(seen=[Delivery({"X-Modelship-Event": "RolledBack", "X-Modelship-Signature": signature,
+                                        "X-Modelship-Delivery": "d-1"}, body, 0.0, True)])
+    demo.notified(receiver, "RolledBack", "91", timeout=1)
+    out = capsys.readouterr().out
+    assert "RolledBack" in out and "signature verified" in out and "latencyP99Ms Fail" in out
+    demo.notified(receiver, "RolledBack", "93", timeout=0.3)
+    assert "no RolledBack webhook within" in capsys.readouterr().out
