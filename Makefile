@@ -60,7 +60,7 @@ e2e: venv
 # The whole suite: static checks, then every test against the real local stack.
 # pytest's exit code 5 (no tests collected) fails the target like any other non-zero code.
 test: lint typecheck imports cluster-up
-	$(PY) -m pytest tests e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests e2e --durations=25 $(PYTEST_ARGS)
 
 test-fast: lint typecheck imports unit
 

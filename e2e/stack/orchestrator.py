@@ -206,8 +206,7 @@ def up() -> tuple[dict[str, Any], bool]:
         timings["cold_build_seconds"] = {
             b: float(p.read_text()) for b in BINARIES if (p := binary_path(b).parent / "build-seconds").exists()
         }
-        if built:
-            timings["built_this_run"] = built
+        timings["built_this_run"] = built  # [] on a warm start (.ci/run prints which)
         if state.get("dataplane", {}).get("timings"):
             timings["dataplane"] = state["dataplane"]["timings"]
         timings.update(warm_start_seconds=warm, rss_mib=_rss(state), measured_at=time.strftime("%FT%T%z"))

@@ -99,6 +99,8 @@ def supervise(host: Host, run: Any, proc: Any) -> None:
         if not ok:
             _kill(host, run, proc, f"postStart hook failed: {why}")
             return
+        log.info("%s/%s: postStart hook done %.2fs after start", pod.namespace, pod.name,
+                 time.monotonic() - run.started_at)  # fmt: skip
     start = time.monotonic()
     if spec.startup is not None:
         startup = _ProbeState(spec.startup, start)

@@ -62,7 +62,7 @@ while True:
     except Exception as exc:
         if time.time() > deadline:
             sys.exit("modelship pin: model %s never loaded: %s" % (model, exc))
-        time.sleep(1)
+        time.sleep(0.2)  # the pod is not Ready before this returns: notice the load promptly
 config["version_policy"] = {"specific": {"versions": [version]}}
 call("/v2/repository/models/%s/load" % model, {"parameters": {"config": json.dumps(config)}})
 call("/v2/models/%s/versions/%d/ready" % (model, version))
