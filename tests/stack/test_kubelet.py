@@ -103,6 +103,8 @@ def test_a_failing_post_start_hook_restarts_the_container(stack_ns: tuple[Any, s
     assert container.last_state.terminated.exit_code == 137
     reason = podrunner_status(stack.stack_dir)["pods"][f"{ns}/hooked"]["restart_reason"]
     assert reason.startswith("postStart hook failed: exit 3"), reason
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=hooked").items
+    assert {"FailedPostStartHook", "Killing"} <= {e.reason for e in events}, [e.reason for e in events]
 
 
 @pytest.mark.integration

@@ -38,6 +38,7 @@ POD_RUNNER = [
     {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 POD_STAGES = Path(__file__).with_name("kwok-stages.yaml")  # kwok's pod stages while the runner is the kubelet
 """The pod runner is the stack's kubelet: it reads pods and mints each comparator pod's ServiceAccount token."""

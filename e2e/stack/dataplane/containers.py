@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from e2e.stack.dataplane.kubelet import Lifecycle, Probe, perform, status_patch
+from e2e.stack.dataplane.kubelet import Lifecycle, Probe, perform, status_patch, timestamp
 from e2e.stack.triton import terminate_group
 
 log = logging.getLogger("modelship.podrunner")
@@ -51,6 +51,25 @@ def write_pod_status(host: Host, run: Any, *, ready: bool, started: bool, last_e
         log.info("%s/%s: status not written (%s)", pod.namespace, pod.name, str(exc).splitlines()[0])
 
 
+def record_event(host: Host, run: Any, reason: str, message: str, kind: str = "Warning") -> None:
+    """A kubelet Event on the pod (`kubectl describe pod` shows why it restarts or is not Ready)."""
+    if host.core is None:
+        return
+    pod = run.pod
+    at = timestamp()
+    body = {
+        "metadata": {"generateName": f"{pod.name}.", "namespace": pod.namespace},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": pod.namespace, "name": pod.name,
+                           "uid": pod.uid, "fieldPath": f"spec.containers{{{pod.lifecycle.container}}}"},
+        "reason": reason, "message": message[:1000], "type": kind, "count": 1,
+        "firstTimestamp": at, "lastTimestamp": at, "source": {"component": "kubelet", "host": pod.node},
+    }  # fmt: skip
+    try:
+        host.core.create_namespaced_event(pod.namespace, body)
+    except Exception as exc:  # an Event is best effort, as the kubelet's are
+        log.info("%s/%s: event %s not recorded (%s)", pod.namespace, pod.name, reason, str(exc).splitlines()[0])
+
+
 class _ProbeState:
     """Consecutive successes and failures of one probe, and when it runs next."""
 
@@ -78,10 +97,12 @@ def _alive(run: Any, proc: Any) -> bool:
     return bool(proc.poll() is None and run.proc is proc and not run.terminating)
 
 
-def _kill(host: Host, run: Any, proc: Any, why: str) -> None:
+def _kill(host: Host, run: Any, proc: Any, why: str, reason: str = "Unhealthy") -> None:
     """A failed hook or liveness probe: the container is killed and restarted (restartPolicy Always)."""
     pod = run.pod
     log.warning("%s/%s: %s; killing the container", pod.namespace, pod.name, why)
+    record_event(host, run, reason, why)
+    record_event(host, run, "Killing", f"Container {pod.lifecycle.container} {why}, will be restarted", "Normal")
     run.error = run.restart_reason = why
     terminate_group(proc, timeout=pod.lifecycle.grace_s)
     write_pod_status(host, run, ready=False, started=False, last_exit=(137, "Error"))
@@ -97,7 +118,7 @@ def supervise(host: Host, run: Any, proc: Any) -> None:
         if not _alive(run, proc):
             return
         if not ok:
-            _kill(host, run, proc, f"postStart hook failed: {why}")
+            _kill(host, run, proc, f"postStart hook failed: {why}", reason="FailedPostStartHook")
             return
         log.info("%s/%s: postStart hook done %.2fs after start", pod.namespace, pod.name,
                  time.monotonic() - run.started_at)  # fmt: skip
@@ -125,6 +146,8 @@ def _watch(host: Host, run: Any, proc: Any, spec: Lifecycle, start: float) -> No
         now = time.monotonic()
         verdict = readiness.run(run, host, now) if readiness is not None else None
         if verdict is not None and verdict != run.ready:
+            if not verdict:
+                record_event(host, run, "Unhealthy", f"Readiness probe failed: {run.probe_error}")
             _became_ready(host, run, verdict)
         if liveness is not None and liveness.run(run, host, now) is False:
             _kill(host, run, proc, f"liveness probe failed {liveness.probe.failure_threshold} times: {run.probe_error}")
