@@ -45,6 +45,10 @@ def kubectl(stack: StackContext, *args: str, stdin: str | None = None) -> subpro
 def ensure_namespace(
     stack: StackContext, made: list[str], name: str, labels: dict[str, str] | None = None
 ) -> str:
+    """The namespace, live: one an earlier test deleted (`--wait=false`) and is still terminating is waited out."""
+    if kubectl(stack, "get", "namespace", name, "-o", "jsonpath={.status.phase}").stdout == "Terminating":
+        gone = kubectl(stack, "wait", "--for=delete", f"namespace/{name}", "--timeout=120s")
+        assert gone.returncode == 0, f"namespace {name} still terminating: {gone.stderr}"
     proc = kubectl(stack, "create", "namespace", name)
     if proc.returncode == 0:
         made.append(name)

@@ -111,6 +111,24 @@ def test_server_dry_run_accepts_every_example(
         assert "servicemonitor.monitoring.coreos.com/" in proc.stdout
 
 
+def test_a_namespace_left_terminating_by_an_earlier_case_is_waited_for(
+    stack: StackContext, namespaces: list[str]
+) -> None:
+    """Given ml-team-a deleted (not yet gone) by the previous example, when the next example ensures it, then it is
+    a live namespace again: CI once failed with "unable to create new content ... because it is being terminated"."""
+    name = f"chart-again-{uuid.uuid4().hex[:6]}"
+    ensure_namespace(stack, namespaces, name)
+    kubectl(stack, "create", "configmap", "keep", "-n", name)  # content: the namespace controller takes a moment
+    assert kubectl(stack, "delete", "namespace", name, "--wait=false").returncode == 0
+
+    ensure_namespace(stack, namespaces, name)
+
+    phase = kubectl(stack, "get", "namespace", name, "-o", "jsonpath={.status.phase}")
+    assert phase.stdout == "Active", phase.stdout + phase.stderr
+    made = kubectl(stack, "create", "configmap", "after", "-n", name)
+    assert made.returncode == 0, made.stderr
+
+
 def test_pod_security_check_would_catch_a_privileged_pod(stack: StackContext, namespaces: list[str]) -> None:
     """Control for the check above: the same dry run warns on a pod spec that breaks `restricted`."""
     ns = ensure_namespace(
