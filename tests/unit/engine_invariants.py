@@ -117,8 +117,11 @@ def check_outcomes_kept(before: ModelDeploymentStatus, after: ModelDeploymentSta
     assert [_key(e) for e in lost] == [_key(e) for e in oldest], "a newer outcome record left before older ones"
 
 
-def non_finite_evidence(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot) -> list[str]:
-    """What in this snapshot is NaN or infinite and would be judged for this spec (item 14)."""
+def non_finite_evidence(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot, *, stable_measured: bool = True
+                        ) -> list[str]:
+    """What in this snapshot is NaN or infinite and would be judged for this spec (item 14).
+
+    stable_measured=False: after promotion the stable column is the baseline from status, not this snapshot's."""
     slo = spec.slo
     declared: dict[str, bool] = {}
     for name, bound in (("errorRate", slo.error_rate), ("latencyP99Ms", slo.latency_p99_ms),
@@ -139,7 +142,7 @@ def non_finite_evidence(spec: ModelDeploymentSpec, snapshot: MetricsSnapshot) ->
             continue
         if mv.canary is not None and not math.isfinite(mv.canary):
             found.append(f"{name}.canary={mv.canary}")
-        if ratio and mv.stable is not None and not math.isfinite(mv.stable):
+        if ratio and stable_measured and mv.stable is not None and not math.isfinite(mv.stable):
             found.append(f"{name}.stable={mv.stable}")
     return found
 
@@ -150,7 +153,7 @@ def check_non_finite_never_passes(
     """A check that ran on NaN/Inf evidence is never a Pass (item 14)."""
     if obs.metrics is None or after.last_check_at == before.last_check_at or after.last_analysis is None:
         return
-    bad = non_finite_evidence(spec, obs.metrics)
+    bad = non_finite_evidence(spec, obs.metrics, stable_measured=before.stage != Stage.POST_PROMOTION)
     if bad:
         assert after.last_analysis.verdict != Verdict.PASS, f"judged Pass on non-finite evidence: {bad}"
 

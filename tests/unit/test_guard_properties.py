@@ -120,8 +120,9 @@ class Guard(RuleBasedStateMachine):
         self.check_request_once(obs, before, d)
 
     def check_frozen_but_protected(self, before: ModelDeploymentStatus, d: Decision) -> None:
-        """Invalid spec (item 2): nothing new is applied."""
-        known = {r.hash for r in (before.stable_revision, before.canary_revision) if r is not None}
+        """Invalid spec (item 2): nothing new is applied (the previous revision kept after a promotion is not new)."""
+        serving = (before.stable_revision, before.canary_revision, before.previous_revision)
+        known = {r.hash for r in serving if r is not None}
         started = [a.revision.hash for a in d.actions if isinstance(a, EnsureRevision)
                    and a.revision.hash not in known]
         assert not started, f"spec is Invalid but revision {started} was applied"

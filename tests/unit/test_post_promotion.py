@@ -106,6 +106,27 @@ def test_given_ratio_bound_when_watched_then_judged_against_own_last_canary_valu
     assert "1.60x stable 100" in d.status.last_analysis.message
 
 
+def test_given_ratio_bound_when_the_old_stable_series_is_nan_in_the_window_then_it_is_not_evidence() -> None:
+    """In the window the stable column is the new stable's baseline; what the old pods' series says is discarded
+    (the guard property test once counted a NaN there as Pass on non-finite evidence)."""
+    slo = {"errorRate": {"max": 0.5, "maxRatioToStable": 2.0}}
+    sim, _, _ = promoted(slo=slo)
+    nan_stable = MetricsSnapshot(available=True, canary_requests=500, values={
+        "errorRate": MetricValue(canary=0.001, stable=float("nan"))})
+    d = sim.run_checks(1, nan_stable)
+    assert d.status.last_analysis is not None and d.status.last_analysis.verdict == "Pass"
+    judged = {m.name: m for m in d.status.last_analysis.metrics}
+    assert judged["errorRate"].stable_value == 0.001, "judged against the baseline, not the NaN"
+
+
+def test_given_window_when_the_spec_turns_invalid_then_previous_kept_at_its_replicas_and_nothing_new_starts() -> None:
+    sim, old, new = promoted({"window": "5m", "keepPrevious": {"replicas": 0}})
+    invalid = ("spec.rollout.canary.steps[1].weight: must exceed the previous step's weight; raise it",)
+    d = sim.decide(invalid=invalid, after=timedelta(seconds=30))
+    assert ensures(d) == [EnsureRevision(new, Role.STABLE, 4), EnsureRevision(old, Role.PREVIOUS, 0)]
+    assert d.status.stage == Stage.POST_PROMOTION
+
+
 def test_given_failed_check_pending_when_window_passes_then_window_waits_for_the_next_check() -> None:
     sim, old, _ = promoted()
     sim.run_checks(4)
