@@ -240,15 +240,14 @@ def test_unschedulable_canary_with_scale_down_stable_frees_gpus_and_promotes(
         totals = traffic_totals(gen)
         fig.update(totals)
         assert totals.get("canary_sent", 0) > 0, totals
-        # The stack has no kubelet: a pod removed on scale-down stops serving at once while EndpointSlices
-        # still list it, and kwok marks each new canary pod Ready (so promotion moves weight onto it) before its
-        # Triton listens; a real cluster closes both gaps (preStop delay, readiness probe). So transport
-        # failures are allowed only within 10 s of stable losing a pod, or (on the canary) of weight or pods moving
-        # onto the canary (a new pod's Triton once took 6.1 s to listen on a loaded CI machine); stable's own are
-        # few (it is never starved), the canary's are bounded loosely.
+        # The stack's pod runner acts as kubelet: a pod removed on scale-down turns not Ready and drains through
+        # the operator's preStop delay before Triton stops, and a new canary pod is Ready (so promotion moves
+        # weight onto it) only once its readiness probe passes. The last runs saw no failures at all; the bounds
+        # stay loose for a loaded CI machine: transport failures only within 10 s of stable losing a pod or (on the
+        # canary) of weight or pods moving onto the canary; stable's own few, the canary's bounded loosely.
         shrinks = [b.t for a, b in pairwise(watch.samples)
                    if (b.replicas.get(v1) or 0) < (a.replicas.get(v1) or 0)]
-        # Weight moving onto the canary while promoting means onto pods kwok just marked Ready.
+        # Weight moving onto the canary while promoting means onto pods that just turned Ready.
         canary_moves = [b.t for a, b in pairwise(watch.samples)
                         if (b.route_canary_weight or 0) > (a.route_canary_weight or 0)
                         or (b.replicas.get(v2) or 0) > (a.replicas.get(v2) or 0)]
