@@ -87,6 +87,8 @@ PASSED = ValidationReport(passed=True, pods_checked=4)
 CONTRACT = ValidationReport(passed=False, failure=ValidationFailure.CONTRACT_MISMATCH,
                             message="output score: FP32 [1,1] became FP16 [1,1]")
 NOT_READY = ValidationReport(passed=False, failure=ValidationFailure.NOT_READY, message="model loading")
+INVALID = ("spec.rollout.canary.steps[1].weight: must exceed the previous step's weight; raise it",)
+"""What validation says of a spec edited into an Invalid one (`invalid=` of Sim.decide)."""
 
 
 def traffic(d: Decision) -> list[SetTraffic]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from engine_fixtures import CONTRACT, NOT_READY, PASSED, Sim, make_spec
+from engine_fixtures import CONTRACT, INVALID, NOT_READY, PASSED, Sim, make_spec
 from engine_invariants import (
     PassTracker,
     check_canary_leaves_first,
@@ -42,7 +42,6 @@ from pydantic import ValidationError
 
 ACTIONS = ["promote", "promote-full", "abort", "pause", "resume", "retry"]
 VALIDATIONS: list[ValidationReport | None] = [PASSED] * 10 + [NOT_READY, CONTRACT, None]
-PROBLEM = ("spec.rollout.canary.steps[1].weight: must exceed the previous step's weight; raise it",)
 BIG_BY = 200 * 1024
 
 
@@ -90,7 +89,7 @@ class Guard(RuleBasedStateMachine):
     def reconcile(self, metrics: MetricsSnapshot | None = None, validation: ValidationReport | None = PASSED,
                   *, lost: bool = False) -> Decision:
         sim, request = self.sim, parse(self.pending)
-        obs = sim.observe(metrics, validation, request, PROBLEM if self.invalid else ())
+        obs = sim.observe(metrics, validation, request, INVALID if self.invalid else ())
         before = sim.status
         d = decide(sim.spec, before, obs, sim.now)
         self.check(obs, before, d)

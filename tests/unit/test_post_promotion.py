@@ -5,7 +5,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from engine_fixtures import CONTRACT, Sim, bad, cond, ensures, events, good, make_spec, no_data, req, rev, traffic
+from engine_fixtures import (
+    CONTRACT,
+    INVALID,
+    Sim,
+    bad,
+    cond,
+    ensures,
+    events,
+    good,
+    make_spec,
+    no_data,
+    req,
+    rev,
+    traffic,
+)
 from modelship.domain.actions import (
     DeleteRevision,
     EnsureComparator,
@@ -121,8 +135,7 @@ def test_given_ratio_bound_when_the_old_stable_series_is_nan_in_the_window_then_
 
 def test_given_window_when_the_spec_turns_invalid_then_previous_kept_at_its_replicas_and_nothing_new_starts() -> None:
     sim, old, new = promoted({"window": "5m", "keepPrevious": {"replicas": 0}})
-    invalid = ("spec.rollout.canary.steps[1].weight: must exceed the previous step's weight; raise it",)
-    d = sim.decide(invalid=invalid, after=timedelta(seconds=30))
+    d = sim.decide(invalid=INVALID, after=timedelta(seconds=30))
     assert ensures(d) == [EnsureRevision(new, Role.STABLE, 4), EnsureRevision(old, Role.PREVIOUS, 0)]
     assert d.status.stage == Stage.POST_PROMOTION
 
