@@ -105,11 +105,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 @pytest.fixture
 def traffic(stack: StackContext) -> Iterator[Callable[..., TrafficGenerator]]:
-    """`traffic(namespace, name, rps=...)` sends steady requests along the live route until the test ends."""
+    """`traffic(namespace, name, rps=...)` sends steady requests along the live route until the test ends:
+    through the stack's gateway (Traefik) for an HTTPRoute attached to it, the generator's own split otherwise."""
     running: list[TrafficGenerator] = []
 
     def start(namespace: str, name: str, rps: float = 25.0, duration: float = 600.0) -> TrafficGenerator:
-        gen = from_kubeconfig(stack.kubeconfig, namespace, name, rps=rps, duration=duration).start()
+        gen = from_kubeconfig(stack.kubeconfig, namespace, name, stack_env=stack.env, rps=rps,
+                              duration=duration).start()
         running.append(gen)
         return gen
 

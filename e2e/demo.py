@@ -204,7 +204,9 @@ def manifest(version: str, existing: bool, compare: bool = False) -> dict[str, A
     )
     spec = doc["spec"]
     spec["notifications"] = [copy.deepcopy(SUBSCRIPTION)]
-    spec["traffic"]["gatewayAPI"]["parentRefs"] = [{"name": os.environ.get("MODELSHIP_DEMO_GATEWAY", "inference-gw")}]
+    if existing:  # your cluster's Gateway in the demo's namespace, which mirrors (RequestMirror) itself
+        gateway = os.environ.get("MODELSHIP_DEMO_GATEWAY", "inference-gw")
+        spec["traffic"]["gatewayAPI"] = {"parentRefs": [{"name": gateway}]}
     spec["serving"].pop("env", None)
     if compare:  # the platform default: compare answers in Shadow, outputShift max 0.25
         spec["rollout"]["shadow"].pop("compare")
@@ -326,8 +328,10 @@ class Traffic:
             return
         from e2e.stack.traffic import from_kubeconfig  # noqa: PLC0415
 
-        self.gen = from_kubeconfig(cluster.kubeconfig, NAMESPACE, NAME, rps=25, duration=900).start()
-        say("traffic: 25 requests/s along the live HTTPRoute (python -m e2e.stack.traffic)")
+        self.gen = from_kubeconfig(cluster.kubeconfig, NAMESPACE, NAME, stack_env=cluster.env, rps=25,
+                                   duration=900).start()
+        through = f"through the Traefik gateway at {self.gen.gateway}" if self.gen.gateway else "along the route"
+        say(f"traffic: 25 requests/s {through} (python -m e2e.stack.traffic)")
 
     def totals(self) -> dict[str, dict[str, int]]:
         if self.gen is None:

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from e2e.stack import REPO
+from e2e.stack.routes import STACK_GATEWAY as GATEWAY
 
 MODEL_REPOS = REPO / "e2e" / "models" / "repos"
 
@@ -20,6 +21,17 @@ SAMPLE = {
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}],
     "expect": {"outputs": [{"name": "score", "datatype": "FP32", "shape": [1, 1]}]},
 }
+
+
+def stack_gateway_route(name: str, namespace: str) -> dict[str, Any]:
+    """``traffic.gatewayAPI`` through the stack's Traefik (``gateways/inference-gw``): a hostname per
+    ModelDeployment, since every route shares the one listener, and ``mirror: External``, since Traefik has no
+    RequestMirror (the generator makes the shadow copy; e2e/README-dataplane.md)."""
+    return {
+        "parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}],
+        "hostnames": [f"{name}.{namespace}.models.test"],
+        "mirror": "External",
+    }
 
 
 def model_deployment(
@@ -45,7 +57,7 @@ def model_deployment(
 ) -> dict[str, Any]:
     """A complete manifest with e2e-friendly timings; every keyword maps to one spec field."""
     traffic: dict[str, Any] = {
-        "gatewayAPI": {"parentRefs": [{"name": "inference-gw"}]},
+        "gatewayAPI": stack_gateway_route(name, namespace),
         "istio": {"hosts": [f"{name}.{namespace}.svc.cluster.local"]},
         "none": {},
     }[router] if router in ("gatewayAPI", "istio", "none") else {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 TYPICAL_S = {
     "etcd": 45, "kwok": 80, "kube-apiserver": 170, "kube-controller-manager": 55, "kube-scheduler": 10,
-    "kubectl": 25, "prometheus": 150, "helm": 120, "rollouts-controller": 480,
+    "kubectl": 25, "prometheus": 150, "helm": 120, "rollouts-controller": 480, "traefik": 300,
 }  # fmt: skip
 """Seconds each component took to build cold on the 2-core CI machine (2026-12-02)."""
 TAIL_LINES = 15

@@ -1,13 +1,16 @@
-"""Steady inference traffic that follows a ModelDeployment's live route, like a real gateway would.
+"""Steady inference traffic along a ModelDeployment's live route: through the stack's real gateway where it has one.
 
-Why: with no real Gateway/Istio data plane here, something must honour the weights and mirrors the
-operator writes, or canary analysis would see no traffic. Every second the generator re-reads the
-route from the API server -- Gateway API HTTPRoute (backendRefs weights, RequestMirror percent),
-Istio VirtualService (route weights, mirror, mirrorPercentage), or with no route the ready pods of
-the deployment's Services (replica ratio) -- resolves Services to ready pod IPs via EndpointSlices,
-and sends KServe v2 requests with tritonclient at a fixed rate (open loop: slow backends do not slow
-the sender). Mirrored requests are fire-and-forget. Only loopback and the stack's pod CIDR are ever
-contacted; other endpoint addresses are counted as ``refused_address`` and skipped.
+Why: canary analysis needs traffic that follows the weights and mirrors the operator writes. Every second the
+generator re-reads the route from the API server -- Gateway API HTTPRoute (backendRefs weights, RequestMirror
+percent or the ``modelship.dev/mirror`` annotation of ``mirror: External``), Istio VirtualService (route weights,
+mirror, mirrorPercentage), or with no route the ready pods of the deployment's Services (replica ratio) -- and
+resolves Services to ready pod IPs via EndpointSlices. An HTTPRoute attached to the stack's Gateway
+(``gateways/inference-gw``, Traefik) gets its live requests sent to the gateway, which does the weighted split;
+each request carries an id, and the gateway's access log says which pod it went to (``accesslog.py``), so results
+are still counted per Service. Everything else (Istio, which does not run here, the replica ratio, and the shadow
+copy Traefik cannot make) the generator routes itself. KServe v2 requests with tritonclient at a fixed rate (open
+loop: slow backends do not slow the sender); mirrored requests are fire-and-forget. Only loopback and the stack's
+pod CIDR are ever contacted; other endpoint addresses are counted as ``refused_address`` and skipped.
 
 CLI: ``python -m e2e.stack.traffic --namespace ml --name fraud-scorer --rps 20 --duration 60``.
 """
@@ -15,156 +18,29 @@ CLI: ``python -m e2e.stack.traffic --namespace ml --name fraud-scorer --rps 20 -
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import random
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MANAGED = "app.kubernetes.io/managed-by=modelship"
-GATEWAY = "gateway"
-ALLOWED = [ipaddress.ip_network(os.environ.get("MODELSHIP_POD_CIDR", "10.77.0.0/16")),
-           ipaddress.ip_network("127.0.0.0/8")]  # fmt: skip
-
-
-@dataclass
-class Backend:
-    """A weighted destination: a Service (or a static list) and its ready endpoints ``host:port``."""
-
-    name: str
-    weight: float
-    endpoints: list[str] = field(default_factory=list)
-    role: str = ""
-
-
-@dataclass
-class Plan:
-    """Where the next requests go."""
-
-    kind: str  # httproute | virtualservice | replicas | static
-    backends: list[Backend]
-    mirror: Backend | None = None
-    mirror_percent: float = 0.0
-
-
-def _allowed(host: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(addr in net for net in ALLOWED)
-
-
-class RouteReader:
-    """Reads a ModelDeployment's route and endpoints from the API server."""
-
-    def __init__(self, api_client: Any, namespace: str, name: str) -> None:
-        from kubernetes import client  # noqa: PLC0415
-
-        self.ns, self.name = namespace, name
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self.discovery = client.DiscoveryV1Api(api_client)
-        self.selector = f"modelship.dev/deployment={name}"
-
-    def model_name(self) -> str | None:
-        try:
-            mdep = self.custom.get_namespaced_custom_object(
-                "modelship.dev", "v1alpha1", self.ns, "modeldeployments", self.name
-            )
-        except Exception:
-            return None
-        return str(mdep.get("spec", {}).get("model", {}).get("name") or "") or None
-
-    def _objects(self, group: str, versions: tuple[str, ...], plural: str) -> list[dict[str, Any]]:
-        for version in versions:
-            try:
-                items = self.custom.list_namespaced_custom_object(
-                    group, version, self.ns, plural, label_selector=self.selector
-                )["items"]
-                if not items:
-                    items = [self.custom.get_namespaced_custom_object(group, version, self.ns, plural, self.name)]
-                return list(items)
-            except Exception:
-                continue
-        return []
-
-    def endpoints(self, service: str, port: int | None = None) -> list[str]:
-        """Ready ``ip:port`` of a Service from its EndpointSlices (the http port, or ``port``)."""
-        out: list[str] = []
-        slices = self.discovery.list_namespaced_endpoint_slice(
-            self.ns, label_selector=f"kubernetes.io/service-name={service}"
-        ).items
-        for sl in slices:
-            ports = sl.ports or []
-            chosen = next((p.port for p in ports if p.name == "http"), None) or (
-                ports[0].port if ports else port or 8000
-            )
-            for ep in sl.endpoints or []:
-                if ep.conditions is not None and ep.conditions.ready is False:
-                    continue
-                out += [f"{a}:{chosen}" for a in ep.addresses or []]
-        return sorted(set(out))
-
-    def _role(self, service: str) -> str:
-        try:
-            labels = self.core.read_namespaced_service(service, self.ns).metadata.labels or {}
-        except Exception:
-            return ""
-        return str(labels.get("modelship.dev/role", ""))
-
-    def _backend(self, service: str, weight: float) -> Backend:
-        return Backend(service, weight, self.endpoints(service), self._role(service))
-
-    def plan(self) -> Plan:
-        """HTTPRoute first, then VirtualService, then replica ratio over the deployment's Services."""
-        for route in self._objects("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes"):
-            rule = (route.get("spec", {}).get("rules") or [{}])[0]
-            backends = [
-                self._backend(ref["name"], float(ref.get("weight", 1))) for ref in rule.get("backendRefs") or []
-            ]
-            plan = Plan("httproute", backends)
-            for flt in rule.get("filters") or []:
-                if flt.get("type") == "RequestMirror":
-                    rm = flt.get("requestMirror", {})
-                    plan.mirror = self._backend(rm["backendRef"]["name"], 0)
-                    if "percent" in rm:
-                        plan.mirror_percent = float(rm["percent"])
-                    elif "fraction" in rm:
-                        fr = rm["fraction"]
-                        plan.mirror_percent = 100.0 * fr["numerator"] / fr.get("denominator", 100)
-                    else:
-                        plan.mirror_percent = 100.0
-            return plan
-        for vs in self._objects("networking.istio.io", ("v1", "v1beta1", "v1alpha3"), "virtualservices"):
-            http = (vs.get("spec", {}).get("http") or [{}])[0]
-            backends = [
-                self._backend(r["destination"]["host"].split(".")[0], float(r.get("weight", 100)))
-                for r in http.get("route") or []
-            ]
-            plan = Plan("virtualservice", backends)
-            if http.get("mirror"):
-                plan.mirror = self._backend(http["mirror"]["host"].split(".")[0], 0)
-                plan.mirror_percent = float((http.get("mirrorPercentage") or {"value": 100.0})["value"])
-            return plan
-        services = self.core.list_namespaced_service(self.ns, label_selector=f"{MANAGED},{self.selector}").items
-        seen: set[str] = set()
-        backends = []
-        for svc in services:  # one Backend per endpoint: the split follows the replica ratio
-            for ep in self.endpoints(svc.metadata.name):
-                if ep not in seen:
-                    seen.add(ep)
-                    role = (svc.metadata.labels or {}).get("modelship.dev/role", "")
-                    backends.append(Backend(f"{svc.metadata.name}/{ep}", 1.0, [ep], role))  # split per pod
-        return Plan("replicas", backends)
+from e2e.stack.accesslog import AccessLog
+from e2e.stack.routes import (
+    GATEWAY,
+    STACK_GATEWAY,
+    Backend,
+    Plan,
+    RouteReader,
+    allowed,
+)
 
 
 class TrafficGenerator:
@@ -182,9 +58,17 @@ class TrafficGenerator:
         refresh_s: float = 1.0,
         timeout_s: float = 5.0,
         workers: int = 32,
+        gateway: str | None = None,
+        access_log: Path | None = None,
     ) -> None:
+        """``gateway`` (``host:port`` of the stack's Gateway) with its ``access_log``: an HTTPRoute attached to
+        ``STACK_GATEWAY`` has its live requests sent there and attributed from the log."""
         if reader is None and static is None:
             raise ValueError("need a RouteReader or a static Plan")
+        self.gateway = gateway
+        self.access_log = AccessLog(access_log) if gateway and access_log else None
+        self.owners: dict[str, Backend] = {}
+        """Which Service each pod address served for, from every plan read (a pod just removed still counts)."""
         self.rps, self.duration, self.count, self.model = rps, duration, count, model
         self.reader, self.refresh_s, self.timeout_s = reader, refresh_s, timeout_s
         self.plan: Plan = static or Plan("static", [])
@@ -218,10 +102,15 @@ class TrafficGenerator:
         if self.reader is None:
             return
         try:
-            self.plan = self.reader.plan()
+            plan = self.reader.plan()
         except Exception:
             with self._lock:
                 self.route_errors += 1  # keep the last plan: a gateway keeps routing too
+            return
+        with self._lock:
+            for backend in plan.backends + ([plan.mirror] if plan.mirror else []):
+                self.owners.update(dict.fromkeys(backend.endpoints, backend))
+            self.plan = plan
 
     def _run(self) -> None:
         self._refresh()
@@ -244,16 +133,25 @@ class TrafficGenerator:
             self._dispatch(self.plan)
             sent += 1
         self._pool.shutdown(wait=True)
+        if self.access_log is not None:
+            self.access_log.close()
 
     # -- sending -----------------------------------------------------------------------------
+    def through_gateway(self, plan: Plan) -> bool:
+        """Live requests of this plan go to the real gateway (an HTTPRoute attached to the stack's Gateway)."""
+        return bool(self.gateway) and plan.kind == "httproute" and STACK_GATEWAY in plan.gateways
+
     def _dispatch(self, plan: Plan) -> None:
         live = [b for b in plan.backends if b.weight > 0 and b.endpoints]
-        if not live:
+        if self.through_gateway(plan):
+            self._pool.submit(self._send_via_gateway, plan)
+        elif not live:
             with self._lock:
                 self.stats["(none)"]["no_backend"] += 1
             return
-        backend = random.choices(live, weights=[b.weight for b in live])[0]
-        self._pool.submit(self._send, backend, random.choice(backend.endpoints), False)
+        else:
+            backend = random.choices(live, weights=[b.weight for b in live])[0]
+            self._pool.submit(self._send, backend, random.choice(backend.endpoints), False)
         m = plan.mirror
         if m and m.endpoints and random.uniform(0, 100) < plan.mirror_percent:
             self._pool.submit(self._send, m, random.choice(m.endpoints), True)
@@ -268,38 +166,65 @@ class TrafficGenerator:
             )
         return clients[endpoint]
 
-    def _send(self, backend: Backend, endpoint: str, mirror: bool) -> None:
+    def _infer(self, endpoint: str, headers: dict[str, str] | None = None) -> tuple[str, str, str]:
+        """One request: (outcome ok|error|failed, served model version or "?", failure text)."""
         import tritonclient.http as httpclient  # noqa: PLC0415
 
+        try:
+            inp = httpclient.InferInput("x", [1, 4], "FP32")
+            inp.set_data_from_numpy(np.random.rand(1, 4).astype(np.float32))
+            result = self._client(endpoint).infer(self.model, [inp], headers=headers)
+            return "ok", str(result.get_response().get("model_version", "?")), ""
+        except Exception as exc:
+            text = str(exc)
+            if "fault injection" in text or "500" in text:
+                return "error", "?", text
+            self._local.__dict__.get("clients", {}).pop(endpoint, None)  # reconnect next time
+            return "failed", "?", f"{endpoint}: {type(exc).__name__}: {text[:200]}"
+
+    def _send(self, backend: Backend, endpoint: str, mirror: bool) -> None:
         key = f"mirror:{backend.name}" if mirror else backend.name
-        outcome = "ok"
-        version = "?"
         t = time.monotonic()
-        if not _allowed(endpoint.rsplit(":", 1)[0]):
-            outcome = "refused_address"
+        if not allowed(endpoint.rsplit(":", 1)[0]):
+            outcome, version, failure = "refused_address", "?", ""
         else:
-            try:
-                inp = httpclient.InferInput("x", [1, 4], "FP32")
-                inp.set_data_from_numpy(np.random.rand(1, 4).astype(np.float32))
-                result = self._client(endpoint).infer(self.model, [inp])
-                version = str(result.get_response().get("model_version", "?"))
-                if backend.name == GATEWAY:  # the gateway split for us: the pinned version tells where it went
-                    key = f"{GATEWAY}:v{version}"
-            except Exception as exc:
-                text = str(exc)
-                outcome = "error" if "fault injection" in text or "500" in text else "failed"
-                if outcome == "failed":
-                    self._local.__dict__.get("clients", {}).pop(endpoint, None)  # reconnect next time
-                    with self._lock:
-                        self.stats[key]["last_failure"] = f"{endpoint}: {type(exc).__name__}: {text[:200]}"
-        dt = time.monotonic() - t
+            outcome, version, failure = self._infer(endpoint)
+            if backend.name == GATEWAY and outcome == "ok":  # the gateway split: the pinned version tells where
+                key = f"{GATEWAY}:v{version}"
+        self._record(key, backend.role, outcome, version, failure, time.monotonic() - t, mirror)
+
+    def _send_via_gateway(self, plan: Plan) -> None:
+        """A live request through the real gateway; the access log names the pod, the plans its Service."""
+        assert self.gateway is not None
+        request_id = uuid.uuid4().hex
+        headers = {"X-Modelship-Request": request_id}
+        if plan.hostnames:
+            headers["Host"] = plan.hostnames[0]
+        t = time.monotonic()
+        outcome, version, failure = self._infer(self.gateway, headers)
+        elapsed = time.monotonic() - t
+        upstream = self.access_log.upstream(request_id) if self.access_log is not None else None
         with self._lock:
-            st = self.stats[key]
-            st["sent"] += 1
-            st[outcome] += 1
-            st["role"] = backend.role
+            backend = self.owners.get(upstream or "")
+        if backend is not None:
+            key, role = backend.name, backend.role
+        else:  # no access log, or an address no plan listed: who served is all we know
+            key, role = (f"{GATEWAY}:v{version}" if outcome == "ok" else f"{GATEWAY}:{upstream or 'no upstream'}"), ""
+        if upstream == "" and outcome == "error":  # the gateway answered itself: no model ran, a transport failure
+            outcome, failure = "failed", f"the gateway answered without an upstream: {failure[:200]}"
+        self._record(key, role, outcome, version, failure, elapsed, False)
+
+    def _record(self, key: str, role: str, outcome: str, version: str, failure: str, elapsed: float,
+                mirror: bool) -> None:
+        with self._lock:
+            entry = self.stats[key]
+            entry["sent"] += 1
+            entry[outcome] += 1
+            entry["role"] = role
+            if outcome == "failed":
+                entry["last_failure"] = failure
             if outcome == "ok":
-                self.latencies[key].append(dt)
+                self.latencies[key].append(elapsed)
                 if not mirror:
                     self.served.append((time.time(), version))
 
@@ -325,8 +250,14 @@ class TrafficGenerator:
             return out
 
 
-def from_kubeconfig(kubeconfig: str | Path, namespace: str, name: str, **kw: Any) -> TrafficGenerator:
-    """A generator following ModelDeployment ``namespace/name`` (model name read from its spec)."""
+def from_kubeconfig(kubeconfig: str | Path, namespace: str, name: str, *,
+                    stack_env: Mapping[str, str] | None = None, **kw: Any) -> TrafficGenerator:
+    """A generator following ModelDeployment ``namespace/name`` (model name read from its spec), through the
+    stack's gateway when ``stack_env`` (the stack's exports; default: this process's environment) names one."""
+    env = os.environ if stack_env is None else stack_env
+    kw.setdefault("gateway", env.get("MODELSHIP_GATEWAY_URL") or None)
+    if kw["gateway"] and "access_log" not in kw and env.get("MODELSHIP_GATEWAY_ACCESS_LOG"):
+        kw["access_log"] = Path(env["MODELSHIP_GATEWAY_ACCESS_LOG"])
     from kubernetes import config  # noqa: PLC0415
 
     reader = RouteReader(config.new_client_from_config(config_file=str(kubeconfig)), namespace, name)

@@ -40,13 +40,13 @@ from kubernetes.client.rest import ApiException
 from modelship.adapters.objects import PIN_SCRIPT
 
 import e2e.stack.dataplane.podrunner as podrunner_module
-from e2e.stack.dataplane import gateway, podrunner_status, prometheus
+from e2e.stack.dataplane import podrunner_status, prometheus
 from e2e.stack.dataplane.netns import NetnsError, PodNetwork
 from e2e.stack.dataplane.podfeed import PodFeed
 from e2e.stack.dataplane.podrunner import PodRunner
 from e2e.stack.dataplane.podspec import parse_pod, resolve_repository
 from e2e.stack.prometheus import Prometheus, scrape_config
-from e2e.stack.traffic import Backend, Plan, RouteReader, TrafficGenerator, via_gateway
+from e2e.stack.traffic import Backend, Plan, RouteReader, TrafficGenerator
 from e2e.stack.triton import REPOS_DIR, TritonServer, http_ok, start_triton
 
 GW_API = "gateway.networking.k8s.io"
@@ -652,59 +652,3 @@ def test_one_data_plane_per_host(tmp_path: Path) -> None:
         assert _owner_file(net).read_text().strip() == str(a.resolve())
     finally:
         _owner_file(net).unlink(missing_ok=True)
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(not gateway.binary().exists(), reason="Traefik not built (e2e/stack/dataplane/gomod/traefik)")
-def test_traefik_gateway_splits_by_httproute_weights(stack_ns: tuple[Any, str], tmp_path: Path) -> None:
-    from kubernetes import client  # noqa: PLC0415
-
-    from e2e.stack.dataplane import _mint_tokens  # noqa: PLC0415
-
-    stack, ns = stack_ns
-    api = stack.api_client()
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    gateway.ensure_crds(api)
-    token = _mint_tokens(stack, {"traefik": gateway.RBAC_RULES}, tmp_path)["traefik"]
-    gw = gateway.start(tmp_path / "traefik", stack.server, stack.ca_file, token, tmp_path / "traefik.log")
-    try:
-        gateway.ensure_gateway(api, gw["gateway_port"], namespace=ns, name="dp-gw")  # our own Gateway only
-        for role, rev, version in (("stable", "rev2", 2), ("canary", "rev3", 3)):
-            core.create_namespaced_pod(ns, _pod_manifest(f"{role}-0", rev, version, role))
-            core.create_namespaced_service(ns, {
-                "metadata": {"name": f"fs-{role}"},
-                "spec": {"selector": {"modelship.dev/revision": rev},
-                         "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]},
-            })  # fmt: skip
-        custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", {
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "fraud-scorer"},
-            "spec": {"parentRefs": [{"name": "dp-gw"}], "rules": [{"backendRefs": [
-                {"name": "fs-stable", "port": 8000, "weight": 70},
-                {"name": "fs-canary", "port": 8000, "weight": 30}]}]},
-        })  # fmt: skip
-        _ready_pod(stack, ns, "stable-0"), _ready_pod(stack, ns, "canary-0")
-
-        def accepted() -> bool:
-            route = custom.get_namespaced_custom_object(
-                "gateway.networking.k8s.io", "v1", ns, "httproutes", "fraud-scorer"
-            )
-            conds = [c for p in route.get("status", {}).get("parents", []) for c in p.get("conditions", [])]
-            return any(c["type"] == "Accepted" and c["status"] == "True" for c in conds)
-
-        eventually(accepted, 60, "Traefik to accept the HTTPRoute")
-        address = f"127.0.0.1:{gw['gateway_port']}"
-
-        def routed() -> bool:
-            # Traefik learns each Service's endpoints on its own schedule: measure only once both backends
-            # answer through it, with no failures (otherwise the split measures Traefik's warm-up).
-            backends = via_gateway(address, count=20, rps=20).start().wait(10)["backends"]
-            answered = all(backends.get(k, {}).get("ok", 0) > 0 for k in ("gateway:v2", "gateway:v3"))
-            return answered and not any(b.get("failed", 0) for b in backends.values())
-
-        eventually(routed, 60, "both backends answering through Traefik")
-        b = via_gateway(address, rps=50, count=200, duration=30).start().wait(60)["backends"]
-        v2, v3 = b.get("gateway:v2", {}).get("ok", 0), b.get("gateway:v3", {}).get("ok", 0)
-        assert v2 + v3 == 200, b
-        assert 0.18 < v3 / 200 < 0.42, f"canary share {v3 / 200} for weight 30: {b}"
-    finally:
-        os.killpg(gw["traefik_pid"], 15)

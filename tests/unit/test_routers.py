@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -73,6 +74,48 @@ def test_full_mirror_omits_experimental_percent_and_no_mirror_omits_filter() -> 
     assert full["filters"][0]["requestMirror"] == mirror_to
     none = gateway_api.desired_route(OWNER, GW, _action(10, 0))["spec"]["rules"][0]
     assert "filters" not in none
+
+
+EXTERNAL = GatewayApiRouter.model_validate({**GW.model_dump(by_alias=True), "mirror": "External"})
+
+
+@given(weights, weights, st.booleans())
+def test_external_mirror_writes_no_filter_and_round_trips_through_the_annotation(
+    weight: int, mirror: int, canary: bool
+) -> None:
+    """Given a gateway without HTTPRouteRequestMirror (Traefik answers 500 to a rule with the filter),
+    when the route mirrors, then live routing carries no filter and the annotation describes the copy."""
+    route = gateway_api.desired_route(OWNER, EXTERNAL, _action(weight, mirror, canary))
+    (rule,) = route["spec"]["rules"]
+    assert "filters" not in rule
+    assert sum(b["weight"] for b in rule["backendRefs"]) == 100
+    state = gateway_api.route_state(OWNER, route)
+    assert state.canary_weight == (weight if canary else 0)
+    assert state.mirror_percent == (mirror if canary else 0)
+
+
+def test_external_mirror_annotation_shape_and_empty_when_not_mirroring() -> None:
+    partial = gateway_api.desired_route(OWNER, EXTERNAL, _action(0, 40))
+    assert json.loads(partial["metadata"]["annotations"]["modelship.dev/mirror"]) == {
+        "backendRef": {"name": "fraud-scorer-canary", "port": 8000}, "percent": 40}
+    full = gateway_api.desired_route(OWNER, EXTERNAL, _action(0, 100))
+    assert json.loads(full["metadata"]["annotations"]["modelship.dev/mirror"]) == {
+        "backendRef": {"name": "fraud-scorer-canary", "port": 8000}}
+    # "" (not absent) once the copy stops, so the drift check sees a hand-added copy as a difference
+    none = gateway_api.desired_route(OWNER, EXTERNAL, _action(10, 0))
+    assert none["metadata"]["annotations"]["modelship.dev/mirror"] == ""
+    assert not in_sync(none, partial)
+
+
+def test_external_mirror_annotation_that_is_not_json_reads_as_no_mirror() -> None:
+    route = gateway_api.desired_route(OWNER, EXTERNAL, _action(0, 100))
+    route["metadata"]["annotations"]["modelship.dev/mirror"] = "{not json"
+    assert gateway_api.route_state(OWNER, route).mirror_percent == 0
+
+
+def test_mirror_mode_is_validated_with_the_field_named() -> None:
+    with pytest.raises(ValueError, match="mirror"):
+        GatewayApiRouter.model_validate({"parentRefs": [{"name": "gw"}], "mirror": "Sidecar"})
 
 
 def test_virtualservice_shape() -> None:

@@ -227,11 +227,13 @@ def up(ctx: StackContext) -> None:
     timings["prometheus_start_s"] = round(prom.start(), 3)
 
     if gateway.enabled():
+        gateway.build()
         gateway.ensure_crds(ctx.api_client())
         gw = gateway.start(d / "traefik", ctx.server, ctx.ca_file, tokens["traefik"], ctx.logs_dir / "traefik.log")
         gateway.ensure_gateway(ctx.api_client(), gw["gateway_port"])
         ctx.state.update(gw)
         ctx.env["MODELSHIP_GATEWAY_URL"] = f"127.0.0.1:{gw['gateway_port']}"
+        ctx.env["MODELSHIP_GATEWAY_ACCESS_LOG"] = gw["access_log"]
     ctx.env.update(
         PROMETHEUS_URL=prom.url,
         MODELSHIP_FAULT_FILE=str(fault_file(ctx.stack_dir)),
@@ -260,7 +262,8 @@ def down(ctx: StackContext) -> None:
 
 
 def healthy(ctx: StackContext) -> bool:
-    """Pod runner alive and Prometheus answering."""
+    """Pod runner alive, Prometheus answering, and the gateway alive where the stack runs one."""
     d = dataplane_dir(ctx.stack_dir)
     prom = prometheus(ctx.stack_dir)
-    return _pid_alive(d / "podrunner.pid") is not None and prom.running()
+    gateway_ok = not gateway.enabled() or _pid_alive(d / "traefik" / "traefik.pid") is not None
+    return _pid_alive(d / "podrunner.pid") is not None and prom.running() and gateway_ok

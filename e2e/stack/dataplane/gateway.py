@@ -1,11 +1,16 @@
-"""Traefik v3 as a real Gateway API implementation for the stack (optional).
+"""Traefik v3, the stack's Gateway API implementation: live traffic goes through it, so route weights are enforced.
 
-Why: the traffic generator honours HTTPRoute weights and mirrors itself, which is what canary analysis
-needs; a real gateway additionally proves that the operator's HTTPRoutes are *accepted* by an
-implementation (status conditions, parentRefs, backendRefs resolution). Enabled with
-``MODELSHIP_STACK_GATEWAY=traefik`` when the binary is cached (built from the wrapper module
-``gomod/traefik``); it creates GatewayClass ``traefik`` and Gateway ``gateways/inference-gw`` whose
-single HTTP listener is Traefik's loopback entry point, accepting routes from all namespaces.
+Why: a generator that reads the HTTPRoute and splits by itself proves nothing about what users get; Traefik
+reads the operator's HTTPRoutes, writes their status and does the weighted split. It is built once from the
+wrapper module ``gomod/traefik`` (``e2e/stack/build-traefik.sh``, cached) and started by default
+(``MODELSHIP_STACK_GATEWAY=none`` leaves it out). It creates GatewayClass ``traefik`` and Gateway
+``gateways/inference-gw`` whose one HTTP listener is Traefik's loopback entry point, accepting routes from all
+namespaces. Its JSON access log keeps the request id header the generator sends, and the upstream address each
+request went to, so failures are attributed to a revision too (``e2e/stack/accesslog.py``).
+
+The gap: Traefik 3.6's Gateway provider has no HTTPRouteRequestMirror (its GatewayClass does not list the
+feature); a rule with a RequestMirror filter answers 500 to every request. Routes through it use
+``mirror: External`` (no filter; the copy is described on an annotation) and the generator makes that copy.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from e2e.stack import load_versions
 from e2e.stack.triton import free_port, http_ok
 
-VERSION = "v3.6.12"  # gomod/traefik pins the same release
+VERSION = load_versions()["TRAEFIK_VERSION"]  # gomod/traefik pins the same release (build-traefik.sh checks)
 GATEWAY_NAMESPACE, GATEWAY_NAME, GATEWAY_CLASS = "gateways", "inference-gw", "traefik"
 CONTROLLER = "traefik.io/gateway-controller"
 RBAC_RULES = [
@@ -43,8 +49,28 @@ def binary() -> Path:
     return cache / "bin" / f"traefik-{VERSION}" / "traefik"
 
 
+ACCESS_LOG = "access.log"
+REQUEST_ID = "X-Modelship-Request"
+"""Header the generator sets on every request; the access log keeps it beside the upstream address."""
+
+
 def enabled() -> bool:
-    return os.environ.get("MODELSHIP_STACK_GATEWAY", "") == "traefik" and binary().exists()
+    """On by default; ``MODELSHIP_STACK_GATEWAY=none`` runs the stack without a gateway."""
+    return os.environ.get("MODELSHIP_STACK_GATEWAY", "traefik") != "none"
+
+
+def build() -> Path:
+    """The cached binary, built once by ``build-traefik.sh`` (one progress line; Go's output in its log)."""
+    from e2e.stack.controlplane import StackError  # noqa: PLC0415
+    from e2e.stack.progress import StepFailed, run_step  # noqa: PLC0415
+
+    if not binary().exists():
+        script = Path(__file__).resolve().parents[1] / "build-traefik.sh"
+        try:
+            run_step(f"traefik {VERSION}", ["bash", str(script)], key="traefik")
+        except StepFailed as exc:
+            raise StackError(str(exc)) from exc
+    return binary()
 
 
 def ensure_gateway(api_client: Any, port: int, namespace: str = GATEWAY_NAMESPACE, name: str = GATEWAY_NAME) -> None:
@@ -84,8 +110,6 @@ def ensure_crds(api_client: Any) -> None:
     from kubernetes import client  # noqa: PLC0415
     from kubernetes.client.rest import ApiException  # noqa: PLC0415
 
-    from e2e.stack import load_versions  # noqa: PLC0415
-
     version = load_versions()["GATEWAY_API_VERSION"]
     go = shutil.which("go") or "/usr/local/go/bin/go"
     out = subprocess.run([go, "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{version}"],
@@ -118,9 +142,12 @@ def start(workdir: Path, server: str, ca_file: Path, token_file: Path, log_file:
         "providers": {"kubernetesGateway": {
             "endpoint": server, "token": token_file.read_text().strip(), "certAuthFilePath": str(ca_file),
             "throttleDuration": "1s"}},
-        "log": {"level": "INFO"},
+        "log": {"level": "INFO", "noColor": True},
+        "accessLog": {"filePath": str(workdir / ACCESS_LOG), "format": "json", "fields": {
+            "defaultMode": "keep", "headers": {"defaultMode": "drop", "names": {REQUEST_ID: "keep"}}}},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
     }  # fmt: skip
+    (workdir / ACCESS_LOG).write_text("")  # one log per start: the generator tails it from its end
     config_file = workdir / "traefik.yml"
     config_file.touch(mode=0o600)
     config_file.write_text(json.dumps(config))
@@ -135,6 +162,7 @@ def start(workdir: Path, server: str, ca_file: Path, token_file: Path, log_file:
         if proc.poll() is not None:
             raise RuntimeError(f"traefik exited rc={proc.returncode}, see {log_file}")
         if http_ok(f"http://127.0.0.1:{ping_port}/ping"):
-            return {"traefik_pid": proc.pid, "gateway_port": port, "traefik_start_s": round(time.monotonic() - t0, 3)}
+            return {"traefik_pid": proc.pid, "gateway_port": port, "access_log": str(workdir / ACCESS_LOG),
+                    "traefik_start_s": round(time.monotonic() - t0, 3)}
         time.sleep(0.1)
     raise TimeoutError(f"traefik did not answer /ping within 60s, see {log_file}")

@@ -219,6 +219,13 @@ class ParentRef(ApiModel):
     )
 
 
+class MirrorMode(StrEnum):
+    """How the shadow copy is asked of a Gateway API implementation."""
+
+    REQUEST_MIRROR = "RequestMirror"
+    EXTERNAL = "External"
+
+
 class GatewayApiRouter(ApiModel):
     """Route with a Gateway API HTTPRoute: backendRefs weights, RequestMirror filter for shadow."""
 
@@ -227,6 +234,16 @@ class GatewayApiRouter(ApiModel):
     )
     hostnames: Annotated[list[Hostname], Field(max_length=16)] = Field(
         default_factory=list, description="Hostnames the route answers; empty matches all."
+    )
+    mirror: MirrorMode = Field(
+        default=MirrorMode.REQUEST_MIRROR,
+        description=(
+            "RequestMirror: the shadow copy is the HTTPRoute's RequestMirror filter (the Gateway API extended "
+            "feature HTTPRouteRequestMirror). External: for implementations without it (Traefik 3.6 answers 500 "
+            "to every request of a rule carrying the filter), no filter is written and the copy is described on "
+            "the route's annotation modelship.dev/mirror (the filter's requestMirror as JSON) for a mirroring "
+            "proxy to make; without one the Shadow stage sees no canary traffic and holds."
+        ),
     )
 
 
