@@ -27,6 +27,7 @@ from e2e.conftest import printed_figures
 from e2e.harness import Kubectl, wait_for
 from e2e.manifests import model_deployment
 from e2e.stack import REPO, StackContext
+from e2e.stack.routes import route_mirrors
 
 pytestmark = pytest.mark.e2e
 
@@ -523,11 +524,8 @@ class DanglingRouteWatch:
                                                                 "httproutes")
         routes: list[dict[str, Any]] = listed["items"]
         for route in routes:
-            for rule in route["spec"].get("rules") or []:
-                refs = [r["name"] for r in rule.get("backendRefs") or []]
-                refs += [f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or []
-                         if f.get("type") == "RequestMirror"]
-                self.dangling += [(time.time(), route["metadata"]["name"], r) for r in refs if r not in services]
+            refs = route_refs(route)
+            self.dangling += [(time.time(), route["metadata"]["name"], r) for r in sorted(refs) if r not in services]
         self.polls += 1
         return len(routes)
 
@@ -541,13 +539,9 @@ class DanglingRouteWatch:
 
 
 def route_refs(route: dict[str, Any]) -> set[str]:
-    """Every Service an HTTPRoute sends to: backendRefs and RequestMirror targets of all rules."""
-    refs: set[str] = set()
-    for rule in route.get("spec", {}).get("rules") or []:
-        refs |= {r["name"] for r in rule.get("backendRefs") or []}
-        refs |= {f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or []
-                 if f.get("type") == "RequestMirror"}
-    return refs
+    """Every Service an HTTPRoute sends to: backendRefs of all rules and its mirror targets (filter or annotation)."""
+    refs = {r["name"] for rule in route.get("spec", {}).get("rules") or [] for r in rule.get("backendRefs") or []}
+    return refs | {m["backendRef"]["name"] for m in route_mirrors(route, first_rule_only=False)}
 
 
 class EventLog:

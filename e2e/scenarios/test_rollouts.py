@@ -28,6 +28,7 @@ from e2e.conftest import printed_figures
 from e2e.harness import Kubectl, wait_for
 from e2e.manifests import model_deployment
 from e2e.stack import StackContext
+from e2e.stack.routes import mirror_percent, route_mirrors
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ class Sample:
     stable: str | None
     canary: str | None
     route_canary: int | None  # percent of backendRef weight on the canary Service; None: no route
-    route_mirror: int  # RequestMirror percent on the route (0: none)
+    route_mirror: int  # mirror percent the route asks for: RequestMirror filter or External annotation (0: none)
     check: tuple[str, str, str] | None = None  # (time, verdict, message) of status.lastAnalysis
 
     def key(self) -> tuple[Any, ...]:
@@ -72,10 +73,7 @@ def route_split(route: dict[str, Any] | None, name: str = NAME) -> tuple[int | N
         total += w
         if ref.get("name") == f"{name}-canary":
             canary += w
-    mirror = 0
-    for f in rules[0].get("filters") or []:
-        if f.get("type") == "RequestMirror":
-            mirror = int((f.get("requestMirror") or {}).get("percent", 100))
+    mirror = next((int(mirror_percent(m)) for m in route_mirrors(route)), 0)
     return (round(100 * canary / total) if total else 0), mirror
 
 

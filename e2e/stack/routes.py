@@ -52,7 +52,19 @@ def allowed(host: str) -> bool:
     return any(addr in net for net in ALLOWED)
 
 
-def _percent(mirror: dict[str, Any]) -> float:
+def route_mirrors(route: dict[str, Any], *, first_rule_only: bool = True) -> list[dict[str, Any]]:
+    """The shadow copies an HTTPRoute asks for (``requestMirror`` shapes): its RequestMirror filters, then the
+    ``modelship.dev/mirror`` annotation that ``mirror: External`` writes instead of a filter."""
+    rules = route.get("spec", {}).get("rules") or [{}]
+    mirrors = [flt["requestMirror"] for rule in (rules[:1] if first_rule_only else rules)
+               for flt in rule.get("filters") or [] if flt.get("type") == "RequestMirror"]  # fmt: skip
+    annotation = (route.get("metadata", {}).get("annotations") or {}).get(MIRROR_ANNOTATION)
+    if annotation:
+        mirrors.append(json.loads(annotation))
+    return mirrors
+
+
+def mirror_percent(mirror: dict[str, Any]) -> float:
     """RequestMirror's share: ``percent``, else ``fraction``, else all."""
     if "percent" in mirror:
         return float(mirror["percent"])
@@ -134,13 +146,9 @@ class RouteReader:
             plan = Plan("httproute", backends, hostnames=list(spec.get("hostnames") or []), gateways=[
                 (p.get("namespace", self.ns), p["name"]) for p in spec.get("parentRefs") or []
                 if p.get("kind", "Gateway") == "Gateway"])  # fmt: skip
-            mirrors = [f["requestMirror"] for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
-            annotation = (route.get("metadata", {}).get("annotations") or {}).get(MIRROR_ANNOTATION)
-            if annotation:
-                mirrors.append(json.loads(annotation))
-            for mirror in mirrors[:1]:
+            for mirror in route_mirrors(route)[:1]:
                 plan.mirror = self._backend(mirror["backendRef"]["name"], 0)
-                plan.mirror_percent = _percent(mirror)
+                plan.mirror_percent = mirror_percent(mirror)
             return plan
         for vs in self._objects("networking.istio.io", ("v1", "v1beta1", "v1alpha3"), "virtualservices"):
             http = (vs.get("spec", {}).get("http") or [{}])[0]
