@@ -242,7 +242,7 @@ class GatewayApiRouter(ApiModel):
             "feature HTTPRouteRequestMirror). External: for implementations without it (Traefik 3.6 answers 500 "
             "to every request of a rule carrying the filter), no filter is written and the copy is described on "
             "the route's annotation modelship.dev/mirror (the filter's requestMirror as JSON) for a mirroring "
-            "proxy to make; without one the Shadow stage sees no canary traffic and holds."
+            "proxy to make; without one the Shadow stage gets no canary traffic and is judged as too little traffic."
         ),
     )
 
