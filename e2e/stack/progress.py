@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +44,9 @@ def run_step(what: str, command: Sequence[str], *, key: str | None = None, cwd: 
     log = log_dir() / f"build-{name.replace(' ', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     hint = _hint(name, log.with_suffix(".seconds"))
-    interactive = sys.stdout.isatty()
+    # The "building ..." line that the end line overwrites: only in the foreground (background builds, the data
+    # plane's beside the control plane's, print their end line only).
+    interactive = sys.stdout.isatty() and threading.current_thread() is threading.main_thread()
     if interactive:
         print(f"  {what:<34} ...{hint}", end="", flush=True)
     started = time.monotonic()

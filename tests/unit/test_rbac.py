@@ -19,6 +19,7 @@ from adapter_fixtures import CANARY, OWNER, STABLE, FakeTransport, fake_kube, ma
 from modelship.adapters import objects
 from modelship.adapters.cache import WATCHED_CHILDREN, WatchCache
 from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.gateway_support import GatewaySupportReader
 from modelship.adapters.kube import APPLY_CONTENT_TYPE, Kube
 from modelship.adapters.metrics.factory import MetricsSettings, MetricsSources
 from modelship.adapters.metrics.prometheus import PrometheusSettings
@@ -27,6 +28,7 @@ from modelship.adapters.notify import DeliveryError, read_secret
 from modelship.adapters.routers.factory import router_for
 from modelship.controller.wiring import PrometheusMetrics
 from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
+from modelship.domain.api import ParentRef
 from modelship.domain.compare_spec import CompareSpec
 from modelship.domain.notify_spec import SecretKeyRef
 from modelship.domain.revision import revision_hash
@@ -58,6 +60,9 @@ KOPF_NAMESPACE_SCAN: set[Grant] = {("", "namespaces", "list"), ("", "namespaces"
 BIND: set[Grant] = {("rbac.authorization.k8s.io", "clusterroles", "bind")}
 """Binding the `modelship-comparator` ClusterRole (only it, by resourceNames) to a comparator's ServiceAccount:
 the API server checks `bind`, not a request the operator sends."""
+GATEWAY_READS = {"gateways", "gatewayclasses"}
+"""Cluster-wide in both modes: the Gateway a route attaches to is usually in another namespace (its class is
+cluster-scoped); read to refuse a mirror it cannot make (adapters/gateway_support.py)."""
 OTHER_CLUSTER_RULES = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}
 """Read by name by the requester-policy check (its own test pins it)."""
 
@@ -68,6 +73,8 @@ def _grant(method: str, path: str, content_type: str | None) -> set[Grant]:
     rest = parts[2:] if parts[0] == "api" else parts[3:]
     if rest[0] == "namespaces" and len(rest) <= 2:
         resource, named = "namespaces", len(rest) == 2
+    elif rest[0] != "namespaces":  # another cluster-scoped kind (a GatewayClass)
+        resource, named = rest[0], len(rest) > 1
     else:
         resource, named = rest[2], len(rest) > 3
         if len(rest) == 5:  # a subresource: .../NAME/status
@@ -126,6 +133,9 @@ async def _every_adapter_call() -> set[Grant]:
     await writes.read("ml", OWNER.name)
     metrics = PrometheusMetrics(MetricsSources(MetricsSettings(prometheus=PrometheusSettings(url="http://p"))), kube)
     await metrics._read_annotations("ml")
+    gateway = "/apis/gateway.networking.k8s.io/v1/namespaces/gateways/gateways/gw"
+    t.objects[gateway] = {"spec": {"gatewayClassName": "traefik"}}
+    await GatewaySupportReader(kube).read([ParentRef(name="gw", namespace="gateways")], "ml")
     with contextlib.suppress(DeliveryError):  # not there: the grant is measured all the same
         await read_secret(kube, "ml", SecretKeyRef(key="url"), "notifications[t].webhook.url")
     return set().union(*(_grant(c.method, c.path, c.content_type) for c in t.calls))
@@ -150,11 +160,11 @@ async def test_the_chart_grants_exactly_what_the_code_and_kopf_use() -> None:
     (nothing missing, no `update`, no events `patch`, no pod `watch`), and the cluster-wide rules are the
     Namespace read plus kopf's CRD discovery; namespace scanning only in namespaced mode."""
     used = await _every_adapter_call()
-    namespaced = {g for g in used if g[1] not in ("namespaces", "secrets")} | KOPF | WATCHES | BIND
+    namespaced = {g for g in used if g[1] not in ("namespaces", "secrets", *GATEWAY_READS)} | KOPF | WATCHES | BIND
     assert _rules("namespacedRules") == namespaced
     assert _rules("notificationRules") == {g for g in used if g[1] == "secrets"} == {("", "secrets", "get")}
     assert "resourceNames: {{ toJson . }}" in HELPERS.read_text()  # only the Secrets named in the values
-    assert _rules("clusterRules") == {g for g in used if g[1] == "namespaces"} | KOPF_CLUSTER
+    assert _rules("clusterRules") == {g for g in used if g[1] in ("namespaces", *GATEWAY_READS)} | KOPF_CLUSTER
     assert _rules("namespaceScanRules") == KOPF_NAMESPACE_SCAN
     assert not {g for g in namespaced if g[2] == "update"}
 

@@ -124,13 +124,18 @@ tests/unit/test_rbac.py derives these from every adapter call and fails on any d
 {{- end }}
 
 {{/* Cluster-wide in both modes: kopf observes CRDs (list/watch); `get` on namespaces reads the
-     per-namespace Prometheus URL annotation (modelship.dev/prometheus-url). */}}
+     per-namespace Prometheus URL annotation (modelship.dev/prometheus-url); `get` on Gateways (usually in
+     another namespace) and GatewayClasses reads whether a route's gateway can mirror (status.supportedFeatures),
+     so a Shadow stage is refused where a RequestMirror filter would break live traffic. */}}
 {{- define "modelship.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [namespaces]
+  verbs: [get]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways, gatewayclasses]
   verbs: [get]
 # Is the requester policy in force? (else manual requesters are recorded as unverified)
 - apiGroups: [admissionregistration.k8s.io]

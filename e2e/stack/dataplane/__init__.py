@@ -17,13 +17,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from e2e.stack.dataplane import gateway
 from e2e.stack.dataplane.netns import DEFAULT_CIDR, DEFAULT_NETNS, PodNetwork
-from e2e.stack.prometheus import Prometheus, find_binary, scrape_config, supports_kubernetes_sd
+from e2e.stack.prometheus import (
+    Prometheus,
+    build_upstream,
+    find_binary,
+    scrape_config,
+    supports_kubernetes_sd,
+    upstream_path,
+)
 
 if TYPE_CHECKING:
     from e2e.stack import StackContext
@@ -42,6 +50,35 @@ POD_RUNNER = [
 ]
 POD_STAGES = Path(__file__).with_name("kwok-stages.yaml")  # kwok's pod stages while the runner is the kubelet
 """The pod runner is the stack's kubelet: it reads pods and mints each comparator pod's ServiceAccount token."""
+
+
+_background_builds: list[threading.Thread] = []
+
+
+def cached_builds() -> dict[str, Path]:
+    """The data plane's own Go builds and where they are cached (the control plane's are ``e2e.stack.BINARIES``)."""
+    return {"prometheus": upstream_path(), "traefik": gateway.binary()}
+
+
+def start_builds() -> None:
+    """On a cold machine, build Prometheus and Traefik in the background while the control plane's binaries build.
+
+    Why: the Go builds are partly single-threaded (downloads, the link) so two at once finish sooner on 2 cores
+    than one after the other. ``up`` waits for this thread, then builds in the foreground whatever is still
+    missing, which is where a failure is reported.
+    """
+    wanted = [gateway.build] if gateway.enabled() and not gateway.binary().exists() else []
+    if os.environ.get("MODELSHIP_PROMETHEUS", "upstream") != "debian" and not upstream_path().exists():
+        wanted.insert(0, build_upstream)
+
+    def build() -> None:
+        for step in wanted:
+            with contextlib.suppress(Exception):  # reported by the foreground build in up()
+                step()
+
+    if wanted:
+        _background_builds.append(threading.Thread(target=build, name="dataplane-builds", daemon=True))
+        _background_builds[-1].start()
 
 
 def dataplane_dir(stack_dir: Path) -> Path:
@@ -173,6 +210,8 @@ def _claim(network: PodNetwork, stack_dir: Path) -> None:
 
 def up(ctx: StackContext) -> None:
     """Start netns, pod runner and Prometheus; export PROMETHEUS_URL and friends through ``ctx.env``."""
+    while _background_builds:
+        _background_builds.pop().join()
     d = dataplane_dir(ctx.stack_dir)
     d.mkdir(parents=True, exist_ok=True)
     ctx.logs_dir.mkdir(parents=True, exist_ok=True)

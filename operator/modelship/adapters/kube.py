@@ -31,7 +31,8 @@ Obj = dict[str, Any]
 Objs = list[Obj]
 Query = list[tuple[str, str]]
 
-_PLURALS = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices", "Endpoints": "endpoints"}
+_PLURALS = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices", "Endpoints": "endpoints",
+            "GatewayClass": "gatewayclasses"}
 
 
 WATCH_TIMEOUT_S = 270
@@ -91,7 +92,7 @@ def collection_path(api_version: str, plural: str, namespace: str | None = None)
 
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    """REST path of a namespaced resource (every kind Modelship touches is namespaced)."""
+    """REST path of a resource in `namespace`; "" for a cluster-scoped kind (a GatewayClass)."""
     path = collection_path(api_version, _PLURALS.get(kind, kind.lower() + "s"), namespace)
     return f"{path}/{name}" if name else path
 

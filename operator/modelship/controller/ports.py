@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from modelship.domain.actions import EnsureComparator, EventType, Role, SetTraffic
-from modelship.domain.api import ModelDeploymentSpec
+from modelship.domain.api import ModelDeploymentSpec, ParentRef
+from modelship.domain.gateway_support import GatewaySupport
 from modelship.domain.notifications import Notification
 from modelship.domain.observations import MetricsSnapshot, RevisionState, RouteState, ValidationReport
 from modelship.domain.status import Revision
@@ -38,6 +39,12 @@ class Cluster(Protocol):
     async def emit_event(self, owner: Owner, type: EventType, reason: str, message: str) -> None: ...
     async def apply_comparator(self, owner: Owner, action: EnsureComparator) -> None: ...
     async def remove_comparator(self, owner: Owner) -> None: ...
+
+
+class GatewaySupports(Protocol):
+    async def read(self, parent_refs: Sequence[ParentRef], namespace: str) -> list[GatewaySupport]:
+        """What each parent Gateway's class says it supports (domain/gateway_support.py judges it)."""
+        ...
 
 
 class Router(Protocol):

@@ -21,6 +21,7 @@ from modelship.adapters.telemetry import Telemetry
 from modelship.controller.clock import Clock
 from modelship.controller.ports import (
     Cluster,
+    GatewaySupports,
     Metrics,
     ModelChecker,
     Notifier,
@@ -43,6 +44,7 @@ from modelship.domain.actions import (
 from modelship.domain.api import ModelDeploymentSpec
 from modelship.domain.durations import parse_duration
 from modelship.domain.engine import Decision, analysis_due, decide, validation_due
+from modelship.domain.gateway_support import mirror_problems, needs_mirror_support
 from modelship.domain.invalid import mark_invalid
 from modelship.domain.last_valid import last_valid_spec
 from modelship.domain.notifications import Notification, Subscriber, notifications_for
@@ -136,6 +138,7 @@ class Reconciler:
         route_scope: RouteScope | None = None,
         notifier: Notifier | None = None,
         subscribers: tuple[Subscriber, ...] = (),
+        gateway_supports: GatewaySupports | None = None,
     ) -> None:
         self.cluster = cluster
         self.routers = routers
@@ -147,6 +150,7 @@ class Reconciler:
         self.requester_policy = requester_policy
         self.route_scope = route_scope or RouteScope()
         self.notifier = notifier
+        self.gateway_supports = gateway_supports
         self.subscribers = subscribers
         """Operator-level subscriptions (their Secrets in the operator's namespace), before each object's own."""
 
@@ -205,7 +209,7 @@ class Reconciler:
         now = self.clock.now()
         parsed = parse_spec(dict(body.get("spec") or {}), name=owner.name)
         newest = parsed if isinstance(parsed, ModelDeploymentSpec) else None
-        problems = tuple(str(p) for p in (self._problems(newest, owner) if newest is not None else parsed))
+        problems = tuple(str(p) for p in (await self._problems(newest, owner) if newest is not None else parsed))
         # An Invalid newest spec: the running rollout stays guarded under the last valid one (issue 8 item 2).
         spec = last_valid_spec(status) if problems else newest
         if spec is None:  # nothing valid was ever kept: freeze, touch nothing
@@ -229,9 +233,14 @@ class Reconciler:
                                           decision.status, now)
         return replace(result, notifications=notifications)
 
-    def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
-        """What the schema cannot check: semantic problems, and Istio hosts/gateways outside the namespace."""
-        return [*map(str, semantic_problems(spec)), *self.route_scope.problems(spec, owner.namespace)]
+    async def _problems(self, spec: ModelDeploymentSpec, owner: Owner) -> list[str]:
+        """What the schema cannot check: semantic problems, Istio hosts/gateways outside the namespace, and a
+        RequestMirror on a Gateway whose class says it cannot mirror."""
+        problems = [*map(str, semantic_problems(spec)), *self.route_scope.problems(spec, owner.namespace)]
+        if self.gateway_supports is not None and needs_mirror_support(spec) and spec.traffic.gateway_api:
+            supports = await self.gateway_supports.read(spec.traffic.gateway_api.parent_refs, owner.namespace)
+            problems += mirror_problems(spec, supports)
+        return problems
 
     def _refused(
         self, owner: Owner, raw_status: dict[str, Any], before: ModelDeploymentStatus, what: str

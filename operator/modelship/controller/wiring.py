@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from modelship.adapters.admission import RequesterPolicyCheck
 from modelship.adapters.cache import ChildCache, WatchCache
 from modelship.adapters.cluster import KubeCluster
+from modelship.adapters.gateway_support import GatewaySupportReader
 from modelship.adapters.informer import ChildInformer
 from modelship.adapters.kube import Kube, KubeError
 from modelship.adapters.leader import LeaderElector
@@ -180,5 +181,6 @@ def build_reconciler(
         route_scope=settings.route_scope,
         notifier=build_sender(kube, cluster, telemetry),
         subscribers=operator_subscribers(settings.notifications, settings.notifications_namespace),
+        gateway_supports=GatewaySupportReader(kube),
     )
 
