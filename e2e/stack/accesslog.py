@@ -15,7 +15,9 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-ID_FIELD = "request_X-Modelship-Request"
+REQUEST_ID = "X-Modelship-Request"
+"""The header the generator sets on every request through the gateway (Traefik's access log keeps it)."""
+ID_FIELD = f"request_{REQUEST_ID}"
 KEEP = 200_000
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from e2e.stack.accesslog import AccessLog
+from e2e.stack.accesslog import REQUEST_ID, AccessLog
 from e2e.stack.routes import (
     GATEWAY,
     STACK_GATEWAY,
@@ -41,6 +41,15 @@ from e2e.stack.routes import (
     RouteReader,
     allowed,
 )
+
+
+def _gateway_request(plan: Plan) -> tuple[str, dict[str, str]]:
+    """A fresh request id (the gateway's access log keeps it) and the headers that select the route."""
+    request_id = uuid.uuid4().hex
+    headers = {REQUEST_ID: request_id}
+    if plan.hostnames:
+        headers["Host"] = plan.hostnames[0]
+    return request_id, headers
 
 
 class TrafficGenerator:
@@ -67,6 +76,8 @@ class TrafficGenerator:
             raise ValueError("need a RouteReader or a static Plan")
         self.gateway = gateway
         self.access_log = AccessLog(access_log) if gateway and access_log else None
+        self.gateway_ready_s: float | None = None
+        """Seconds until the gateway first routed this route to a pod (uncounted probes before live traffic)."""
         self.owners: dict[str, Backend] = {}
         """Which Service each pod address served for, from every plan read (a pod just removed still counts)."""
         self.rps, self.duration, self.count, self.model = rps, duration, count, model
@@ -112,8 +123,26 @@ class TrafficGenerator:
                 self.owners.update(dict.fromkeys(backend.endpoints, backend))
             self.plan = plan
 
+    def _await_gateway(self, timeout_s: float = 30.0) -> None:
+        """Until the gateway routes this route to a pod: it learns routes and endpoints on its own schedule (1 s
+        throttle here), as on a cluster, and a client does not send live traffic to a route not yet programmed.
+        These requests are not counted."""
+        deadline = time.monotonic() + timeout_s
+        while not self._stop.is_set() and time.monotonic() < deadline and self.through_gateway(self.plan):
+            request_id, headers = _gateway_request(self.plan)
+            assert self.gateway is not None
+            outcome, _, _ = self._infer(self.gateway, headers)
+            upstream = self.access_log.upstream(request_id) if self.access_log is not None else None
+            if upstream or (upstream is None and outcome != "failed"):
+                with self._lock:
+                    self.gateway_ready_s = round(timeout_s - (deadline - time.monotonic()), 3)
+                return
+            self._stop.wait(0.2)
+            self._refresh()
+
     def _run(self) -> None:
         self._refresh()
+        self._await_gateway()
         t0 = time.monotonic()
         last_refresh = t0
         sent = 0
@@ -196,10 +225,7 @@ class TrafficGenerator:
     def _send_via_gateway(self, plan: Plan) -> None:
         """A live request through the real gateway; the access log names the pod, the plans its Service."""
         assert self.gateway is not None
-        request_id = uuid.uuid4().hex
-        headers = {"X-Modelship-Request": request_id}
-        if plan.hostnames:
-            headers["Host"] = plan.hostnames[0]
+        request_id, headers = _gateway_request(plan)
         t = time.monotonic()
         outcome, version, failure = self._infer(self.gateway, headers)
         elapsed = time.monotonic() - t

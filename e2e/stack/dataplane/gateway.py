@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.stack import load_versions
+from e2e.stack.accesslog import REQUEST_ID
 from e2e.stack.triton import free_port, http_ok
 
 VERSION = load_versions()["TRAEFIK_VERSION"]  # gomod/traefik pins the same release (build-traefik.sh checks)
@@ -50,8 +51,6 @@ def binary() -> Path:
 
 
 ACCESS_LOG = "access.log"
-REQUEST_ID = "X-Modelship-Request"
-"""Header the generator sets on every request; the access log keeps it beside the upstream address."""
 
 
 def enabled() -> bool:
