@@ -59,7 +59,12 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide(helm: Path) -> N
     assert len(cluster_roles) == 1
     resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
     by_name = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}  # resourceNames-scoped gets
-    assert resources - by_name == {"customresourcedefinitions", "namespaces"}
+    # Gateways: `get` only, cluster-wide by necessity (a route's Gateway is usually in a platform namespace), to
+    # read whether its class can mirror; no list or watch, so nothing is enumerated.
+    gateway_rules = [rule for rule in cluster_roles[0]["rules"] if "gateways" in rule["resources"]]
+    assert gateway_rules == [{"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways", "gatewayclasses"],
+                              "verbs": ["get"]}]
+    assert resources - by_name == {"customresourcedefinitions", "namespaces", "gateways", "gatewayclasses"}
     roles = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"}
     assert roles == {"ml-team-a", "ml-team-b", "ops"}
     in_ops = {d["metadata"]["name"]: {r for rule in d["rules"] for r in rule["resources"]}
