@@ -28,6 +28,7 @@ from e2e.scenarios.test_rollouts import (
     warning_events,
 )
 from e2e.stack import StackContext
+from e2e.stack.routes import route_mirrors
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,7 @@ def test_a_silently_wrong_version_is_rolled_back_in_shadow_before_any_live_reque
         shadow = obs.wait("Shadow, the mirror on the comparator", lambda s: s.stage == "Shadow" and s.route_mirror,
                           timeout=60)
         route = kubectl.get_json("httproute", NAME, ns)
-        mirror = route["spec"]["rules"][0]["filters"][0]["requestMirror"]["backendRef"]["name"]
+        mirror = route_mirrors(route)[0]["backendRef"]["name"]  # the External annotation on the stack's Traefik
         assert mirror == COMPARATOR, route
         wait_for("the comparator's objects", lambda: all(comparator_objects(kubectl, ns).values()), timeout=30)
         st = wait_for("phase RolledBack", rolled_back(kubectl, ns), timeout=90)
