@@ -69,12 +69,14 @@ class TrafficGenerator:
         workers: int = 32,
         gateway: str | None = None,
         access_log: Path | None = None,
+        await_gateway_s: float = 30.0,
     ) -> None:
         """``gateway`` (``host:port`` of the stack's Gateway) with its ``access_log``: an HTTPRoute attached to
-        ``STACK_GATEWAY`` has its live requests sent there and attributed from the log."""
+        ``STACK_GATEWAY`` has its live requests sent there and attributed from the log, once the gateway routes
+        it (up to ``await_gateway_s``; 0 sends at once)."""
         if reader is None and static is None:
             raise ValueError("need a RouteReader or a static Plan")
-        self.gateway = gateway
+        self.gateway, self.await_gateway_s = gateway, await_gateway_s
         self.access_log = AccessLog(access_log) if gateway and access_log else None
         self.gateway_ready_s: float | None = None
         """Seconds until the gateway first routed this route to a pod (uncounted probes before live traffic)."""
@@ -123,7 +125,7 @@ class TrafficGenerator:
                 self.owners.update(dict.fromkeys(backend.endpoints, backend))
             self.plan = plan
 
-    def _await_gateway(self, timeout_s: float = 30.0) -> None:
+    def _await_gateway(self, timeout_s: float) -> None:
         """Until the gateway routes this route to a pod: it learns routes and endpoints on its own schedule (1 s
         throttle here), as on a cluster, and a client does not send live traffic to a route not yet programmed.
         These requests are not counted."""
@@ -142,7 +144,7 @@ class TrafficGenerator:
 
     def _run(self) -> None:
         self._refresh()
-        self._await_gateway()
+        self._await_gateway(self.await_gateway_s)
         t0 = time.monotonic()
         last_refresh = t0
         sent = 0

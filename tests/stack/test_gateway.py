@@ -158,7 +158,8 @@ def test_a_request_mirror_rule_breaks_traefik_and_external_mirroring_keeps_live_
     custom = _two_revisions(stack, ns)
     mirror = {"backendRef": {"name": f"{NAME}-canary", "port": 8000}}
     _replace_route(custom, ns, _route(ns, 100, 0, filters=[{"type": "RequestMirror", "requestMirror": mirror}]))
-    backends = _generator(stack, ns, rps=40, count=40, duration=10).start().wait(30)["backends"]
+    broken = _generator(stack, ns, rps=40, count=40, duration=10, await_gateway_s=0)  # it never routes: send now
+    backends = broken.start().wait(30)["backends"]
     live = {k: v for k, v in backends.items() if not k.startswith("mirror:")}
     assert sum(v.get("ok", 0) for v in live.values()) == 0, backends
     assert sum(v.get("sent", 0) for v in live.values()) == 40, backends
