@@ -144,11 +144,15 @@ class TrafficGenerator:
 
     def _run(self) -> None:
         self._refresh()
-        self._await_gateway(self.await_gateway_s)
         t0 = time.monotonic()
         last_refresh = t0
         sent = 0
+        routed = False
         while not self._stop.is_set():
+            if not routed and self.through_gateway(self.plan):  # at start, or once the route appears
+                self._await_gateway(self.await_gateway_s)
+                routed = True
+                t0 = time.monotonic() - sent / self.rps  # resume the schedule: no burst to catch up
             now = time.monotonic()
             if self.duration is not None and now - t0 >= self.duration:
                 break
