@@ -94,6 +94,9 @@ class TrafficGenerator:
         self._stop = threading.Event()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="traffic")
+        # Mirrored copies on their own workers: a gateway mirrors without holding live requests back, and a slow
+        # shadow canary must not queue live requests behind copies waiting for their timeout.
+        self._mirror_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="traffic-mirror")
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -168,6 +171,7 @@ class TrafficGenerator:
             self._dispatch(self.plan)
             sent += 1
         self._pool.shutdown(wait=True)
+        self._mirror_pool.shutdown(wait=True)
         if self.access_log is not None:
             self.access_log.close()
 
@@ -189,7 +193,7 @@ class TrafficGenerator:
             self._pool.submit(self._send, backend, random.choice(backend.endpoints), False)
         m = plan.mirror
         if m and m.endpoints and random.uniform(0, 100) < plan.mirror_percent:
-            self._pool.submit(self._send, m, random.choice(m.endpoints), True)
+            self._mirror_pool.submit(self._send, m, random.choice(m.endpoints), True)
 
     def _client(self, endpoint: str) -> Any:
         import tritonclient.http as httpclient  # noqa: PLC0415
