@@ -138,6 +138,7 @@ def start(workdir: Path, server: str, ca_file: Path, token_file: Path, log_file:
     config = {
         "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}, "traefik": {"address": f"127.0.0.1:{ping_port}"}},
         "ping": {},
+        "api": {"insecure": True},  # read-only dashboard API on the loopback `traefik` entry point: what it applied
         "providers": {"kubernetesGateway": {
             "endpoint": server, "token": token_file.read_text().strip(), "certAuthFilePath": str(ca_file),
             "throttleDuration": "1s"}},
@@ -162,6 +163,7 @@ def start(workdir: Path, server: str, ca_file: Path, token_file: Path, log_file:
             raise RuntimeError(f"traefik exited rc={proc.returncode}, see {log_file}")
         if http_ok(f"http://127.0.0.1:{ping_port}/ping"):
             return {"traefik_pid": proc.pid, "gateway_port": port, "access_log": str(workdir / ACCESS_LOG),
+                    "gateway_api": f"http://127.0.0.1:{ping_port}/api",
                     "traefik_start_s": round(time.monotonic() - t0, 3)}
         time.sleep(0.1)
     raise TimeoutError(f"traefik did not answer /ping within 60s, see {log_file}")
