@@ -78,8 +78,6 @@ class TrafficGenerator:
             raise ValueError("need a RouteReader or a static Plan")
         self.gateway, self.await_gateway_s = gateway, await_gateway_s
         self.access_log = AccessLog(access_log) if gateway and access_log else None
-        self.gateway_ready_s: float | None = None
-        """Seconds until the gateway first routed this route to a pod (uncounted probes before live traffic)."""
         self.owners: dict[str, Backend] = {}
         """Which Service each pod address served for, from every plan read (a pod just removed still counts)."""
         self.rps, self.duration, self.count, self.model = rps, duration, count, model
@@ -139,8 +137,6 @@ class TrafficGenerator:
             outcome, _, _ = self._infer(self.gateway, headers)
             upstream = self.access_log.upstream(request_id) if self.access_log is not None else None
             if upstream or (upstream is None and outcome != "failed"):
-                with self._lock:
-                    self.gateway_ready_s = round(timeout_s - (deadline - time.monotonic()), 3)
                 return
             self._stop.wait(0.2)
             self._refresh()
